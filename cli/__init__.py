@@ -1,0 +1,1 @@
+"""The `reasongen` command line (Typer). One module per command group."""

@@ -1,0 +1,9 @@
+"""`reasongen build` commands (filled in by its stage)."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    pass

@@ -1,0 +1,9 @@
+"""`reasongen generate` commands (filled in by its stage)."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    pass

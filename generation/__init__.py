@@ -1,0 +1,1 @@
+"""Generation: restructure records for training, render prompts, run a backend, check and keep drafts."""

@@ -1,0 +1,114 @@
+"""Generate drafts for a list of record ids: what one chunk (or an in-process run) calls.
+
+Sub-batches are the unit of commit: a crash loses at most the sub-batch in flight, and the cache key
+means a re-run skips what was already written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from generation.backends.base import Backend
+from generation.records import DraftResult, TrainingView
+from generation.restructure import restructure
+from generation.templates import Template
+from storage.uow import UnitOfWork
+
+
+@dataclass
+class RunStats:
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    stopped: bool = False
+
+    def add(self, result: DraftResult) -> None:
+        self.failed += result.failed
+        self.done += not result.failed
+        self.prompt_tokens += result.prompt_tokens
+        self.completion_tokens += result.completion_tokens
+        self.cost_usd += result.cost_usd
+
+
+def cache_key(record_hash: str, template: Template, backend: Backend, extra: dict[str, Any] | None = None) -> str:
+    parts = [record_hash, template.hash, backend.name, backend.model, backend.cache_params(), extra or {}]
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def _batched(items: Sequence[int], size: int) -> Iterator[Sequence[int]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def generate_drafts(
+    uow_factory: Callable[[], UnitOfWork],
+    record_ids: Sequence[int],
+    backend: Backend,
+    template: Template,
+    *,
+    batch_id: int | None = None,
+    force: bool = False,
+    notes: dict[int, str] | None = None,
+    sub_batch_size: int = 16,
+    should_stop: Callable[[], bool] | None = None,
+    on_progress: Callable[[RunStats], None] | None = None,
+) -> RunStats:
+    stats = RunStats()
+    for sub in _batched(record_ids, sub_batch_size):
+        if should_stop and should_stop():
+            stats.stopped = True
+            break
+        views, keys = _pending_views(uow_factory, sub, backend, template, force, notes or {}, stats)
+        results = backend.generate([template.render(v, (notes or {}).get(v.record_id)) for v in views])
+        _save(uow_factory, views, keys, results, backend, template, batch_id, stats)
+        if on_progress:
+            on_progress(stats)
+    return stats
+
+
+def _pending_views(uow_factory, ids, backend, template, force, notes, stats):  # type: ignore[no-untyped-def]
+    with uow_factory() as uow:
+        views = [restructure(r) for r in uow.records.by_ids(ids)]
+        keys = {v.record_id: cache_key(v.content_hash, template, backend, _extra(v, notes, force)) for v in views}
+        done = uow.drafts.existing_keys(keys.values())
+    todo = [v for v in views if keys[v.record_id] not in done]
+    stats.skipped += len(views) - len(todo)
+    return todo, keys
+
+
+def _extra(view: TrainingView, notes: dict[int, str], force: bool) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
+    if view.record_id in notes:
+        extra["note"] = notes[view.record_id]
+    if force:
+        import uuid
+
+        extra["force"] = uuid.uuid4().hex
+    return extra
+
+
+def _save(uow_factory, views, keys, results, backend, template, batch_id, stats):  # type: ignore[no-untyped-def]
+    with uow_factory() as uow:
+        for view, result in zip(views, results, strict=True):
+            uow.drafts.add(_draft_values(view, keys[view.record_id], result, backend, template, batch_id))
+            stats.add(result)
+        uow.commit()
+
+
+def _draft_values(view, key, result: DraftResult, backend, template, batch_id) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    return dict(
+        record_id=view.record_id, batch_id=batch_id, cache_key=key, record_hash=view.content_hash,
+        template_name=template.name, template_hash=template.hash, backend=backend.name, model=backend.model,
+        params=backend.cache_params(), transformed_input=result.transformed_input, reasoning=result.reasoning,
+        response=result.response, raw_text=result.raw_text, error=result.error,
+        finish_reason=result.finish_reason, prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens, cost_usd=result.cost_usd, latency_s=result.latency_s,
+        flags=list(result.flags), is_fake=backend.is_fake, status="failed" if result.failed else "pending",
+    )

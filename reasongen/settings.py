@@ -1,0 +1,73 @@
+"""One typed settings object, read at entry points only (CLI commands, worker start-up)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DB_FILE = "reasongen.db"
+
+# USD per 1M tokens (prompt, completion). Unknown models cost 0 and say so in the status.
+DEFAULT_PRICES: dict[str, tuple[float, float]] = {
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "gpt-4.1": (2.00, 8.00),
+}
+
+
+def _env(name: str, *more: str) -> AliasChoices:
+    return AliasChoices(name, *more)
+
+
+class Settings(BaseSettings):
+    """Every knob, with its environment variable. CLI options override these per command."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    database_url: str = Field(
+        default_factory=lambda: f"sqlite:///{Path.cwd() / DEFAULT_DB_FILE}",
+        validation_alias=_env("REASONGEN_DATABASE_URL"),
+    )
+    broker_url: str | None = Field(default=None, validation_alias=_env("REASONGEN_BROKER_URL"))
+    redis_url: str | None = Field(default=None, validation_alias=_env("REASONGEN_REDIS_URL"))
+
+    openai_api_key: SecretStr | None = Field(default=None, validation_alias=_env("OPENAI_API_KEY"))
+    openai_base_url: str | None = Field(default=None, validation_alias=_env("OPENAI_BASE_URL"))
+    teacher_model: str = Field(default="gpt-4o-mini", validation_alias=_env("REASONGEN_TEACHER_MODEL"))
+    teacher_concurrency: int = Field(default=64, ge=1, validation_alias=_env("REASONGEN_TEACHER_CONCURRENCY"))
+    teacher_rpm: int | None = Field(default=None, ge=1, validation_alias=_env("REASONGEN_TEACHER_RPM"))
+    teacher_tpm: int | None = Field(default=None, ge=1, validation_alias=_env("REASONGEN_TEACHER_TPM"))
+    teacher_timeout_s: float = Field(default=120.0, gt=0, validation_alias=_env("REASONGEN_TEACHER_TIMEOUT"))
+    teacher_max_retries: int = Field(default=6, ge=0, validation_alias=_env("REASONGEN_TEACHER_MAX_RETRIES"))
+    prices: dict[str, tuple[float, float]] = Field(
+        default_factory=lambda: dict(DEFAULT_PRICES), validation_alias=_env("REASONGEN_PRICES")
+    )
+
+    local_model: str = Field(default="microsoft/phi-2", validation_alias=_env("REASONGEN_LOCAL_MODEL"))
+    local_batch_size: int = Field(default=8, ge=1, validation_alias=_env("REASONGEN_LOCAL_BATCH_SIZE"))
+
+    templates_dir: Path | None = Field(default=None, validation_alias=_env("REASONGEN_TEMPLATES_DIR"))
+    max_record_bytes: int = Field(default=1_000_000, ge=1, validation_alias=_env("REASONGEN_MAX_RECORD_BYTES"))
+    chunk_size: int = Field(default=50, ge=1, validation_alias=_env("REASONGEN_CHUNK_SIZE"))
+    reviewer: str | None = Field(default=None, validation_alias=_env("REASONGEN_REVIEWER"))
+
+    def api_key(self) -> str | None:
+        return self.openai_api_key.get_secret_value() if self.openai_api_key else None
+
+    def effective_redis_url(self) -> str | None:
+        """Redis for the shared rate limiter: explicit, else the broker when it is Redis."""
+        if self.redis_url:
+            return self.redis_url
+        if self.broker_url and self.broker_url.startswith(("redis://", "rediss://")):
+            return self.broker_url
+        return None
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment, then apply non-None CLI overrides."""
+    base = Settings()
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    return base.model_copy(update=clean) if clean else base

@@ -1,0 +1,300 @@
+"""Tables. PostgreSQL is the source of truth for every stage; SQLite is the embedded default.
+
+Schema changes go through Alembic (storage/migrations); never create tables from these models directly.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# JSONB on PostgreSQL (indexable, compact), JSON text on SQLite.
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+# SQLite only auto-increments INTEGER PRIMARY KEY, so BIGINT ids are INTEGER there.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSONType, list[Any]: JSONType}
+
+
+class TimestampMixin:
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class Dataset(TimestampMixin, Base):
+    __tablename__ = "datasets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    description: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class Record(TimestampMixin, Base):
+    """One source record. A changed record keeps its id; its old content moves to record_versions."""
+
+    __tablename__ = "records"
+    __table_args__ = (
+        UniqueConstraint("dataset_id", "key", name="uq_records_dataset_key"),
+        Index("ix_records_dataset_lang_field", "dataset_id", "lang", "field"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(200))  # the record's id in the source file
+    lang: Mapped[str] = mapped_column(String(8))
+    instruction: Mapped[str] = mapped_column(Text)
+    input: Mapped[str] = mapped_column(Text, default="")
+    output: Mapped[str] = mapped_column(Text)
+    field: Mapped[str | None] = mapped_column(String(200), default=None)
+    uniqueness: Mapped[str | None] = mapped_column(String(50), default=None)
+    meta: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+
+class RecordVersion(Base):
+    """A superseded content version of a record (written when ingest sees changed content)."""
+
+    __tablename__ = "record_versions"
+    __table_args__ = (UniqueConstraint("record_id", "version", name="uq_record_versions"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    record_id: Mapped[int] = mapped_column(ForeignKey("records.id", ondelete="CASCADE"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    lang: Mapped[str] = mapped_column(String(8))
+    instruction: Mapped[str] = mapped_column(Text)
+    input: Mapped[str] = mapped_column(Text, default="")
+    output: Mapped[str] = mapped_column(Text)
+    field: Mapped[str | None] = mapped_column(String(200), default=None)
+    uniqueness: Mapped[str | None] = mapped_column(String(50), default=None)
+    meta: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    superseded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Batch(TimestampMixin, Base):
+    """A generation job over a set of records, split into chunks."""
+
+    __tablename__ = "batches"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(20), default="generate")  # generate | rebuild | retry
+    backend: Mapped[str] = mapped_column(String(50))
+    model: Mapped[str] = mapped_column(String(200))
+    template_name: Mapped[str] = mapped_column(String(200))
+    params: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    filters: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    status: Mapped[str] = mapped_column(String(20), default="queued", index=True)
+    status_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    chunk_size: Mapped[int] = mapped_column(Integer)
+    total_records: Mapped[int] = mapped_column(Integer, default=0)
+    max_cost_usd: Mapped[float | None] = mapped_column(Float, default=None)
+    max_tokens: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    then: Mapped[str | None] = mapped_column(String(20), default=None)  # build | train
+    followup_enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+
+class Chunk(TimestampMixin, Base):
+    """The unit of work and of retry. Claimed with a lease; the broker only carries its id."""
+
+    __tablename__ = "chunks"
+    __table_args__ = (
+        UniqueConstraint("batch_id", "seq", name="uq_chunks_batch_seq"),
+        Index("ix_chunks_status_lease", "status", "lease_expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    record_ids: Mapped[list[Any]] = mapped_column(JSONType, default=list)
+    status: Mapped[str] = mapped_column(String(20), default="queued")  # queued|leased|done|failed|cancelled
+    lease_owner: Mapped[str | None] = mapped_column(String(200), default=None)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    n_done: Mapped[int] = mapped_column(Integer, default=0)
+    n_failed: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Draft(TimestampMixin, Base):
+    """What a model wrote for one record, with its review status.
+
+    ``cache_key`` is the idempotency key: (record content hash, template hash, backend, model, params).
+    At most one draft per (record, template, model) is current; older ones stay as history.
+    """
+
+    __tablename__ = "drafts"
+    __table_args__ = (
+        Index(
+            "uq_drafts_current",
+            "record_id",
+            "template_name",
+            "model",
+            unique=True,
+            sqlite_where=text("is_current = 1"),
+            postgresql_where=text("is_current"),
+        ),
+        Index("ix_drafts_status", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    record_id: Mapped[int] = mapped_column(ForeignKey("records.id", ondelete="CASCADE"), index=True)
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id", ondelete="SET NULL"), default=None)
+    cache_key: Mapped[str] = mapped_column(String(64), unique=True)
+    record_hash: Mapped[str] = mapped_column(String(64))
+    template_name: Mapped[str] = mapped_column(String(200))
+    template_hash: Mapped[str] = mapped_column(String(64))
+    backend: Mapped[str] = mapped_column(String(50))
+    model: Mapped[str] = mapped_column(String(200))
+    params: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    transformed_input: Mapped[str | None] = mapped_column(Text, default=None)
+    reasoning: Mapped[str | None] = mapped_column(Text, default=None)
+    response: Mapped[str | None] = mapped_column(Text, default=None)
+    raw_text: Mapped[str | None] = mapped_column(Text, default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    finish_reason: Mapped[str | None] = mapped_column(String(50), default=None)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    latency_s: Mapped[float] = mapped_column(Float, default=0.0)
+    flags: Mapped[list[Any]] = mapped_column(JSONType, default=list)
+    is_fake: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_current: Mapped[bool] = mapped_column(Boolean, default=True)
+    status: Mapped[str] = mapped_column(String(20), default="pending")  # pending|approved|rejected|failed
+    edited: Mapped[bool] = mapped_column(Boolean, default=False)
+    review_note: Mapped[str | None] = mapped_column(Text, default=None)
+    reviewer: Mapped[str | None] = mapped_column(String(200), default=None)
+    reviewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    # Optimistic concurrency: every review change bumps it; a stale writer gets a conflict.
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class ReviewEvent(Base):
+    """Audit trail: who did what to a draft, when, with the text before and after."""
+
+    __tablename__ = "review_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    draft_id: Mapped[int] = mapped_column(ForeignKey("drafts.id", ondelete="CASCADE"), index=True)
+    reviewer: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(20))  # approve|reject|edit|reset|auto-approve
+    from_status: Mapped[str] = mapped_column(String(20))
+    to_status: Mapped[str] = mapped_column(String(20))
+    note: Mapped[str | None] = mapped_column(Text, default=None)
+    before: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    after: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Build(Base):
+    """A versioned SFT set written from approved drafts, with its manifest and lineage."""
+
+    __tablename__ = "builds"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("builds.id", ondelete="SET NULL"), default=None)
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id", ondelete="SET NULL"), default=None)
+    out_dir: Mapped[str] = mapped_column(Text)
+    params: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    manifest: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    manifest_sha256: Mapped[str] = mapped_column(String(64))
+    n_train: Mapped[int] = mapped_column(Integer, default=0)
+    n_eval: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Run(TimestampMixin, Base):
+    """A training run of a LoRA adapter on one build."""
+
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    build_id: Mapped[int] = mapped_column(ForeignKey("builds.id", ondelete="CASCADE"), index=True)
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id", ondelete="SET NULL"), default=None)
+    status: Mapped[str] = mapped_column(String(20), default="queued")  # queued|running|completed|failed
+    base_model: Mapped[str] = mapped_column(String(500))
+    config: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    output_dir: Mapped[str] = mapped_column(Text)
+    tokens_per_s: Mapped[float | None] = mapped_column(Float, default=None)
+    final_train_loss: Mapped[float | None] = mapped_column(Float, default=None)
+    final_eval_loss: Mapped[float | None] = mapped_column(Float, default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+
+class RunMetric(Base):
+    """One logged point of a run's loss curve (train or eval)."""
+
+    __tablename__ = "run_metrics"
+    __table_args__ = (UniqueConstraint("run_id", "split", "step", name="uq_run_metrics"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    split: Mapped[str] = mapped_column(String(10))  # train | eval
+    step: Mapped[int] = mapped_column(Integer)
+    epoch: Mapped[float | None] = mapped_column(Float, default=None)
+    loss: Mapped[float] = mapped_column(Float)
+    learning_rate: Mapped[float | None] = mapped_column(Float, default=None)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class EvalSample(Base):
+    """Base model and adapter answers to the same prompt, side by side."""
+
+    __tablename__ = "eval_samples"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    record_key: Mapped[str | None] = mapped_column(String(200), default=None)
+    prompt: Mapped[str] = mapped_column(Text)
+    reference: Mapped[str | None] = mapped_column(Text, default=None)
+    base_output: Mapped[str] = mapped_column(Text)
+    adapter_output: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class WorkerHeartbeat(Base):
+    """Last sign of life of each worker process, for `reasongen workers` without Flower."""
+
+    __tablename__ = "worker_heartbeats"
+
+    hostname: Mapped[str] = mapped_column(String(200), primary_key=True)
+    queues: Mapped[list[Any]] = mapped_column(JSONType, default=list)
+    concurrency: Mapped[int] = mapped_column(Integer, default=1)
+    pid: Mapped[int | None] = mapped_column(Integer, default=None)
+    current_chunk_id: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    records_processed: Mapped[int] = mapped_column(BigInteger, default=0)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -1,0 +1,10 @@
+"""Repository for builds (filled in by its stage)."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+
+class BuildRepository:
+    def __init__(self, session: Session):
+        self.session = session
