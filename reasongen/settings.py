@@ -25,7 +25,7 @@ def _env(name: str, *more: str) -> AliasChoices:
 class Settings(BaseSettings):
     """Every knob, with its environment variable. CLI options override these per command."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True, env_ignore_empty=True)
 
     database_url: str = Field(
         default_factory=lambda: f"sqlite:///{Path.cwd() / DEFAULT_DB_FILE}",
