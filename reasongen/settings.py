@@ -54,6 +54,19 @@ class Settings(BaseSettings):
     chunk_size: int = Field(default=50, ge=1, validation_alias=_env("REASONGEN_CHUNK_SIZE"))
     reviewer: str | None = Field(default=None, validation_alias=_env("REASONGEN_REVIEWER"))
 
+    # Job queue (workers/). The visibility timeout must outlast the chunk time limit, or Redis would hand a
+    # running chunk to a second worker; the lease is renewed at every sub-batch boundary.
+    sub_batch_size: int = Field(default=16, ge=1, validation_alias=_env("REASONGEN_SUB_BATCH_SIZE"))
+    lease_s: float = Field(default=300.0, gt=0, validation_alias=_env("REASONGEN_LEASE_SECONDS"))
+    chunk_time_limit_s: int = Field(default=3600, ge=1, validation_alias=_env("REASONGEN_CHUNK_TIME_LIMIT"))
+    visibility_timeout_s: int = Field(default=7200, ge=1, validation_alias=_env("REASONGEN_VISIBILITY_TIMEOUT"))
+    max_attempts: int = Field(default=3, ge=1, validation_alias=_env("REASONGEN_MAX_ATTEMPTS"))
+    sweep_interval_s: float = Field(default=30.0, gt=0, validation_alias=_env("REASONGEN_SWEEP_INTERVAL"))
+    requeue_after_s: float = Field(default=120.0, gt=0, validation_alias=_env("REASONGEN_REQUEUE_AFTER"))
+    heartbeat_interval_s: float = Field(default=10.0, gt=0, validation_alias=_env("REASONGEN_HEARTBEAT_INTERVAL"))
+    queue_prefix: str = Field(default="", validation_alias=_env("REASONGEN_QUEUE_PREFIX"))
+    worker_imports: list[str] = Field(default_factory=list, validation_alias=_env("REASONGEN_WORKER_IMPORTS"))
+
     def api_key(self) -> str | None:
         return self.openai_api_key.get_secret_value() if self.openai_api_key else None
 
