@@ -1,0 +1,68 @@
+import json
+import subprocess
+import sys
+import urllib.request
+
+import openai
+import pytest
+from openai import OpenAI
+
+PROMPT = "Instruction: Sum them.\n\nInput (English):\n2 and 3\n\nReference answer:\nThe sum is 5."
+
+
+def _ask(client, content=PROMPT, **kw):
+    return client.chat.completions.create(model="m", messages=[{"role": "user", "content": content}], **kw)
+
+
+def test_stub_answers_a_json_draft_with_usage_and_counts_faults(stub):
+    url, handle = stub(api_key="sk-test-key", script=["error", "ratelimit"])
+    client = OpenAI(base_url=url, api_key="sk-test-key", max_retries=0)
+    with pytest.raises(openai.InternalServerError):
+        _ask(client)
+    with pytest.raises(openai.RateLimitError):
+        _ask(client)
+    reply = _ask(client)
+    draft = json.loads(reply.choices[0].message.content)
+    assert draft == {**draft, "transformed_input": "2 and 3", "response": "The sum is 5."}
+    assert reply.usage.prompt_tokens > 0 and reply.usage.completion_tokens > 0
+    with pytest.raises(openai.AuthenticationError):
+        _ask(OpenAI(base_url=url, api_key="wrong", max_retries=0))
+    stats = handle.stats()
+    assert (stats["status_500"], stats["status_429"], stats["status_200"]) == (1, 1, 1)
+    assert (stats["auth_ok"], stats["auth_bad"]) == (3, 1)
+
+
+def test_stub_rate_limit_answers_429_with_retry_after(stub):
+    url, handle = stub(rps_limit=1, rps_burst=1)
+    client = OpenAI(base_url=url, api_key="k", max_retries=0)
+    _ask(client)
+    with pytest.raises(openai.RateLimitError) as caught:
+        _ask(client)
+    assert int(caught.value.response.headers["retry-after"]) >= 1
+    assert handle.stats()["status_429"] == 1
+
+
+def test_stub_faults_by_marker_truncation_refusal_and_schema_rejection(stub):
+    url, _ = stub(reject_json_schema=True)
+    client = OpenAI(base_url=url, api_key="k", max_retries=0)
+    assert _ask(client, PROMPT + " [[stub:length]]").choices[0].finish_reason == "length"
+    assert _ask(client, PROMPT + " [[stub:refusal]]").choices[0].message.refusal
+    bad = _ask(client, PROMPT + " [[stub:malformed:once]]").choices[0].message.content
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(bad)
+    json.loads(_ask(client, PROMPT + " [[stub:malformed:once]]").choices[0].message.content)
+    schema = {"type": "json_schema", "json_schema": {"name": "d", "schema": {"type": "object"}}}
+    with pytest.raises(openai.BadRequestError):
+        _ask(client, response_format=schema)
+
+
+def test_stub_runs_as_a_module(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "generation.backends.openai_stub", "--port", "0"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        base = proc.stdout.readline().split()[3]
+        with urllib.request.urlopen(base.replace("/v1", "/stats"), timeout=5) as reply:
+            assert json.load(reply)["in_flight"] == 0
+    finally:
+        proc.terminate()
+        proc.wait(10)
