@@ -1,0 +1,102 @@
+"""build-sft: approved drafts -> examples -> dedupe, length filter, split -> files + manifest + build row."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from storage.uow import UnitOfWork
+from training import examples as ex
+from training.formats import resolve_formats, write_all
+from training.manifest import MANIFEST_NAME, build_manifest, file_hashes, sha256_file
+from training.split import split
+
+
+@dataclass
+class BuildOptions:
+    dataset: str
+    out_dir: str | None = None  # default: ./builds/<dataset>/build-<id>
+    where: dict[str, str] = field(default_factory=dict)
+    eval_fraction: float = 0.1
+    seed: int = 0
+    formats: list[str] | None = None
+    max_length: int | None = None
+    tokenizer: str | None = None
+    template: str | None = None  # a TOML file with prompt/completion; None = the seed layout
+    batch_id: int | None = None
+
+
+@dataclass
+class BuildResult:
+    build_id: int
+    out_dir: Path
+    manifest: dict[str, Any]
+    manifest_sha256: str
+
+
+def default_build_dir(dataset: str, build_id: int) -> Path:
+    return Path.cwd() / "builds" / dataset / f"build-{build_id}"
+
+
+def build_sft(uow_factory: Callable[[], UnitOfWork], options: BuildOptions) -> BuildResult:
+    template = ex.load_sft_template(Path(options.template) if options.template else None)
+    params = _params(options, resolve_formats(options.formats))
+    with uow_factory() as uow:
+        dataset = uow.records.dataset(options.dataset)
+        rows = uow.builds.approved_rows(dataset.id, options.where)
+        if not rows:
+            raise ValueError(f"Dataset {options.dataset!r} has no approved drafts{_filters(options.where)}")
+        parent = uow.builds.latest(dataset.id)
+        build = uow.builds.add(dataset.id, parent.id if parent else None, options.batch_id, params)
+        out = Path(options.out_dir) if options.out_dir else default_build_dir(options.dataset, build.id)
+        parent_manifest = {**parent.manifest, "build_id": parent.id} if parent else None
+        manifest = write_build(rows, template, params, out, parent_manifest)
+        sha = sha256_file(out / MANIFEST_NAME)
+        uow.builds.finish(build, str(out.resolve()), manifest, sha)
+        uow.commit()
+    return BuildResult(build.id, out, manifest, sha)
+
+
+def _params(options: BuildOptions, formats: list[str]) -> dict[str, Any]:
+    params = asdict(options)
+    for name in ("out_dir", "batch_id"):
+        params.pop(name)
+    return {**params, "formats": formats}
+
+
+def _filters(where: dict[str, str]) -> str:
+    return f" matching {where}" if where else ""
+
+
+def make_splits(rows, template, params) -> tuple[dict[str, list[ex.Example]], dict[str, list[int]]]:  # type: ignore[no-untyped-def]
+    examples = [ex.make_example(row, template) for row in rows]
+    examples, duplicates = ex.dedupe(examples)
+    examples, too_long = ex.drop_too_long(examples, params["tokenizer"], params["max_length"])
+    splits = split(examples, lambda e: e.key, params["eval_fraction"], params["seed"])
+    return splits, {"duplicates": duplicates, "too_long": too_long}
+
+
+def write_build(rows, template, params, out: Path, parent_manifest) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """Write into a scratch folder next to ``out``, then move it in place: no half-written build."""
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} already holds files; choose an empty or new --out folder")
+    splits, dropped = make_splits(rows, template, params)
+    scratch = out.parent / f".{out.name}.{uuid.uuid4().hex[:8]}.tmp"
+    scratch.mkdir(parents=True)
+    try:
+        write_all(scratch, splits, params["dataset"], params["formats"])
+        manifest = build_manifest(splits, dropped, template, params, file_hashes(scratch), parent_manifest)
+        text = json.dumps(manifest, indent=1, ensure_ascii=False, sort_keys=True) + "\n"
+        (scratch / MANIFEST_NAME).write_text(text, encoding="utf-8")
+        if out.exists():
+            out.rmdir()
+        scratch.rename(out)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    return manifest

@@ -1,0 +1,143 @@
+"""Writers for every output format of a build. Each writes under the build folder, in row order.
+
+No timestamps or absolute paths go into these files, so the same examples give the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+
+from training.examples import Example
+
+Splits = dict[str, list[Example]]
+SPLITS = ("train", "eval")
+
+
+def _jsonl(path: Path, rows) -> None:  # type: ignore[no-untyped-def]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as fh:
+        for row in rows:
+            fh.write(orjson.dumps(row) + b"\n")
+
+
+def _per_split(folder: str, to_row: Callable[[Example], dict]) -> Callable[[Path, Splits, str], None]:
+    def write(root: Path, splits: Splits, dataset: str) -> None:
+        for name in SPLITS:
+            _jsonl(root / folder / f"{name}.jsonl", (to_row(e) for e in splits[name]))
+
+    return write
+
+
+def _messages(e: Example) -> dict:
+    return {"messages": [{"role": "user", "content": e.prompt}, {"role": "assistant", "content": e.completion}]}
+
+
+def _alpaca(e: Example) -> dict:
+    return {"instruction": e.instruction, "input": e.input, "output": e.completion}
+
+
+def _sharegpt(e: Example) -> dict:
+    return {"conversations": [{"from": "human", "value": e.prompt}, {"from": "gpt", "value": e.completion}]}
+
+
+COLUMNS = ("key", "draft_id", "lang", "field", "uniqueness", "prompt", "completion")
+
+
+def _table(rows: list[Example]):  # type: ignore[no-untyped-def]
+    import pyarrow as pa
+
+    schema = pa.schema([(c, pa.int64() if c == "draft_id" else pa.string()) for c in COLUMNS])
+    return pa.table({c: [getattr(e, c) for e in rows] for c in COLUMNS}, schema=schema)
+
+
+def write_parquet(root: Path, splits: Splits, dataset: str) -> None:
+    import pyarrow.parquet as pq
+
+    (root / "parquet").mkdir(parents=True, exist_ok=True)
+    for name in SPLITS:
+        pq.write_table(_table(splits[name]), root / "parquet" / f"{name}.parquet")
+
+
+def write_hf_dataset(root: Path, splits: Splits, dataset: str) -> None:
+    """`datasets` save_to_disk, with fingerprints derived from the content so the folder is reproducible."""
+    import hashlib
+
+    from datasets import Dataset, DatasetDict, disable_progress_bars
+
+    disable_progress_bars()  # the CLI shows its own progress
+    parts = {}
+    for name in SPLITS:
+        table = _table(splits[name])
+        digest = hashlib.sha256("".join(e.digest for e in splits[name]).encode()).hexdigest()[:16]
+        parts[name] = Dataset(table, fingerprint=f"{name}-{digest}")
+    DatasetDict(parts).save_to_disk(str(root / "hf_dataset"))
+
+
+def write_llama_factory(root: Path, splits: Splits, dataset: str) -> None:
+    """dataset_info.json for LLaMA-Factory (use this folder as --dataset_dir)."""
+    info = {}
+    for name in SPLITS:
+        info[f"{dataset}_alpaca_{name}"] = {
+            "file_name": f"alpaca/{name}.jsonl",
+            "columns": {"prompt": "instruction", "query": "input", "response": "output"},
+        }
+        info[f"{dataset}_sharegpt_{name}"] = {
+            "file_name": f"sharegpt/{name}.jsonl", "formatting": "sharegpt",
+            "columns": {"messages": "conversations"},
+            "tags": {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt"},
+        }
+    (root / "dataset_info.json").write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _axolotl_entry(split: str) -> list[str]:
+    return [
+        f"  - path: prompt_completion/{split}.jsonl",
+        "    ds_type: json",
+        "    split: train",
+        "    type:",
+        "      field_instruction: prompt",
+        "      field_output: completion",
+        '      format: "{instruction}"',
+        '      no_input_format: "{instruction}"',
+    ]
+
+
+def write_axolotl(root: Path, splits: Splits, dataset: str) -> None:
+    """A `datasets:` snippet to paste into an axolotl config (paths are relative to this build folder)."""
+    lines = ["# reasongen build: run axolotl from this folder or make the paths absolute.",
+             "train_on_inputs: false", "datasets:", *_axolotl_entry("train"), "test_datasets:",
+             *_axolotl_entry("eval")]
+    (root / "axolotl.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+WRITERS: dict[str, Callable[[Path, Splits, str], None]] = {
+    "prompt_completion": _per_split("prompt_completion", lambda e: {"prompt": e.prompt, "completion": e.completion}),
+    "messages": _per_split("messages", _messages),
+    "alpaca": _per_split("alpaca", _alpaca),
+    "sharegpt": _per_split("sharegpt", _sharegpt),
+    "parquet": write_parquet,
+    "hf_dataset": write_hf_dataset,
+    "llama_factory": write_llama_factory,
+    "axolotl": write_axolotl,
+}
+# A format that points at other files brings them along; prompt_completion is what `train` reads.
+NEEDS = {"llama_factory": ("alpaca", "sharegpt"), "axolotl": ("prompt_completion",)}
+DEFAULT_FORMATS = tuple(WRITERS)
+
+
+def resolve_formats(names: list[str] | tuple[str, ...] | None) -> list[str]:
+    chosen = list(names or DEFAULT_FORMATS)
+    unknown = [n for n in chosen if n not in WRITERS]
+    if unknown:
+        raise ValueError(f"Unknown format(s) {unknown}; choose from: {', '.join(WRITERS)}")
+    wanted = {"prompt_completion", *chosen, *(d for n in chosen for d in NEEDS.get(n, ()))}
+    return [n for n in WRITERS if n in wanted]
+
+
+def write_all(root: Path, splits: Splits, dataset: str, formats: list[str]) -> None:
+    for name in formats:
+        WRITERS[name](root, splits, dataset)

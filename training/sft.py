@@ -1,0 +1,99 @@
+"""The pieces of one SFT run: model, tokenizer, LoRA, TRL config, datasets, trainer.
+
+Prompt/completion data makes TRL mask the prompt tokens (completion_only_loss), so the loss falls on
+the reasoning, the transformed input and the answer only.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import orjson
+
+from training.config import TrainConfig
+
+
+def use_gpu(cfg: TrainConfig) -> bool:
+    import torch
+
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device=cuda was asked for but no CUDA device is available")
+    return cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+
+
+def load_tokenizer(path: str):  # type: ignore[no-untyped-def]
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(path: str, gpu: bool):  # type: ignore[no-untyped-def]
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    # bf16 on a GPU; float32 on CPU, where bf16 matmuls are slow and lossy.
+    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16 if gpu else torch.float32)
+
+
+def lora_config(cfg: TrainConfig):  # type: ignore[no-untyped-def]
+    from peft import LoraConfig
+
+    return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=list(cfg.target_modules), bias="none", task_type="CAUSAL_LM")
+
+
+def sft_config(cfg: TrainConfig, output_dir: Path, has_eval: bool, gpu: bool):  # type: ignore[no-untyped-def]
+    from trl import SFTConfig
+
+    steps = {"max_steps": cfg.max_steps} if cfg.max_steps else {"num_train_epochs": cfg.epochs}
+    evals = {"eval_strategy": "steps", "eval_steps": cfg.eval_steps or cfg.logging_steps} if has_eval else {}
+    return SFTConfig(
+        output_dir=str(output_dir), learning_rate=cfg.learning_rate, per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
+        logging_steps=cfg.logging_steps, save_strategy="steps", save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit, seed=cfg.seed, max_length=cfg.max_length,
+        completion_only_loss=True, bf16=gpu, fp16=False, gradient_checkpointing=gpu, use_cpu=not gpu,
+        include_num_input_tokens_seen="non_padding", report_to=[], disable_tqdm=True,
+        dataloader_num_workers=0, **steps, **evals,
+    )
+
+
+def read_split(build_dir: Path, split: str):  # type: ignore[no-untyped-def]
+    """The build's prompt/completion split as a `datasets.Dataset` (None when empty or absent)."""
+    from datasets import Dataset
+
+    path = Path(build_dir) / "prompt_completion" / f"{split}.jsonl"
+    if not path.is_file():
+        return None
+    rows = [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+    return Dataset.from_list(rows) if rows else None
+
+
+def make_trainer(cfg: TrainConfig, build_dir: Path, output_dir: Path, callbacks: list):  # type: ignore[no-untyped-def]
+    from trl import SFTTrainer
+
+    gpu = use_gpu(cfg)
+    train, evaluation = read_split(build_dir, "train"), read_split(build_dir, "eval")
+    if train is None:
+        raise ValueError(f"Build folder {build_dir} has no training examples (prompt_completion/train.jsonl)")
+    return SFTTrainer(
+        model=load_model(cfg.base_model, gpu), args=sft_config(cfg, output_dir, evaluation is not None, gpu),
+        train_dataset=train, eval_dataset=evaluation, processing_class=load_tokenizer(cfg.base_model),
+        peft_config=lora_config(cfg), callbacks=callbacks,
+    )
+
+
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+def last_checkpoint(output_dir: Path) -> Path | None:
+    """The newest complete checkpoint; a kill can leave a half-written one without trainer_state.json."""
+    if not output_dir.is_dir():
+        return None
+    done = [p for p in output_dir.iterdir()
+            if _CHECKPOINT.match(p.name) and (p / "trainer_state.json").is_file()]
+    return max(done, key=lambda p: int(_CHECKPOINT.match(p.name).group(1)), default=None)  # type: ignore[union-attr]

@@ -1,0 +1,88 @@
+"""Training runs: create one (a row with its full config), execute it (resuming from its last checkpoint).
+
+A worker on the `train` queue calls execute_run with the run id; without a broker the CLI calls it here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import reasongen
+from storage.uow import UnitOfWork
+from training import sft
+from training.callbacks import DbMetricsCallback, ThroughputCallback
+from training.config import TrainConfig
+
+RUN_INFO = "reasongen_run.json"
+
+
+@dataclass
+class RunOutcome:
+    run_id: int
+    global_step: int
+    resumed_from_step: int
+    tokens_per_s: float | None
+    final_train_loss: float | None
+    final_eval_loss: float | None
+    output_dir: Path
+
+
+def default_run_dir(run_id: int) -> Path:
+    return Path.cwd() / "runs" / f"run-{run_id}"
+
+
+def create_run(uow_factory: Callable[[], UnitOfWork], build_id: int, config: TrainConfig,
+               batch_id: int | None = None) -> int:
+    with uow_factory() as uow:
+        uow.builds.get(build_id)
+        run = uow.runs.add(build_id, config.base_model, config.to_dict(), batch_id=batch_id)
+        run.output_dir = str(Path(config.output_dir or default_run_dir(run.id)).resolve())
+        uow.commit()
+        return run.id
+
+
+def execute_run(uow_factory: Callable[[], UnitOfWork], run_id: int) -> RunOutcome:
+    """Train (or resume) one run. A failure is recorded on the run and re-raised."""
+    with uow_factory() as uow:
+        run = uow.runs.get(run_id)
+        build = uow.builds.get(run.build_id)
+        cfg, output_dir = TrainConfig.from_dict(run.config), Path(run.output_dir)
+        build_dir, build_info = Path(build.out_dir), {"build_id": build.id, "manifest_sha256": build.manifest_sha256}
+        uow.runs.mark_running(run)
+        uow.commit()
+    try:
+        outcome = _train(uow_factory, run_id, cfg, build_dir, output_dir, build_info)
+    except Exception as exc:
+        _finish(uow_factory, run_id, error=f"{type(exc).__name__}: {exc}")
+        raise
+    _finish(uow_factory, run_id, tokens_per_s=outcome.tokens_per_s,
+            final_train_loss=outcome.final_train_loss, final_eval_loss=outcome.final_eval_loss)
+    return outcome
+
+
+def _finish(uow_factory: Callable[[], UnitOfWork], run_id: int, **values: object) -> None:
+    with uow_factory() as uow:
+        uow.runs.mark_finished(uow.runs.get(run_id), **values)
+        uow.commit()
+
+
+def _train(uow_factory, run_id, cfg, build_dir, output_dir, build_info) -> RunOutcome:  # type: ignore[no-untyped-def]
+    throughput = ThroughputCallback()
+    trainer = sft.make_trainer(cfg, build_dir, output_dir, [DbMetricsCallback(uow_factory, run_id), throughput])
+    checkpoint = sft.last_checkpoint(output_dir)
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    final_eval = trainer.evaluate()["eval_loss"] if trainer.eval_dataset is not None else None
+    trainer.save_model(str(output_dir))
+    trainer.processing_class.save_pretrained(str(output_dir))
+    _write_run_info(output_dir, run_id, cfg, build_info)
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    return RunOutcome(run_id, trainer.state.global_step, throughput.resumed_from_step, throughput.tokens_per_s,
+                      losses[-1] if losses else None, final_eval, output_dir)
+
+
+def _write_run_info(output_dir: Path, run_id: int, cfg: TrainConfig, build_info: dict) -> None:
+    info = {"run_id": run_id, "reasongen_version": reasongen.__version__, **build_info, "config": cfg.to_dict()}
+    (output_dir / RUN_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
