@@ -1,0 +1,121 @@
+"""The bulk upsert stage: batches of SourceRecords in, counts out, all inside the caller's transaction.
+
+Per batch: stage the rows, drop ids already seen earlier in the file, copy the old content of changed
+records to record_versions, then one INSERT ... SELECT ... ON CONFLICT DO UPDATE that only touches rows
+whose content changed (or that come back from deletion). Unchanged rows are not written at all, so a
+second ingest of the same file changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import DateTime, bindparam, text
+from sqlalchemy.orm import Session
+
+from storage.ingest.staging import CREATE, SEEN, STAGE, StageLoader, loader_for
+from storage.ingest.types import SourceRecord
+from storage.models import utcnow
+
+_NOW = bindparam("now", type_=DateTime(timezone=True))
+_MATCH = f"FROM {STAGE} s JOIN records r ON r.dataset_id = :ds AND r.key = s.key"
+_CONTENT = "lang, instruction, input, output, field, uniqueness"
+
+SEEN_INSERT = text(
+    f"INSERT INTO {SEEN} (key, line) SELECT key, line FROM {STAGE} WHERE true ON CONFLICT (key) DO NOTHING RETURNING key"
+)
+FIRST_LINES = text(f"SELECT key, line FROM {SEEN} WHERE key IN :keys").bindparams(bindparam("keys", expanding=True))
+DROP_REPEATS = text(f"DELETE FROM {STAGE} WHERE key IN :keys").bindparams(bindparam("keys", expanding=True))
+CLASSIFY = text(
+    "SELECT count(r.id),"
+    " coalesce(sum(CASE WHEN r.content_hash <> s.content_hash THEN 1 ELSE 0 END), 0),"
+    f" coalesce(sum(CASE WHEN r.deleted_at IS NOT NULL THEN 1 ELSE 0 END), 0) {_MATCH}"
+)
+HISTORY = text(
+    f"INSERT INTO record_versions (record_id, version, content_hash, {_CONTENT}, meta, superseded_at)"
+    f" SELECT r.id, r.version, r.content_hash, r.lang, r.instruction, r.input, r.output, r.field, r.uniqueness,"
+    f" r.meta, :now {_MATCH} WHERE r.content_hash <> s.content_hash"
+).bindparams(_NOW)
+UPSERT = (
+    f"INSERT INTO records (dataset_id, key, {_CONTENT}, meta, content_hash, version, created_at, updated_at)"
+    f" SELECT :ds, key, {_CONTENT}, {{meta}}, content_hash, 1, :now, :now FROM {STAGE} WHERE true"
+    " ON CONFLICT (dataset_id, key) DO UPDATE SET"
+    " lang = excluded.lang, instruction = excluded.instruction, input = excluded.input,"
+    " output = excluded.output, field = excluded.field, uniqueness = excluded.uniqueness,"
+    " meta = excluded.meta, content_hash = excluded.content_hash,"
+    " version = records.version + CASE WHEN records.content_hash <> excluded.content_hash THEN 1 ELSE 0 END,"
+    " deleted_at = NULL, updated_at = excluded.updated_at"
+    " WHERE records.content_hash <> excluded.content_hash OR records.deleted_at IS NOT NULL"
+)
+PRUNE = text(
+    "UPDATE records SET deleted_at = :now, updated_at = :now"
+    " WHERE dataset_id = :ds AND deleted_at IS NULL"
+    f" AND NOT EXISTS (SELECT 1 FROM {SEEN} s WHERE s.key = records.key)"
+).bindparams(_NOW)
+
+
+@dataclass
+class BatchResult:
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    restored: int = 0
+    # (record, line of the first record with that id) for ids repeated from an earlier batch
+    repeats: list[tuple[SourceRecord, int]] = field(default_factory=list)
+
+
+class BulkWriter:
+    """Upserts batches with unique keys into one dataset. Use as a context manager."""
+
+    def __init__(self, session: Session, dataset_id: int, loader: StageLoader | None = None):
+        self.session = session
+        self.dataset_id = dataset_id
+        self.loader = loader or loader_for(session)
+        self.now: datetime = utcnow()
+        self.upsert = text(UPSERT.format(meta=self.loader.meta_sql)).bindparams(_NOW)
+
+    def __enter__(self) -> "BulkWriter":
+        for ddl in CREATE:
+            self.session.execute(text(ddl))
+        self._clear()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        # After an error the transaction is rolled back, which takes the staged rows along.
+        if exc[0] is None:
+            self.session.execute(text(f"DROP TABLE IF EXISTS {STAGE}"))
+            self.session.execute(text(f"DROP TABLE IF EXISTS {SEEN}"))
+
+    def _clear(self) -> None:
+        # A failed ingest on SQLite can leave the tables on a pooled connection.
+        self.session.execute(text(f"DELETE FROM {STAGE}"))
+        self.session.execute(text(f"DELETE FROM {SEEN}"))
+
+    def write(self, records: Sequence[SourceRecord]) -> BatchResult:
+        result = BatchResult()
+        self.loader.load(records)
+        result.repeats = self._drop_repeats(records)
+        existing, changed, result.restored = self.session.execute(CLASSIFY, {"ds": self.dataset_id}).one()
+        if changed:
+            self.session.execute(HISTORY, {"ds": self.dataset_id, "now": self.now})
+        if changed or result.restored or existing < len(records) - len(result.repeats):
+            self.session.execute(self.upsert, {"ds": self.dataset_id, "now": self.now})
+        result.inserted = len(records) - len(result.repeats) - existing
+        result.updated, result.unchanged = changed, existing - changed
+        return result
+
+    def _drop_repeats(self, records: Sequence[SourceRecord]) -> list[tuple[SourceRecord, int]]:
+        fresh = set(self.session.scalars(SEEN_INSERT))
+        if len(fresh) == len(records):
+            return []
+        repeated = [r for r in records if r.key not in fresh]
+        keys = [r.key for r in repeated]
+        first = dict(self.session.execute(FIRST_LINES, {"keys": keys}).tuples().all())
+        self.session.execute(DROP_REPEATS, {"keys": keys})
+        return [(r, first[r.key]) for r in repeated]
+
+    def prune(self) -> int:
+        """Mark the dataset's live records whose id this file did not contain as deleted."""
+        return self.session.execute(PRUNE, {"ds": self.dataset_id, "now": self.now}).rowcount or 0

@@ -1,0 +1,45 @@
+"""Language identification for records that do not say their language (lingua, a small language set).
+
+The set holds more than en/ja/zh on purpose: a Korean or French record must be recognised as such and
+rejected, not forced into the nearest of our three.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+from storage.ingest.types import LANGUAGES, Rejection, SourceRecord
+
+if TYPE_CHECKING:
+    from lingua import LanguageDetector
+
+CANDIDATES = ("ENGLISH", "JAPANESE", "CHINESE", "KOREAN", "FRENCH", "GERMAN", "SPANISH", "PORTUGUESE",
+              "ITALIAN", "RUSSIAN", "VIETNAMESE", "INDONESIAN", "ARABIC", "HINDI")
+SAMPLE_CHARS = 1000  # enough text to decide; long inputs would only slow detection down
+
+
+@lru_cache(maxsize=1)
+def detector() -> "LanguageDetector":
+    """Built once per process on first use: building it takes a while."""
+    from lingua import Language, LanguageDetectorBuilder
+
+    return LanguageDetectorBuilder.from_languages(*(getattr(Language, n) for n in CANDIDATES)).build()
+
+
+def detect(text: str) -> tuple[str, str] | None:
+    """(ISO 639-1 code, English name) of the text's language, or None when it cannot be told."""
+    found = detector().detect_language_of(text[:SAMPLE_CHARS])
+    return None if found is None else (found.iso_code_639_1.name.lower(), found.name.title())
+
+
+def fill_language(record: SourceRecord) -> SourceRecord | Rejection:
+    if record.lang is not None:
+        return record
+    # The answer is part of the evidence: short questions alone are often ambiguous.
+    found = detect("\n".join((record.instruction, record.input, record.output)))
+    if found is None or found[0] not in LANGUAGES:
+        seen = "could not identify it" if found is None else f"detected {found[1]}"
+        return Rejection(record.file, record.line, f"unknown language: {seen} (expected {', '.join(LANGUAGES)})")
+    return replace(record, lang=found[0])
