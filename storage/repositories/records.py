@@ -3,16 +3,48 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, and_, exists, func, select, update
 from sqlalchemy.orm import Session
 
-from storage.models import Dataset, Record
+from storage.models import Dataset, Draft, Record
 
 
 class DatasetNotFoundError(LookupError):
     def __init__(self, name: str):
         super().__init__(f"No dataset named {name!r}. List datasets with: reasongen datasets")
+
+
+@dataclass
+class DatasetOverview:
+    name: str
+    records: int
+    deleted: int
+    languages: dict[str, int]
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass
+class Staleness:
+    """Live records that need (re)generation: never drafted, or changed since their current draft."""
+
+    never_drafted: int = 0
+    changed: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.never_drafted + self.changed
+
+
+@dataclass
+class Breakdown:
+    dataset: str
+    records: int
+    groups: list[tuple[str, str | None, str | None, int]] = field(default_factory=list)  # lang, field, uniq, n
+    stale: Staleness = field(default_factory=Staleness)
 
 
 # Filters users may pass as --where key=value (comma separated).
@@ -39,6 +71,49 @@ class RecordRepository:
 
     def datasets(self) -> Sequence[Dataset]:
         return self.session.scalars(select(Dataset).order_by(Dataset.name)).all()
+
+    def touch_dataset(self, dataset_id: int, when: datetime) -> None:
+        self.session.execute(update(Dataset).where(Dataset.id == dataset_id).values(updated_at=when))
+
+    def overview(self) -> list[DatasetOverview]:
+        """Every dataset with its live record count per language (for `reasongen datasets`)."""
+        live = Record.deleted_at.is_(None)
+        stmt = (
+            select(Dataset, Record.lang, func.count(Record.id).filter(live), func.count(Record.id).filter(~live))
+            .join(Record, Record.dataset_id == Dataset.id, isouter=True)
+            .group_by(Dataset.id, Record.lang)
+            .order_by(Dataset.name, Record.lang)
+        )
+        found: dict[int, DatasetOverview] = {}
+        for ds, lang, n_live, n_deleted in self.session.execute(stmt):
+            row = found.setdefault(ds.id, DatasetOverview(ds.name, 0, 0, {}, ds.created_at, ds.updated_at))
+            row.records, row.deleted = row.records + n_live, row.deleted + n_deleted
+            if lang is not None and n_live:
+                row.languages[lang] = n_live
+        return list(found.values())
+
+    def breakdown(self, name: str) -> Breakdown:
+        """Live record counts by lang x field x uniqueness, and how many are stale (`reasongen show`)."""
+        ds = self.dataset(name)
+        stmt = (
+            select(Record.lang, Record.field, Record.uniqueness, func.count())
+            .where(Record.dataset_id == ds.id, Record.deleted_at.is_(None))
+            .group_by(Record.lang, Record.field, Record.uniqueness)
+            .order_by(Record.lang, Record.field, Record.uniqueness)
+        )
+        groups = [tuple(row) for row in self.session.execute(stmt)]
+        total = sum(row[3] for row in groups)
+        return Breakdown(ds.name, total, groups, self.staleness(ds.id))  # type: ignore[arg-type]
+
+    def staleness(self, dataset_id: int) -> Staleness:
+        current = and_(Draft.record_id == Record.id, Draft.is_current.is_(True))
+        has_draft = exists().where(current)
+        is_fresh = exists().where(current, Draft.record_hash == Record.content_hash)
+        stmt = select(
+            func.count().filter(~has_draft), func.count().filter(has_draft, ~is_fresh)
+        ).where(Record.dataset_id == dataset_id, Record.deleted_at.is_(None))
+        never, changed = self.session.execute(stmt).one()
+        return Staleness(never or 0, changed or 0)
 
     def by_ids(self, ids: Iterable[int]) -> list[Record]:
         ids = list(ids)
