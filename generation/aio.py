@@ -1,0 +1,49 @@
+"""A private event loop on a daemon thread, so sync callers (Celery tasks, the CLI) can drive async code.
+
+The loop outlives each call, so HTTP clients created on it keep their pooled keep-alive connections
+from one sub-batch to the next instead of reconnecting every time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def _serve(loop: asyncio.AbstractEventLoop) -> None:
+    asyncio.set_event_loop(loop)
+    loop.run_forever()
+    loop.close()
+
+
+class LoopThread:
+    def __init__(self, name: str = "reasongen-loop"):
+        self._name = name
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._ensure()).result()
+
+    def _ensure(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None or self._loop.is_closed():
+                self._loop = asyncio.new_event_loop()
+                threading.Thread(target=_serve, args=(self._loop,), name=self._name, daemon=True).start()
+            return self._loop
+
+    def close(self, final: Coroutine[Any, Any, Any] | None = None) -> None:
+        """Run ``final`` (e.g. closing clients) on the loop, then stop it."""
+        with self._lock:
+            loop, self._loop = self._loop, None
+        if loop is None:
+            if final is not None:
+                final.close()
+            return
+        if final is not None:
+            asyncio.run_coroutine_threadsafe(final, loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)

@@ -1,0 +1,298 @@
+"""The teacher backend: any OpenAI-compatible chat API through the official async SDK.
+
+Throughput comes from requests in flight (bounded by a semaphore, with an HTTP pool to match), paced by
+a rate limiter shared through Redis. Structured output falls back json_schema -> json_object -> text
+(tolerant parsing) and the process remembers what the server accepts. Every request is bounded in
+time and in retries; a record that cannot be drafted becomes a failed draft with the reason, never an
+exception. The API key lives in a SecretStr and is only unwrapped to build the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+import time
+import weakref
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import openai
+from pydantic import SecretStr
+
+from generation.aio import LoopThread
+from generation.backends.base import Prompt
+from generation.parse import FIELDS, parse_draft, parse_json_draft
+from generation.ratelimit import NoLimit, Rates, make_limiter
+from generation.records import DraftResult
+from generation.retry import Backoff, redact, retry_after, retry_cause
+
+log = logging.getLogger(__name__)
+
+MODES = ("json_schema", "json_object", "text")
+SCHEMA = {
+    "type": "object",
+    "properties": {name: {"type": "string"} for name in FIELDS},
+    "required": list(FIELDS),
+    "additionalProperties": False,
+}
+REPAIR = ("Your previous reply was not valid JSON ({error}). Reply again with only one JSON object with the "
+          "string fields transformed_input, reasoning and response, and nothing else.")
+_FORMAT_ERROR = re.compile(r"response_format|json_schema|json_object|structured|schema|grammar", re.IGNORECASE)
+# Per process: (base_url, model) -> the structured-output mode the server accepted last.
+_MODE_MEMORY: dict[tuple[str, str], str] = {}
+
+
+class TeacherFailure(Exception):
+    def __init__(self, reason: str, raw_text: str | None = None, finish_reason: str = "error"):
+        super().__init__(reason)
+        self.raw_text, self.finish_reason = raw_text, finish_reason
+
+
+@dataclass
+class _Tally:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    attempts: int = 0
+
+
+class TeacherBackend:
+    name = "teacher"
+    is_fake = False
+
+    def __init__(self, model: str, *, base_url: str | None = None, api_key: SecretStr | str | None = None,
+                 concurrency: int = 64, timeout_s: float = 120.0, max_retries: int = 6, max_tokens: int = 1024,
+                 temperature: float = 0.2, seed: int | None = None, prices: dict[str, Any] | None = None,
+                 limiter: Any = None, backoff: Backoff = Backoff(), response_mode: str | None = None):
+        self.model, self.base_url = model, base_url
+        self._api_key = api_key if isinstance(api_key, SecretStr) or api_key is None else SecretStr(api_key)
+        self.concurrency, self.timeout_s, self.max_retries = concurrency, timeout_s, max_retries
+        self.max_tokens, self.temperature, self.seed = max_tokens, temperature, seed
+        self.price = (prices or {}).get(model)
+        self.limiter, self.backoff = limiter or NoLimit(), backoff
+        if response_mode:
+            _MODE_MEMORY[self._mode_key] = response_mode
+        self.counters: Counter[str] = Counter()
+        self._loop = LoopThread("teacher-loop")
+        self._clients: weakref.WeakKeyDictionary[Any, openai.AsyncOpenAI] = weakref.WeakKeyDictionary()
+
+    @classmethod
+    def from_settings(cls, settings: Any, model: str | None = None, rate_key: str | None = None,
+                      **options: Any) -> "TeacherBackend":
+        model = model or settings.teacher_model
+        rates = Rates.per_minute(settings.teacher_rpm, settings.teacher_tpm)
+        key = rate_key or f"reasongen:ratelimit:{_digest(f'{settings.openai_base_url}|{model}')}"
+        options.setdefault("limiter", make_limiter(rates, settings.effective_redis_url(), key))
+        return cls(model, base_url=settings.openai_base_url, api_key=settings.openai_api_key,
+                   concurrency=settings.teacher_concurrency, timeout_s=settings.teacher_timeout_s,
+                   max_retries=settings.teacher_max_retries, prices=settings.prices, **options)
+
+    def __repr__(self) -> str:
+        return f"TeacherBackend(model={self.model!r}, base_url={self.base_url!r}, concurrency={self.concurrency})"
+
+    def cache_params(self) -> dict[str, Any]:
+        return {"temperature": self.temperature, "max_tokens": self.max_tokens, "seed": self.seed}
+
+    @property
+    def _mode_key(self) -> tuple[str, str]:
+        return (self.base_url or "openai", self.model)
+
+    @property
+    def response_mode(self) -> str:
+        return _MODE_MEMORY.get(self._mode_key, MODES[0])
+
+    def generate(self, prompts: Sequence[Prompt]) -> list[DraftResult]:
+        """Sync entry: the whole sub-batch runs concurrently on the backend's own event loop."""
+        return self._loop.run(self.agenerate(prompts))
+
+    async def agenerate(self, prompts: Sequence[Prompt]) -> list[DraftResult]:
+        client, gate = self._client(), asyncio.Semaphore(self.concurrency)
+        return list(await asyncio.gather(*(self._draft(client, gate, p) for p in prompts)))
+
+    def close(self) -> None:
+        clients = list(self._clients.values())
+        self._loop.close(_close_all(clients) if clients else None)
+
+    def _client(self) -> openai.AsyncOpenAI:
+        """One client per event loop (an httpx pool cannot cross loops), pooled to the concurrency."""
+        loop = asyncio.get_running_loop()
+        if loop not in self._clients:
+            limits = _limits(self.concurrency + 8)
+            http = openai.DefaultAsyncHttpxClient(limits=limits, timeout=self.timeout_s)
+            key = self._api_key.get_secret_value() if self._api_key else "not-needed"
+            self._clients[loop] = openai.AsyncOpenAI(base_url=self.base_url, api_key=key, max_retries=0,
+                                                     timeout=self.timeout_s, http_client=http)
+        return self._clients[loop]
+
+    async def _draft(self, client: openai.AsyncOpenAI, gate: asyncio.Semaphore, prompt: Prompt) -> DraftResult:
+        started, tally = time.monotonic(), _Tally()
+        async with gate:
+            try:
+                result = await self._write(client, _messages(prompt), tally)
+            except TeacherFailure as exc:
+                result = DraftResult(error=self._redact(str(exc)), raw_text=exc.raw_text,
+                                     finish_reason=exc.finish_reason)
+            except Exception as exc:  # noqa: BLE001 - one bad record must not sink the sub-batch
+                log.exception("teacher draft for record %s failed unexpectedly", prompt.view.record_id)
+                result = DraftResult(error=self._redact(f"{type(exc).__name__}: {exc}"), finish_reason="error")
+        result.prompt_tokens, result.completion_tokens = tally.prompt_tokens, tally.completion_tokens
+        result.cost_usd = self._cost(tally)
+        result.latency_s = time.monotonic() - started
+        result.extra.update(attempts=tally.attempts, mode=self.response_mode, priced=self.price is not None)
+        return result
+
+    async def _write(self, client: openai.AsyncOpenAI, messages: list[dict[str, str]], tally: _Tally) -> DraftResult:
+        budget = self.max_tokens
+        for round_no in (1, 2):
+            choice = (await self._complete(client, messages, budget, tally)).choices[0]
+            problem = _incomplete(choice)
+            if problem is None:
+                break
+            if round_no == 2:
+                raise TeacherFailure(f"{problem} (also with max_tokens={budget})", choice.message.content,
+                                     choice.finish_reason or "error")
+            self.counters["budget_retries"] += 1
+            budget *= 2
+        return await self._parsed(client, messages, choice, budget, tally)
+
+    async def _parsed(self, client: openai.AsyncOpenAI, messages: list[dict[str, str]], choice: Any,
+                      budget: int, tally: _Tally) -> DraftResult:
+        text = choice.message.content or ""
+        try:
+            return _result(self._parse(text), text, choice.finish_reason)
+        except ValueError as exc:
+            error = str(exc)
+        self.counters["repairs"] += 1
+        repair = [*messages, {"role": "assistant", "content": text},
+                  {"role": "user", "content": REPAIR.format(error=error[:200])}]
+        fixed = (await self._complete(client, repair, budget, tally)).choices[0]
+        try:
+            return _result(parse_draft(fixed.message.content or ""), fixed.message.content, fixed.finish_reason)
+        except ValueError as exc:
+            raise TeacherFailure(f"malformed JSON after one repair attempt: {exc}", text, "malformed") from None
+
+    def _parse(self, text: str) -> dict[str, str]:
+        return parse_draft(text) if self.response_mode == "text" else parse_json_draft(text)
+
+    async def _complete(self, client: openai.AsyncOpenAI, messages: list[dict[str, str]], max_tokens: int,
+                        tally: _Tally) -> Any:
+        last: BaseException | None = None
+        for attempt in range(self.max_retries + 1):
+            mode = self.response_mode
+            try:
+                return await self._request(client, messages, max_tokens, mode, tally)
+            except Exception as exc:  # noqa: BLE001 - classified below
+                last = exc
+                if self._fell_back(exc, mode):
+                    continue
+                cause = retry_cause(exc)
+                if cause is None:
+                    raise TeacherFailure(_describe(exc)) from None
+                await self._wait_before_retry(exc, cause, attempt)
+        raise TeacherFailure(f"gave up after {self.max_retries + 1} attempts; last error: {_describe(last)}")
+
+    async def _request(self, client: openai.AsyncOpenAI, messages: list[dict[str, str]], max_tokens: int,
+                       mode: str, tally: _Tally) -> Any:
+        estimate = _estimate_tokens(messages) + max_tokens
+        await self.limiter.acquire(estimate)
+        tally.attempts += 1
+        self.counters["requests"] += 1
+        call = client.chat.completions.create(
+            model=self.model, messages=messages, max_tokens=max_tokens, temperature=self.temperature,
+            timeout=self.timeout_s, **_format_args(mode), **({"seed": self.seed} if self.seed is not None else {}),
+        )
+        # The SDK timeout bounds each read; this bounds the whole call, so nothing hangs.
+        reply = await asyncio.wait_for(call, self.timeout_s * 1.5 + 1)
+        if reply.usage:
+            tally.prompt_tokens += reply.usage.prompt_tokens
+            tally.completion_tokens += reply.usage.completion_tokens
+            await self.limiter.settle(estimate, reply.usage.total_tokens)
+        if not reply.choices:
+            raise TeacherFailure("the server returned no choices")
+        return reply
+
+    def _fell_back(self, exc: BaseException, mode: str) -> bool:
+        """A 400/422 about response_format: step down one mode for the whole process and try again."""
+        status = getattr(exc, "status_code", None)
+        if mode == "text" or status not in (400, 422) or not _FORMAT_ERROR.search(str(exc)):
+            return False
+        fallback = MODES[MODES.index(mode) + 1]
+        _MODE_MEMORY[self._mode_key] = fallback
+        self.counters["mode_fallbacks"] += 1
+        log.warning("server rejected response_format %s; using %s for %s from now on", mode, fallback, self.model)
+        return True
+
+    async def _wait_before_retry(self, exc: BaseException, cause: str, attempt: int) -> None:
+        delay = self.backoff.delay(attempt, retry_after(exc))
+        self.counters[cause] += 1
+        self.counters["retries"] += 1
+        log.info("teacher request: %s, retrying in %.2fs (attempt %d)", cause, delay, attempt + 1)
+        if cause == "rate_limited":
+            await self.limiter.pause(delay)  # every caller sharing the limiter backs off, not just this one
+        if attempt < self.max_retries:
+            await asyncio.sleep(delay)
+
+    def _cost(self, tally: _Tally) -> float:
+        if not self.price:
+            return 0.0
+        per_prompt, per_completion = self.price
+        return (tally.prompt_tokens * per_prompt + tally.completion_tokens * per_completion) / 1_000_000
+
+    def _redact(self, text: str) -> str:
+        return redact(text, self._api_key.get_secret_value() if self._api_key else None)
+
+
+def _messages(prompt: Prompt) -> list[dict[str, str]]:
+    return [{"role": "system", "content": prompt.system}, {"role": "user", "content": prompt.user}]
+
+
+def _format_args(mode: str) -> dict[str, Any]:
+    if mode == "json_schema":
+        schema = {"name": "reasoning_draft", "strict": True, "schema": SCHEMA}
+        return {"response_format": {"type": "json_schema", "json_schema": schema}}
+    if mode == "json_object":
+        return {"response_format": {"type": "json_object"}}
+    return {}
+
+
+def _incomplete(choice: Any) -> str | None:
+    refusal = getattr(choice.message, "refusal", None)
+    if refusal or choice.finish_reason == "content_filter":
+        return f"refused: {(refusal or 'content filter')[:200]}"
+    if choice.finish_reason == "length":
+        return "truncated: finish_reason=length"
+    return None
+
+
+def _result(fields: dict[str, str], raw: str | None, finish_reason: str | None) -> DraftResult:
+    return DraftResult(raw_text=raw, finish_reason=finish_reason or "stop", **fields)
+
+
+def _estimate_tokens(messages: list[dict[str, str]]) -> int:
+    # About 3 characters a token across en/ja/zh: a slight overestimate, corrected by settle().
+    return sum(len(m["content"]) for m in messages) // 3 + 8
+
+
+def _describe(exc: BaseException | None) -> str:
+    status = getattr(exc, "status_code", None)
+    return f"{type(exc).__name__}" + (f" {status}" if status else "") + f": {str(exc)[:300]}"
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _limits(size: int) -> Any:
+    try:
+        import httpx2 as httpx
+    except ImportError:  # older SDKs ship on httpx
+        import httpx  # type: ignore[no-redef]
+    return httpx.Limits(max_connections=size, max_keepalive_connections=size)
+
+
+async def _close_all(clients: list[openai.AsyncOpenAI]) -> None:
+    for client in clients:
+        await client.close()

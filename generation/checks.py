@@ -1,0 +1,96 @@
+"""Automatic flags stored with each draft (the review stage filters and sorts on them).
+
+Flags are short strings, ``name`` or ``name:field``:
+``missing:<field>``, ``not_english:<field>``, ``dropped_numbers`` (numbers the reference states that the
+response lacks), ``reasoning_short``, ``reasoning_long``, ``artifacts:<field>`` (leftover markup or chat
+tokens), ``no_translation_opening`` (a ja/zh reasoning that does not open with the translation directive).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from generation.parse import FIELDS
+from generation.records import DraftResult, TrainingView
+from generation.restructure import translation_directive
+
+
+@dataclass(frozen=True)
+class Limits:
+    reasoning_min_words: int = 8
+    reasoning_max_words: int = 1200
+    language_min_chars: int = 24  # language ID on shorter text is a guess
+
+
+_ARTIFACTS = re.compile(
+    r"<\|[a-z_]+\|>|</?s>|\[/?INST\]|```|^\s*(?:assistant|user|system)\s*:|\bas an ai (?:language )?model\b"
+    r"|</?(?:div|span|p|br|think)\b[^>]*>|\{\{|\}\}",
+    re.IGNORECASE | re.MULTILINE,
+)
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
+def check_draft(view: TrainingView, result: DraftResult, limits: Limits = Limits()) -> list[str]:
+    if result.failed:
+        return []
+    values = {name: (getattr(result, name) or "").strip() for name in FIELDS}
+    flags = _missing(view, values)
+    flags += [f"not_english:{n}" for n in ("transformed_input", "response") if not _is_english(values[n], limits)]
+    flags += [f"artifacts:{n}" for n in FIELDS if _ARTIFACTS.search(values[n])]
+    flags += _reasoning_flags(view, values["reasoning"], limits)
+    if _dropped_numbers(view.reference_output, values["response"]):
+        flags.append("dropped_numbers")
+    return flags
+
+
+def _missing(view: TrainingView, values: dict[str, str]) -> list[str]:
+    optional = {"transformed_input"} if not view.input.strip() else set()
+    return [f"missing:{n}" for n in FIELDS if not values[n] and n not in optional]
+
+
+def _reasoning_flags(view: TrainingView, reasoning: str, limits: Limits) -> list[str]:
+    if not reasoning:
+        return []
+    words = len(reasoning.split())
+    flags = ["reasoning_short"] if words < limits.reasoning_min_words else []
+    flags += ["reasoning_long"] if words > limits.reasoning_max_words else []
+    if view.lang != "en" and not reasoning.startswith(translation_directive(view.lang)[:40]):
+        flags.append("no_translation_opening")
+    return flags
+
+
+def _numbers(text: str) -> set[str]:
+    plain = unicodedata.normalize("NFKC", text).replace(",", "")
+    return {n.rstrip("0").rstrip(".") if "." in n else n for n in _NUMBER.findall(plain)}
+
+
+def _dropped_numbers(reference: str, response: str) -> bool:
+    return bool(response) and not _numbers(reference) <= _numbers(response)
+
+
+def _is_english(text: str, limits: Limits) -> bool:
+    if not text:
+        return True  # reported as missing instead
+    letters = [c for c in text if c.isalpha()]
+    if letters and sum(bool(_CJK.match(c)) for c in letters) / len(letters) > 0.2:
+        return False
+    if len(text) < limits.language_min_chars:
+        return True
+    from lingua import Language
+
+    return _detector().detect_language_of(text) in (Language.ENGLISH, None)
+
+
+@lru_cache(maxsize=1)
+def _detector() -> Any:
+    """Built once per process on first use: loading the language models takes a moment."""
+    from lingua import Language, LanguageDetectorBuilder
+
+    languages = [Language.ENGLISH, Language.JAPANESE, Language.CHINESE, Language.KOREAN, Language.FRENCH,
+                 Language.GERMAN, Language.SPANISH, Language.PORTUGUESE, Language.ITALIAN, Language.DUTCH]
+    return LanguageDetectorBuilder.from_languages(*languages).build()

@@ -1,0 +1,175 @@
+"""Requests/min and tokens/min limits, shared by every worker process and host through Redis.
+
+Both implementations are GCRA with reservation: ``acquire`` books the next free slot and returns how
+long to sleep until it, so callers are paced proactively (one Redis round trip per request, no polling)
+and the server's limit is never discovered through 429s. ``pause`` pushes every caller back after a 429
+that slipped through anyway (another client on the same key, say). Without Redis the same arithmetic
+runs in-process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class Rates:
+    requests_per_s: float = 0.0  # 0 = no limit
+    tokens_per_s: float = 0.0
+    burst_s: float = 0.1  # how far ahead of the steady pace a caller may run
+
+    @classmethod
+    def per_minute(cls, rpm: int | None, tpm: int | None, burst_s: float = 0.1) -> "Rates":
+        return cls((rpm or 0) / 60, (tpm or 0) / 60, burst_s)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.requests_per_s or self.tokens_per_s)
+
+    def bursts(self) -> tuple[float, float]:
+        return max(1.0, self.requests_per_s * self.burst_s), max(1.0, self.tokens_per_s * self.burst_s)
+
+
+class RateLimiter(Protocol):
+    async def acquire(self, tokens: int) -> float:
+        """Wait for a slot for one request of about ``tokens`` tokens; returns the seconds waited."""
+        ...
+
+    async def settle(self, estimated: int, actual: int) -> None:
+        """Correct the token booking once the real usage is known."""
+        ...
+
+    async def pause(self, seconds: float) -> None:
+        """Hold every caller back for ``seconds`` (the server said so)."""
+        ...
+
+
+class NoLimit:
+    async def acquire(self, tokens: int) -> float:
+        return 0.0
+
+    async def settle(self, estimated: int, actual: int) -> None:
+        return None
+
+    async def pause(self, seconds: float) -> None:
+        return None
+
+
+def _reserve(tat: float, now: float, rate: float, burst: float, units: float) -> tuple[float, float]:
+    """GCRA booking: (new theoretical arrival time, seconds to wait)."""
+    interval = 1.0 / rate
+    new_tat = max(tat, now) + units * interval
+    return new_tat, max(0.0, new_tat - burst * interval - now)
+
+
+class LocalLimiter:
+    """In-process limiter: thread-safe, usable from any event loop."""
+
+    def __init__(self, rates: Rates):
+        self.rates = rates
+        self._tat = [0.0, 0.0]
+        self._lock = threading.Lock()
+
+    async def acquire(self, tokens: int) -> float:
+        wait = self._book(tokens)
+        if wait:
+            await asyncio.sleep(wait)
+        return wait
+
+    def _book(self, tokens: int) -> float:
+        r, (rb, tb) = self.rates, self.rates.bursts()
+        now, waits = time.monotonic(), [0.0]
+        with self._lock:
+            for i, (rate, burst, units) in enumerate(((r.requests_per_s, rb, 1), (r.tokens_per_s, tb, tokens))):
+                if rate and units:
+                    self._tat[i], wait = _reserve(self._tat[i], now, rate, burst, units)
+                    waits.append(wait)
+        return max(waits)
+
+    async def settle(self, estimated: int, actual: int) -> None:
+        if self.rates.tokens_per_s:
+            with self._lock:
+                self._tat[1] += (actual - estimated) / self.rates.tokens_per_s
+
+    async def pause(self, seconds: float) -> None:
+        with self._lock:
+            until = time.monotonic() + seconds
+            self._tat = [max(t, until) for t in self._tat]
+
+
+# KEYS: requests key, tokens key. ARGV: req rate, req burst, tok rate, tok burst, tokens.
+_ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local function book(key, rate, burst, units)
+  if rate <= 0 or units <= 0 then return 0 end
+  local interval = 1 / rate
+  local tat = tonumber(redis.call('GET', key) or '0')
+  if tat < now then tat = now end
+  local new_tat = tat + units * interval
+  redis.call('SET', key, string.format('%.6f', new_tat), 'PX', math.ceil((new_tat - now) * 1000) + 60000)
+  return math.max(0, new_tat - burst * interval - now)
+end
+local w1 = book(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), 1)
+local w2 = book(KEYS[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]))
+return string.format('%.6f', math.max(w1, w2))
+"""
+
+# KEYS: one or more keys. ARGV: seconds to add to each (negative refunds), or a pause when ARGV[2]=='pause'.
+_SHIFT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+for _, key in ipairs(KEYS) do
+  local tat = tonumber(redis.call('GET', key) or '0')
+  local shifted
+  if ARGV[2] == 'pause' then shifted = math.max(tat, now + tonumber(ARGV[1])) else shifted = tat + tonumber(ARGV[1]) end
+  if shifted > now then
+    redis.call('SET', key, string.format('%.6f', shifted), 'PX', math.ceil((shifted - now) * 1000) + 60000)
+  end
+end
+return 1
+"""
+
+
+class RedisLimiter:
+    """The same booking in a Lua script, so every process and host sharing ``key`` shares the limits.
+
+    Calls run in a worker thread: the sync client is loop-agnostic (the teacher runs a fresh loop per
+    sub-batch) and one loopback round trip is far below a request's own latency.
+    """
+
+    def __init__(self, rates: Rates, redis_url: str, key: str):
+        import redis
+
+        self.rates = rates
+        self.keys = [f"{key}:requests", f"{key}:tokens"]
+        self._client = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
+        self._acquire = self._client.register_script(_ACQUIRE)
+        self._shift = self._client.register_script(_SHIFT)
+
+    async def acquire(self, tokens: int) -> float:
+        rb, tb = self.rates.bursts()
+        args = [self.rates.requests_per_s, rb, self.rates.tokens_per_s, tb, tokens]
+        wait = float(await asyncio.to_thread(self._acquire, keys=self.keys, args=args))
+        if wait:
+            await asyncio.sleep(wait)
+        return wait
+
+    async def settle(self, estimated: int, actual: int) -> None:
+        if self.rates.tokens_per_s and actual != estimated:
+            delta = (actual - estimated) / self.rates.tokens_per_s
+            await asyncio.to_thread(self._shift, keys=self.keys[1:], args=[delta, "shift"])
+
+    async def pause(self, seconds: float) -> None:
+        await asyncio.to_thread(self._shift, keys=self.keys, args=[seconds, "pause"])
+
+
+def make_limiter(rates: Rates, redis_url: str | None = None, key: str = "reasongen:ratelimit") -> Any:
+    """Redis when a URL is given, in-process otherwise, nothing when no limit is set."""
+    if not rates.active:
+        return NoLimit()
+    return RedisLimiter(rates, redis_url, key) if redis_url else LocalLimiter(rates)

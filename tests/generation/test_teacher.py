@@ -1,0 +1,142 @@
+"""The teacher backend against the loopback stub: the real SDK over real sockets."""
+
+import logging
+
+import pytest
+
+from generation.backends import create_backend
+from generation.backends.teacher import _MODE_MEMORY, TeacherBackend
+from generation.records import TrainingView
+from generation.retry import Backoff
+from generation.templates import load_template
+from reasongen.settings import Settings
+
+KEY = "sk-test-9f8e7d6c5b4a"
+FAST = Backoff(base_s=0.01, cap_s=0.05)
+
+
+def _prompts(n=1, marker=""):
+    template = load_template()
+    views = [TrainingView(i, f"k{i}", "en", f"What is 2+{i}?{marker}", "Add them.", f"It is {2 + i}.")
+             for i in range(n)]
+    return [template.render(v) for v in views]
+
+
+@pytest.fixture
+def teacher(stub):
+    made = []
+
+    def make(faults=None, **options):
+        url, handle = stub(api_key=KEY, **(faults or {}))
+        _MODE_MEMORY.clear()
+        options = {"timeout_s": 2.0, "backoff": FAST, "max_retries": 3, "api_key": KEY, **options}
+        backend = TeacherBackend("gpt-4o-mini", base_url=url, prices={"gpt-4o-mini": (0.15, 0.60)}, **options)
+        made.append(backend)
+        return backend, handle
+
+    yield make
+    for backend in made:
+        backend.close()
+
+
+def test_429_with_retry_after_then_success(teacher):
+    backend, stub = teacher({"script": ["ratelimit", "ratelimit"]})
+    [draft] = backend.generate(_prompts())
+    assert draft.error is None and draft.response == "It is 2."
+    assert stub.stats()["status_429"] == 2 and backend.counters["rate_limited"] == 2
+    assert draft.extra["attempts"] == 3
+
+
+def test_500_is_retried_and_gives_up_after_max_retries(teacher):
+    backend, stub = teacher({"script": ["error"] * 10}, max_retries=2)
+    [draft] = backend.generate(_prompts())
+    assert draft.failed and "gave up after 3 attempts" in draft.error and "500" in draft.error
+    assert stub.stats()["status_500"] == 3
+
+
+def test_hanging_request_times_out_then_succeeds(teacher):
+    backend, stub = teacher({"script": ["hang"]}, timeout_s=0.5)
+    [draft] = backend.generate(_prompts())
+    assert draft.error is None and backend.counters["timeout"] == 1
+    assert 0.5 <= draft.latency_s < 5
+
+
+def test_dropped_connection_is_retried(teacher):
+    backend, _ = teacher({"script": ["drop"]})
+    [draft] = backend.generate(_prompts())
+    assert draft.error is None and backend.counters["connection"] == 1
+
+
+def test_malformed_json_is_repaired_once(teacher):
+    backend, _ = teacher({"script": ["malformed"]})
+    [draft] = backend.generate(_prompts())
+    assert draft.error is None and backend.counters["repairs"] == 1
+
+
+def test_malformed_twice_fails_keeping_the_raw_text(teacher):
+    backend, _ = teacher({"script": ["malformed", "malformed"]})
+    [draft] = backend.generate(_prompts())
+    assert draft.failed and draft.error.startswith("malformed JSON after one repair attempt")
+    assert draft.raw_text.endswith("<<not json") and draft.finish_reason == "malformed"
+
+
+def test_truncated_output_retries_with_a_larger_budget_then_fails(teacher):
+    backend, stub = teacher({"script": ["length"]})
+    [ok] = backend.generate(_prompts())
+    assert ok.error is None and backend.counters["budget_retries"] == 1
+    small, _ = teacher(max_tokens=10)  # the stub's draft needs ~60 tokens: 10 and 20 both truncate
+    [cut] = small.generate(_prompts())
+    assert cut.failed and "finish_reason=length" in cut.error and "max_tokens=20" in cut.error
+    assert cut.finish_reason == "length" and cut.raw_text
+
+
+def test_refusal_becomes_a_failed_draft_with_the_reason(teacher):
+    backend, _ = teacher({"script": ["refusal", "refusal"]})
+    [draft] = backend.generate(_prompts())
+    assert draft.failed and draft.error.startswith("refused: I'm sorry")
+
+
+def test_json_schema_rejected_falls_back_and_is_remembered(teacher):
+    backend, stub = teacher({"reject_json_schema": True, "reject_json_object": True})
+    drafts = backend.generate(_prompts(3))
+    assert all(d.error is None for d in drafts) and backend.response_mode == "text"
+    rejected = stub.stats()["status_400"]
+    assert 2 <= rejected <= 6  # only the requests in flight when the server first said no
+    backend.generate(_prompts(3))
+    assert stub.stats()["status_400"] == rejected
+
+
+def test_cost_and_tokens_come_from_usage_and_the_price_table(teacher):
+    backend, _ = teacher()
+    [draft] = backend.generate(_prompts())
+    assert draft.prompt_tokens > 0 and draft.completion_tokens > 0
+    expected = (draft.prompt_tokens * 0.15 + draft.completion_tokens * 0.60) / 1e6
+    assert draft.cost_usd == pytest.approx(expected)
+
+
+def test_many_in_flight_at_once(teacher):
+    backend, stub = teacher({"latency_s": 0.3}, concurrency=200)
+    drafts = backend.generate(_prompts(200))
+    assert all(d.error is None for d in drafts)
+    assert stub.stats()["max_in_flight"] >= 150
+
+
+def test_wrong_key_fails_without_retrying_and_without_the_key(teacher, caplog):
+    caplog.set_level(logging.DEBUG)
+    backend, stub = teacher(api_key="sk-wrong-0123456789")
+    [draft] = backend.generate(_prompts())
+    assert draft.failed and "401" in draft.error and stub.stats()["auth_bad"] == 1
+    assert "sk-wrong-0123456789" not in draft.error + caplog.text + repr(backend)
+
+
+def test_from_settings_uses_the_secret_key_and_never_shows_it(stub, caplog):
+    caplog.set_level(logging.DEBUG)
+    url, handle = stub(api_key=KEY)
+    conf = Settings(openai_base_url=url, openai_api_key=KEY, database_url="sqlite://", redis_url=None)
+    backend = create_backend("teacher", conf)
+    try:
+        [draft] = backend.generate(_prompts())
+    finally:
+        backend.close()
+    assert draft.error is None and handle.stats()["auth_ok"] == 1
+    assert KEY not in repr(conf) + repr(backend) + caplog.text
