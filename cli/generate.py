@@ -1,9 +1,93 @@
-"""`reasongen generate` commands (filled in by its stage)."""
+"""`reasongen generate` and `reasongen rebuild`: make a batch, then queue it or run it here."""
 
 from __future__ import annotations
 
+from typing import Optional
+
 import typer
+from rich.table import Table
+
+from cli.context import console, print_json, settings_from, wiring
+from cli.live import launch
+from workers.planning import BatchRequest, plan_batch
+from workers.rebuild import estimate, find_stale, rebuild_request
+
+BACKEND_HELP = "teacher (OpenAI-compatible server), local (transformers, e.g. Phi-2) or fake (offline demo)."
+WHERE_HELP = "Filters, comma separated: lang=ja,field=math (keys: lang, field, uniqueness, key)."
+
+
+def generate(
+    ctx: typer.Context,
+    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset name (as ingested)."),
+    backend: str = typer.Option("teacher", "--backend", "-b", help=BACKEND_HELP),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model; default from settings."),
+    template: str = typer.Option("default", "--template", "-t", help="Prompt template name."),
+    where: Optional[str] = typer.Option(None, "--where", "-w", help=WHERE_HELP),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most N records (in id order)."),
+    chunk_size: Optional[int] = typer.Option(None, "--chunk-size", min=1, help="Records per chunk (one task each)."),
+    max_cost: Optional[float] = typer.Option(None, "--max-cost", min=0, help="Stop the batch at this spend (USD)."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="Stop the batch at this many tokens."),
+    then: Optional[str] = typer.Option(None, "--then", help="When the batch completes: build or train (once)."),
+    wait: bool = typer.Option(False, "--wait", help="With a broker: follow the batch live until it ends."),
+    as_json: bool = typer.Option(False, "--json", help="Print the batch summary as JSON."),
+) -> None:
+    """Generate reasoning drafts: in-process with a progress bar, or on Celery workers when a broker is set."""
+    req = BatchRequest(dataset=dataset, backend=backend, model=model, template=template, where=where, limit=limit,
+                       chunk_size=chunk_size, max_cost=max_cost, max_tokens=max_tokens, then=then)
+    with wiring(ctx) as wired:
+        launch(wired, plan_batch(wired, req), wait=wait, as_json=as_json)
+
+
+def rebuild(
+    ctx: typer.Context,
+    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset name."),
+    backend: str = typer.Option("teacher", "--backend", "-b", help=BACKEND_HELP),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model; default from settings."),
+    template: str = typer.Option("default", "--template", "-t", help="Prompt template name."),
+    where: Optional[str] = typer.Option(None, "--where", "-w", help=WHERE_HELP),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most N stale records this time."),
+    chunk_size: Optional[int] = typer.Option(None, "--chunk-size", min=1, help="Records per chunk."),
+    max_cost: Optional[float] = typer.Option(None, "--max-cost", min=0, help="Stop the batch at this spend (USD)."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="Stop the batch at this many tokens."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List what would be regenerated, with estimates."),
+    wait: bool = typer.Option(False, "--wait", help="With a broker: follow the batch live until it ends."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Regenerate stale records only: no draft yet, record or template changed, or rejected with a note."""
+    req = BatchRequest(dataset=dataset, backend=backend, model=model, template=template, where=where, limit=limit,
+                       chunk_size=chunk_size, max_cost=max_cost, max_tokens=max_tokens)
+    with wiring(ctx) as wired:
+        stale = find_stale(wired, req)
+        backend_model = plan_model(wired, req)
+        if dry_run:
+            show_dry_run(stale, estimate(wired, backend_model, stale), as_json)
+        elif not stale:
+            print_json({"batch": None, "stale": 0}) if as_json else console.print("Nothing is stale.")
+        else:
+            launch(wired, plan_batch(wired, rebuild_request(req, stale)), wait=wait, as_json=as_json)
+
+
+def plan_model(wired, req: BatchRequest) -> str:  # type: ignore[no-untyped-def]
+    from workers.planning import resolve
+
+    return resolve(wired, req)[0].model
+
+
+def show_dry_run(stale, totals, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+    if as_json:
+        print_json({"estimate": totals, "records": [s.__dict__ for s in stale]})
+        return
+    table = Table("record", "key", "lang", "why", "est. prompt tokens")
+    for s in stale[:50]:
+        table.add_row(str(s.record_id), s.key, s.lang, s.reason, str(s.prompt_tokens))
+    console.print(table)
+    if len(stale) > 50:
+        console.print(f"... and {len(stale) - 50} more")
+    priced = "" if totals["priced"] else " (no price for this model: cost shown as 0)"
+    console.print(f"{totals['records']} records would be regenerated: ~{totals['prompt_tokens']:,} prompt + "
+                  f"~{totals['completion_tokens']:,} completion tokens, ~${totals['cost_usd']:.4f}{priced}")
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("generate")(generate)
+    app.command("rebuild")(rebuild)

@@ -1,9 +1,162 @@
-"""`reasongen queue` commands (filled in by its stage)."""
+"""Queue commands: worker, sweep, status, workers, resume, cancel, retry-failed."""
 
 from __future__ import annotations
 
+import os
+import time
+from typing import Optional
+
 import typer
+from rich.live import Live
+from rich.table import Table
+
+from cli.context import console, fail, print_json, settings_from, wiring
+from cli.live import follow, launch, report, run_with_bar, status_line, status_table
+from workers import batches, monitor, sweeper
+from workers.planning import Planned, plan_batch, retry_request
+
+JSON_HELP = "Print JSON."
+
+
+def worker(
+    ctx: typer.Context,
+    queues: str = typer.Option("teacher", "--queues", "-Q", help="Comma separated: teacher, gpu, train."),
+    concurrency: Optional[int] = typer.Option(None, "--concurrency", "-c", min=1,
+                                              help="Chunks at once (teacher: threads, default 4; gpu/train: 1)."),
+    hostname: Optional[str] = typer.Option(None, "--hostname", "-n", help="Worker name (default QUEUES-PID@host)."),
+    loglevel: str = typer.Option("INFO", "--loglevel", "-l", help="Celery log level."),
+) -> None:
+    """Start a Celery worker with the right pool for its queues; it sends events (Flower) and heartbeats."""
+    from workers.app import pool_for, queue_name, worker_app
+
+    settings = settings_from(ctx)
+    kinds = [q.strip() for q in queues.split(",") if q.strip()]
+    try:
+        pool, n = pool_for(kinds, concurrency)
+        app = worker_app(settings)
+    except (ValueError, RuntimeError) as exc:
+        fail(str(exc))
+    with wiring(ctx):
+        pass  # fail fast, with one clear line, when the database is unreachable or not migrated
+    name = hostname or f"{'+'.join(kinds)}-{os.getpid()}@%h"
+    app.worker_main(["worker", "-Q", ",".join(queue_name(settings, k) for k in kinds), "-P", pool, "-c", str(n),
+                     "-n", name, "-l", loglevel, "-E", "--without-mingle", "--without-gossip"])
+
+
+def sweep(
+    ctx: typer.Context,
+    forever: bool = typer.Option(False, "--forever", help="Keep sweeping every REASONGEN_SWEEP_INTERVAL seconds."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Re-send chunks whose lease expired or whose message the broker lost; fail chunks out of attempts."""
+    with wiring(ctx) as wired:
+        while True:
+            found = sweeper.sweep(wired).as_dict()
+            print_json(found) if as_json else console.print(
+                f"requeued {len(found['requeued'])}, re-sent {len(found['resent'])}, failed {len(found['failed'])}")
+            if not forever:
+                return
+            time.sleep(wired.settings.sweep_interval_s)
+
+
+def status(
+    ctx: typer.Context,
+    batch: Optional[int] = typer.Argument(None, help="Batch id; default: the most recent batches."),
+    watch: bool = typer.Option(False, "--watch", help="Refresh until the batch ends (Ctrl-C to stop)."),
+    limit: int = typer.Option(10, "--limit", min=1, help="How many recent batches without BATCH."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Per batch: records done / failed / pending, chunks by state, records/min, tokens, cost, ETA, errors."""
+    with wiring(ctx) as wired:
+        def current() -> list[dict]:  # type: ignore[type-arg]
+            return [monitor.batch_summary(wired, batch)] if batch else monitor.recent_summaries(wired, limit)
+
+        if as_json:
+            print_json(current()[0] if batch else current())
+        elif watch:
+            _watch(current)
+        else:
+            console.print(status_table(current()))
+
+
+def _watch(current) -> None:  # type: ignore[no-untyped-def]
+    with Live(status_table(current()), console=console, refresh_per_second=2) as live:
+        try:
+            while True:
+                rows = current()
+                live.update(status_table(rows))
+                if rows and all(r["finished"] for r in rows):
+                    return
+                time.sleep(1.0)
+        except KeyboardInterrupt:
+            return
+
+
+def workers_cmd(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
+    """Live workers (queues, concurrency, current chunk, records processed, last heartbeat) and queue depths."""
+    with wiring(ctx) as wired:
+        found = monitor.workers_report(wired)
+    if as_json:
+        print_json(found)
+        return
+    table = Table("worker", "queues", "concurrency", "pid", "current chunk", "records", "heartbeat")
+    for w in found["workers"]:
+        table.add_row(w["hostname"], ",".join(w["queues"]), str(w["concurrency"]), str(w["pid"]),
+                      str(w["current_chunk"] or "-"), str(w["records_processed"]), f"{w['last_heartbeat_s_ago']}s ago")
+    console.print(table if found["workers"] else "No live workers.")
+    depths = found["queues"]
+    console.print("queue depths: " + (", ".join(f"{k}={v}" for k, v in depths.items()) if depths else "no broker"))
+
+
+def resume(
+    ctx: typer.Context,
+    batch: int = typer.Argument(..., help="Batch id."),
+    wait: bool = typer.Option(False, "--wait", help="With a broker: follow the batch until it ends."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Re-send what a batch still needs (expired leases, lost messages); without a broker, run it here."""
+    with wiring(ctx) as wired:
+        summary = monitor.batch_summary(wired, batch)
+        if summary["status"] != "running":
+            raise ValueError(f"batch {batch} is {summary['status']}; only a running batch can be resumed")
+        if not wired.settings.broker_url:
+            run_with_bar(wired, Planned(batch, summary["backend"], [], summary["total"]), quiet=as_json)
+            return report(wired, batch, as_json)
+        found = sweeper.sweep(wired, batch_id=batch, force=True).as_dict()
+        print_json(found) if as_json else console.print(
+            f"batch {batch}: re-sent {len(found['resent'])} chunks, gave {len(found['requeued'])} expired leases "
+            f"another try, failed {len(found['failed'])}")
+        if wait:
+            follow(wired, batch, quiet=as_json)
+            report(wired, batch, as_json)
+
+
+def cancel(ctx: typer.Context, batch: int = typer.Argument(..., help="Batch id.")) -> None:
+    """Cancel a batch: queued chunks never start, running ones stop at the next sub-batch boundary."""
+    with wiring(ctx) as wired:
+        console.print(batches.cancel(wired, batch))
+
+
+def retry_failed(
+    ctx: typer.Context,
+    batch: int = typer.Argument(..., help="Batch id whose failed records to re-run."),
+    wait: bool = typer.Option(False, "--wait", help="With a broker: follow the new batch until it ends."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Re-run the failed records of a batch (failed drafts, and records of chunks that failed) as a new batch."""
+    with wiring(ctx) as wired:
+        req = retry_request(wired, batch)
+        if req is None:
+            print_json({"batch": None, "failed": 0}) if as_json else console.print(f"batch {batch}: no failed records")
+            return
+        launch(wired, plan_batch(wired, req), wait=wait, as_json=as_json)
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("worker")(worker)
+    app.command("sweep")(sweep)
+    app.command("status")(status)
+    app.command("workers")(workers_cmd)
+    app.command("resume")(resume)
+    app.command("cancel")(cancel)
+    app.command("retry-failed")(retry_failed)

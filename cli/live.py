@@ -1,0 +1,105 @@
+"""Live displays shared by `generate`, `rebuild`, `retry-failed` and `status --watch`."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from rich.text import Text
+
+from cli.context import console, print_json
+from reasongen.bootstrap import Wiring
+from workers import dispatch, monitor
+from workers.app import queue_for_backend
+from workers.inprocess import Totals, run_here
+from workers.planning import Planned
+
+
+class RateColumn(ProgressColumn):
+    def render(self, task: Any) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.1f} rec/s" if speed else "- rec/s", style="cyan")
+
+
+def progress_bar() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("[green]{task.fields[done]} done[/] [red]{task.fields[failed]} failed[/]"), RateColumn(),
+        TextColumn("{task.fields[tokens]:,} tok ${task.fields[cost]:.4f}"), TimeRemainingColumn(),
+        console=console, transient=False,
+    )
+
+
+def launch(wired: Wiring, planned: Planned, *, wait: bool, as_json: bool) -> None:
+    """Queue the batch (broker) or run it here; then report."""
+    s = wired.settings
+    if s.broker_url:
+        dispatch.send_chunks(s, planned.chunk_ids, planned.backend)
+        if not as_json:
+            console.print(f"batch [bold]{planned.batch_id}[/]: {planned.total_records} records in "
+                          f"{len(planned.chunk_ids)} chunks queued on '{queue_for_backend(s, planned.backend)}'. "
+                          f"Follow it with: reasongen status {planned.batch_id} --watch")
+        if wait:
+            follow(wired, planned.batch_id, quiet=as_json)
+    else:
+        run_with_bar(wired, planned, quiet=as_json)
+    report(wired, planned.batch_id, as_json, brief=not (wait or not s.broker_url))
+
+
+def run_with_bar(wired: Wiring, planned: Planned, *, quiet: bool) -> None:
+    if quiet:
+        run_here(wired, planned.batch_id)
+        return
+    with progress_bar() as bar:
+        task = bar.add_task(f"batch {planned.batch_id}", total=planned.total_records, done=0, failed=0, tokens=0,
+                            cost=0.0)
+
+        def show(t: Totals) -> None:
+            bar.update(task, completed=t.done + t.failed, done=t.done, failed=t.failed, tokens=t.tokens,
+                       cost=t.cost_usd)
+
+        run_here(wired, planned.batch_id, on_progress=show)
+
+
+def follow(wired: Wiring, batch_id: int, *, quiet: bool, interval: float = 1.0) -> None:
+    """Poll the database until the batch ends, with a live bar."""
+    summary = monitor.batch_summary(wired, batch_id)
+    with progress_bar() as bar:
+        bar.disable = quiet
+        task = bar.add_task(f"batch {batch_id}", total=summary["total"], done=0, failed=0, tokens=0, cost=0.0)
+        while True:
+            summary = monitor.batch_summary(wired, batch_id)
+            bar.update(task, completed=summary["done"] + summary["failed"], done=summary["done"],
+                       failed=summary["failed"], tokens=summary["tokens"], cost=summary["cost_usd"])
+            if summary["finished"]:
+                return
+            time.sleep(interval)
+
+
+def report(wired: Wiring, batch_id: int, as_json: bool, brief: bool = False) -> None:
+    summary = monitor.batch_summary(wired, batch_id)
+    if as_json:
+        print_json(summary)
+    elif not brief:
+        console.print(status_line(summary))
+
+
+def status_line(s: dict[str, Any]) -> str:
+    reason = f" ({s['reason']})" if s["reason"] else ""
+    return (f"batch {s['batch']} [bold]{s['status']}[/]{reason}: {s['done']} done, {s['failed']} failed, "
+            f"{s['pending']} pending of {s['total']}; {s['tokens']:,} tokens, ${s['cost_usd']:.4f}")
+
+
+def status_table(summaries: list[dict[str, Any]]) -> Table:
+    table = Table("batch", "kind", "status", "done", "failed", "pending", "chunks", "rec/min", "tokens", "cost",
+                  "ETA", "top error")
+    for s in summaries:
+        chunks = " ".join(f"{k}:{v}" for k, v in sorted(s["chunks"].items()))
+        eta = "-" if s["eta_s"] is None else f"{s['eta_s']:.0f}s"
+        error = s["errors"][0]["error"][:60] + f" (x{s['errors'][0]['count']})" if s["errors"] else ""
+        status = s["status"] + (f": {s['reason']}" if s["reason"] else "")
+        table.add_row(str(s["batch"]), s["kind"], status, str(s["done"]), str(s["failed"]), str(s["pending"]),
+                      chunks, f"{s['records_per_min']:.0f}", f"{s['tokens']:,}", f"${s['cost_usd']:.4f}", eta, error)
+    return table

@@ -1,0 +1,87 @@
+"""Batch-level state changes: finishing a batch exactly once, cancelling, stopping on a budget."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from reasongen.bootstrap import Wiring
+from storage.repositories.batches import OPEN
+from storage.uow import UnitOfWork
+
+FollowUp = tuple[int, str]  # (batch id, "build" | "train")
+
+
+@dataclass(frozen=True)
+class BatchSpec:
+    """What a chunk needs of its batch, copied out of the session (ORM rows expire when the unit of work ends)."""
+
+    id: int
+    kind: str
+    backend: str
+    model: str
+    template_name: str
+    params: dict[str, Any]
+    max_cost_usd: float | None
+    max_tokens: int | None
+
+    @classmethod
+    def of(cls, batch: Any) -> "BatchSpec":
+        return cls(batch.id, batch.kind, batch.backend, batch.model, batch.template_name, dict(batch.params or {}),
+                   batch.max_cost_usd, batch.max_tokens)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def finalize(uow: UnitOfWork, batch_id: int, now: datetime) -> FollowUp | None:
+    """Finish the batch if no chunk is open. Call inside the transaction that closed a chunk.
+
+    The batch row is locked, so of two transactions closing the last two chunks the second sees the first's
+    commit; ``finished_at`` and ``followup_enqueued_at`` are set once, and only that caller gets the follow-up.
+    """
+    batch = uow.batches.lock(batch_id)
+    counts = uow.batches.count_chunks(batch_id)
+    if batch.finished_at is not None or any(counts.get(s) for s in OPEN):
+        return None
+    if batch.status == "running":
+        failed = counts.get("failed", 0)
+        batch.status = "failed" if failed else "done"
+        batch.status_reason = f"{failed} chunk(s) failed after repeated attempts" if failed else None
+    batch.finished_at = now
+    if batch.status == "done" and batch.then and batch.followup_enqueued_at is None:
+        batch.followup_enqueued_at = now
+        return (batch.id, batch.then)
+    return None
+
+
+def stop_batch(wiring: Wiring, batch_id: int, status: str, reason: str) -> bool:
+    """Stop a running batch: queued chunks never start; leased ones stop at their next sub-batch."""
+    now = utcnow()
+    with wiring.uow() as uow:
+        uow.batches.lock(batch_id)
+        changed = uow.batches.set_status(batch_id, status, reason)
+        if changed:
+            uow.batches.cancel_queued(batch_id, now)
+            finalize(uow, batch_id, now)
+        uow.commit()
+    return changed
+
+
+def cancel(wiring: Wiring, batch_id: int) -> str:
+    """Cancel a batch; returns a one-line description of what happened."""
+    if stop_batch(wiring, batch_id, "cancelled", "cancelled by user"):
+        return f"batch {batch_id} cancelled: queued chunks will not start, running ones stop at their next sub-batch"
+    with wiring.uow() as uow:
+        batch = uow.batches.get(batch_id)
+        return f"batch {batch_id} is already {batch.status}; nothing to cancel"
+
+
+def budget_reason(max_cost: float | None, max_tokens: int | None, tokens: int, cost: float) -> str | None:
+    if max_cost is not None and cost >= max_cost:
+        return f"budget reached: cost ${cost:.4f} of max ${max_cost:.4f}"
+    if max_tokens is not None and tokens >= max_tokens:
+        return f"budget reached: {tokens} tokens of max {max_tokens}"
+    return None

@@ -1,0 +1,61 @@
+"""Reading the broker directly (Redis): queue depths, and which chunk ids it still holds.
+
+Only used to decide whether a chunk's message was lost; with another broker the sweeper falls back to
+re-sending chunks queued for longer than ``requeue_after_s`` (a duplicate is harmless).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from reasongen.settings import Settings
+from workers.app import QUEUE_KINDS, queue_name
+from workers.dispatch import chunk_id_of
+
+PRIORITY_SEP = "\x06\x16"
+PRIORITY_STEPS = (3, 6, 9)
+
+
+def is_redis(settings: Settings) -> bool:
+    return (settings.broker_url or "").startswith(("redis://", "rediss://"))
+
+
+def _client(settings: Settings) -> Any:
+    import redis
+
+    return redis.Redis.from_url(settings.broker_url, socket_connect_timeout=5, socket_timeout=10)
+
+
+def _keys(name: str) -> list[str]:
+    return [name, *(f"{name}{PRIORITY_SEP}{p}" for p in PRIORITY_STEPS)]
+
+
+def queue_depths(settings: Settings) -> dict[str, int] | None:
+    if not is_redis(settings):
+        return None
+    client = _client(settings)
+    return {kind: sum(client.llen(k) for k in _keys(queue_name(settings, kind))) for kind in QUEUE_KINDS}
+
+
+def held_chunk_ids(settings: Settings) -> set[int] | None:
+    """Chunk ids in the queues or reserved by a worker (kombu's 'unacked' hash); None if unknowable."""
+    if not is_redis(settings):
+        return None
+    client = _client(settings)
+    raw: list[bytes] = []
+    for kind in ("teacher", "gpu"):
+        for key in _keys(queue_name(settings, kind)):
+            raw.extend(client.lrange(key, 0, -1))
+    held = {_task_chunk(json.loads(m)) for m in raw}
+    for value in client.hvals("unacked"):
+        held.add(_task_chunk(json.loads(value)[0]))
+    held.discard(None)
+    return held  # type: ignore[return-value]
+
+
+def _task_chunk(message: Any) -> int | None:
+    try:
+        return chunk_id_of(str(message["headers"]["id"]))
+    except (KeyError, TypeError):
+        return None

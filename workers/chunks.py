@@ -1,0 +1,137 @@
+"""One chunk's life: claim it with a lease, generate its drafts behind the fence, close it in one transaction.
+
+Every exit path (done, stopped, error, lost lease) is a conditional UPDATE on the chunk, taken together with
+``finalize`` so the batch finishes, and its follow-up is handed out, exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from generation.run import RunStats, generate_drafts
+from generation.templates import load_template
+from reasongen.bootstrap import Wiring
+from workers.batches import BatchSpec, FollowUp, finalize, utcnow
+from workers.fence import ChunkStopped, Guard, Lease
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    chunk_id: int
+    state: str  # done | failed | cancelled | retry | skipped | lost
+    stats: RunStats | None = None
+    followup: FollowUp | None = None
+    resend: bool = False
+
+
+def new_owner(worker: str | None = None) -> str:
+    """Unique per attempt, so a redelivered message never matches the lease of an earlier attempt."""
+    host = worker or socket.gethostname()
+    return f"{host}:{os.getpid()}:{threading.get_ident() % 100000}:{uuid.uuid4().hex[:8]}"
+
+
+def claim(wiring: Wiring, chunk_id: int, owner: str) -> Lease | None:
+    s = wiring.settings
+    now = utcnow()
+    with wiring.uow() as uow:
+        if not uow.batches.claim(chunk_id, owner, now, now + timedelta(seconds=s.lease_s), s.max_attempts):
+            return None
+        uow.commit()
+        chunk = uow.batches.chunk(chunk_id)
+        assert chunk is not None
+        return Lease(chunk.id, chunk.batch_id, owner, chunk.attempts, tuple(chunk.record_ids))
+
+
+def process_chunk(wiring: Wiring, chunk_id: int, backends: "BackendSource", *, worker: str | None = None,
+                  on_progress: Callable[[RunStats], None] | None = None) -> Outcome:
+    lease = claim(wiring, chunk_id, new_owner(worker))
+    if lease is None:  # done, taken, cancelled, or a duplicate message: all harmless
+        return Outcome(chunk_id, "skipped")
+    try:
+        guard = _run(wiring, lease, backends, worker, on_progress)
+    except ChunkStopped:
+        return close(wiring, lease, None, "cancelled")
+    except Exception as exc:  # noqa: BLE001 - a bug or an outage: count the attempt, retry or fail the chunk
+        log.exception("chunk %s attempt %s failed", chunk_id, lease.attempts)
+        return release_after_error(wiring, lease, exc)
+    return close(wiring, lease, guard, "cancelled" if guard.stats.stopped else "done")
+
+
+class BackendSource:
+    """Backends by batch: built once per process (per thread), so a local model loads once."""
+
+    def __init__(self, settings: Any):
+        self.settings = settings
+        self._cache: dict[tuple[Any, ...], Any] = {}
+
+    def get(self, batch: BatchSpec) -> Any:
+        from generation.backends import create_backend
+
+        options = dict(batch.params.get("backend_options") or {})
+        key = (threading.get_ident(), batch.backend, batch.model, repr(sorted(options.items())))
+        if key not in self._cache:
+            self._cache[key] = create_backend(batch.backend, self.settings, model=batch.model, **options)
+        return self._cache[key]
+
+
+def _run(wiring: Wiring, lease: Lease, backends: BackendSource, worker: str | None,
+         on_progress: Callable[[RunStats], None] | None) -> Guard:
+    with wiring.uow() as uow:
+        batch = BatchSpec.of(uow.batches.get(lease.batch_id))
+        todo = _todo(uow, batch, lease.record_ids)
+    guard = Guard(wiring, lease, batch, worker, on_progress, already_done=len(lease.record_ids) - len(todo))
+    template = load_template(batch.template_name, wiring.settings.templates_dir)
+    notes = {int(k): v for k, v in (batch.params.get("notes") or {}).items()}
+    guard.stats = generate_drafts(
+        guard.uow, todo, backends.get(batch), template, batch_id=batch.id, force=batch.kind == "retry",
+        notes=notes, sub_batch_size=int(batch.params.get("sub_batch_size") or wiring.settings.sub_batch_size),
+        should_stop=guard.should_stop, on_progress=guard.progress,
+    )
+    return guard
+
+
+def _todo(uow: Any, batch: BatchSpec, record_ids: Sequence[int]) -> list[int]:
+    """A retry batch forces regeneration, so it re-checks which records still need it on every attempt."""
+    if batch.kind != "retry":
+        return list(record_ids)
+    current = uow.batches.current_drafts(record_ids, batch.template_name, batch.model)
+    return [i for i in record_ids if i not in current or current[i].status == "failed"]
+
+
+def close(wiring: Wiring, lease: Lease, guard: Guard | None, state: str) -> Outcome:
+    """Close the chunk in one transaction with the batch check; 'lost' when the lease was no longer ours."""
+    now = utcnow()
+    counts = guard.counts() if guard else {}
+    with wiring.uow() as uow:
+        batch = uow.batches.lock(lease.batch_id)
+        if state == "cancelled" and batch.status == "running":
+            return Outcome(lease.chunk_id, "lost")  # stopped because the lease moved on, not the batch
+        if not uow.batches.finish(lease.chunk_id, lease.owner, now, status=state, finished_at=now, **counts):
+            return Outcome(lease.chunk_id, "lost")
+        followup = finalize(uow, lease.batch_id, now)
+        uow.commit()
+    return Outcome(lease.chunk_id, state, guard.stats if guard else None, followup)
+
+
+def release_after_error(wiring: Wiring, lease: Lease, exc: BaseException) -> Outcome:
+    now = utcnow()
+    error = f"{type(exc).__name__}: {exc}"[:2000]
+    final = lease.attempts >= wiring.settings.max_attempts
+    values = dict(status="failed", finished_at=now) if final else dict(status="queued", enqueued_at=now)
+    with wiring.uow() as uow:
+        uow.batches.lock(lease.batch_id)
+        if not uow.batches.finish(lease.chunk_id, lease.owner, now, last_error=error, **values):
+            return Outcome(lease.chunk_id, "lost")
+        followup = finalize(uow, lease.batch_id, now) if final else None
+        uow.commit()
+    return Outcome(lease.chunk_id, "failed" if final else "retry", followup=followup, resend=not final)

@@ -1,0 +1,70 @@
+"""Sending work to the broker: chunk ids, follow-ups, training runs. Messages carry ids only."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from celery import Celery
+
+from reasongen.settings import Settings
+from workers.app import CHUNK_TASK, FOLLOWUP_TASK, TRAIN_TASK, create_app, queue_for_backend, queue_name
+
+_apps: dict[tuple[str | None, str], Celery] = {}
+
+
+def app_for(settings: Settings) -> Celery:
+    key = (settings.broker_url, settings.queue_prefix)
+    if key not in _apps:
+        _apps[key] = create_app(settings)
+    return _apps[key]
+
+
+def use_app(settings: Settings, app: Celery) -> None:
+    """A worker sends with its own app (and its connection pool)."""
+    _apps[(settings.broker_url, settings.queue_prefix)] = app
+
+
+def chunk_task_id(chunk_id: int) -> str:
+    # The chunk id in the task id lets the sweeper see which chunks the broker still holds.
+    return f"chunk-{chunk_id}-{uuid.uuid4().hex[:12]}"
+
+
+def chunk_id_of(task_id: str) -> int | None:
+    parts = task_id.split("-")
+    return int(parts[1]) if len(parts) == 3 and parts[0] == "chunk" and parts[1].isdigit() else None
+
+
+def send_chunks(settings: Settings, chunk_ids: Iterable[int], backend: str, countdown: float | None = None) -> int:
+    app, queue, n = app_for(settings), queue_for_backend(settings, backend), 0
+    with app.producer_or_acquire() as producer:
+        for chunk_id in chunk_ids:
+            app.send_task(CHUNK_TASK, args=[chunk_id], queue=queue, task_id=chunk_task_id(chunk_id),
+                          producer=producer, countdown=countdown)
+            n += 1
+    return n
+
+
+def send_followup(settings: Settings, batch_id: int, then: str) -> None:
+    app_for(settings).send_task(FOLLOWUP_TASK, args=[batch_id, then], queue=queue_name(settings, "train"))
+
+
+def send_train(settings: Settings, run_id: int) -> None:
+    """Queue a training run for a train worker (the training stage calls this)."""
+    app_for(settings).send_task(TRAIN_TASK, args=[run_id], queue=queue_name(settings, "train"))
+
+
+def deliver(settings: Settings, outcome: Any, backend: str | None) -> None:
+    """After a chunk: hand out the follow-up this chunk won, and re-send a chunk that will be retried."""
+    if outcome.followup:
+        send_followup(settings, *outcome.followup)
+    if outcome.resend and backend:
+        send_chunks(settings, [outcome.chunk_id], backend, countdown=1.0)
+
+
+def run_followup_here(wiring: Any, batch_id: int, then: str) -> None:
+    """The follow-up in this process (no broker)."""
+    from training.pipeline import run_followup
+
+    run_followup(wiring, batch_id, then)

@@ -1,0 +1,106 @@
+"""The fence around a running chunk: every draft commit proves the chunk is still ours.
+
+A worker that lost its lease (the sweeper gave the chunk to someone else) or whose batch was cancelled or ran
+out of budget cannot commit another sub-batch: the lease check runs in the same transaction as the drafts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from types import TracebackType
+from typing import Any
+
+from generation.run import RunStats
+from reasongen.bootstrap import Wiring
+from storage.uow import UnitOfWork
+from workers.batches import BatchSpec, budget_reason, stop_batch, utcnow
+
+
+class ChunkStopped(Exception):
+    """The chunk may not go on: lease lost, or batch no longer running."""
+
+
+@dataclass(frozen=True)
+class Lease:
+    chunk_id: int
+    batch_id: int
+    owner: str
+    attempts: int
+    record_ids: tuple[int, ...]
+
+
+class FencedUnitOfWork:
+    """A unit of work whose ``commit`` first renews the lease, in the same transaction."""
+
+    def __init__(self, inner: UnitOfWork, guard: "Guard"):
+        self._inner = inner
+        self._guard = guard
+
+    def __enter__(self) -> "FencedUnitOfWork":
+        self._inner.__enter__()
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self._inner.__exit__(et, e, tb)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def commit(self) -> None:
+        if not self._guard.renew(self._inner):
+            raise ChunkStopped(f"chunk {self._guard.lease.chunk_id}: lease lost or batch stopped")
+        self._inner.commit()
+
+
+class Guard:
+    """Lease renewal, progress reporting and budget checks for one claimed chunk."""
+
+    def __init__(self, wiring: Wiring, lease: Lease, batch: BatchSpec, worker: str | None,
+                 on_progress: Callable[[RunStats], None] | None = None, already_done: int = 0):
+        self.wiring, self.lease, self.batch, self.worker = wiring, lease, batch, worker
+        self.stats = RunStats()
+        self.already_done = already_done
+        self._on_progress = on_progress
+        self._reported = 0
+
+    def uow(self) -> FencedUnitOfWork:
+        return FencedUnitOfWork(self.wiring.uow(), self)
+
+    def counts(self) -> dict[str, int]:
+        return dict(n_done=self.stats.done + self.stats.skipped + self.already_done, n_failed=self.stats.failed)
+
+    def renew(self, uow: UnitOfWork) -> bool:
+        now = utcnow()
+        until = now + timedelta(seconds=self.wiring.settings.lease_s)
+        ok = uow.batches.renew_lease(self.lease.chunk_id, self.lease.batch_id, self.lease.owner, now, until,
+                                     self.counts())
+        if ok and self.worker:
+            seen = self.stats.done + self.stats.failed
+            uow.batches.worker_progress(self.worker, self.lease.chunk_id, seen - self._reported, now)
+            self._reported = seen
+        return ok
+
+    def should_stop(self) -> bool:
+        with self.wiring.uow() as uow:
+            ok = self.renew(uow)
+            uow.commit()
+        return not ok or self.over_budget()
+
+    def progress(self, stats: RunStats) -> None:
+        self.stats = stats
+        if self._on_progress:
+            self._on_progress(stats)
+
+    def over_budget(self) -> bool:
+        max_cost, max_tokens = self.batch.max_cost_usd, self.batch.max_tokens
+        if max_cost is None and max_tokens is None:
+            return False
+        with self.wiring.uow() as uow:
+            tokens, cost = uow.batches.spend(self.lease.batch_id)
+        reason = budget_reason(max_cost, max_tokens, tokens, cost)
+        if reason is None:
+            return False
+        stop_batch(self.wiring, self.lease.batch_id, "stopped", reason)
+        return True

@@ -1,0 +1,69 @@
+"""What `status` and `workers` show, read from the database (and the broker for queue depths)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from reasongen.bootstrap import Wiring
+from storage.models import Batch
+from workers import broker
+from workers.batches import utcnow
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes; everything is stored in UTC.
+    return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
+
+
+def batch_summary(wiring: Wiring, batch_id: int) -> dict[str, Any]:
+    with wiring.uow() as uow:
+        batch = uow.batches.get(batch_id)
+        chunks = uow.batches.chunks(batch_id)
+        done, failed = sum(c.n_done for c in chunks), sum(c.n_failed for c in chunks)
+        states = uow.batches.count_chunks(batch_id)
+        totals = uow.batches.draft_totals(batch_id)
+        errors = uow.batches.top_errors(batch_id)
+        return _summary(batch, done, failed, states, totals, errors)
+
+
+def _summary(batch: Batch, done: int, failed: int, states: dict[str, int], totals: dict[str, Any],
+             errors: list[tuple[str, int]]) -> dict[str, Any]:
+    started, finished = _aware(batch.started_at), _aware(batch.finished_at)
+    elapsed = max(((finished or utcnow()) - started).total_seconds(), 1e-6) if started else 0.0
+    pending = max(batch.total_records - done - failed, 0)
+    rate = (done + failed) / elapsed * 60 if elapsed else 0.0
+    eta = None if finished or not rate else pending / rate * 60
+    return dict(
+        batch=batch.id, kind=batch.kind, status=batch.status, reason=batch.status_reason, backend=batch.backend,
+        model=batch.model, template=batch.template_name, total=batch.total_records, done=done, failed=failed,
+        pending=pending, chunks=states, records_per_min=round(rate, 1), elapsed_s=round(elapsed, 1),
+        eta_s=None if eta is None else round(eta, 1), tokens=totals["prompt_tokens"] + totals["completion_tokens"],
+        cost_usd=round(totals["cost_usd"], 6), max_cost_usd=batch.max_cost_usd, max_tokens=batch.max_tokens,
+        then=batch.then, followup_enqueued_at=batch.followup_enqueued_at, finished=finished is not None,
+        errors=[{"error": e, "count": n} for e, n in errors],
+    )
+
+
+def recent_summaries(wiring: Wiring, limit: int = 10) -> list[dict[str, Any]]:
+    with wiring.uow() as uow:
+        ids = [b.id for b in uow.batches.recent(limit)]
+    return [batch_summary(wiring, i) for i in ids]
+
+
+def workers_report(wiring: Wiring) -> dict[str, Any]:
+    """Live workers (heartbeat within three intervals) and the broker's queue depths."""
+    s = wiring.settings
+    now = utcnow()
+    with wiring.uow() as uow:
+        rows = uow.batches.workers()
+        live = [_worker(w, now) for w in rows
+                if (now - _aware(w.last_seen)).total_seconds() <= 3 * s.heartbeat_interval_s]  # type: ignore[operator]
+    depths = broker.queue_depths(s) if s.broker_url else None
+    return dict(workers=live, queues=depths)
+
+
+def _worker(w: Any, now: datetime) -> dict[str, Any]:
+    return dict(hostname=w.hostname, queues=w.queues, concurrency=w.concurrency, pid=w.pid,
+                current_chunk=w.current_chunk_id, records_processed=w.records_processed,
+                last_heartbeat_s_ago=round((now - _aware(w.last_seen)).total_seconds(), 1))  # type: ignore[operator]

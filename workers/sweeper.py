@@ -1,0 +1,91 @@
+"""The sweeper: gives expired leases another try (or fails the chunk after N attempts) and re-sends chunks
+whose message the broker lost, for example after Redis restarted empty.
+
+Every change is a conditional UPDATE, so several sweepers (one per worker, plus `reasongen sweep`) can run at
+once and each chunk is re-sent by one of them. A chunk re-sent twice is harmless: the lease lets one worker in
+and the cache key skips records already drafted.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from reasongen.bootstrap import Wiring
+from workers import broker, dispatch
+from workers.batches import FollowUp, finalize, utcnow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SweepReport:
+    requeued: list[int] = field(default_factory=list)  # lease expired, another attempt
+    failed: list[int] = field(default_factory=list)  # lease expired too often: poison
+    resent: list[int] = field(default_factory=list)  # queued, but the broker did not hold the message
+    followups: list[FollowUp] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, list[int]]:
+        return dict(requeued=self.requeued, failed=self.failed, resent=self.resent)
+
+
+def sweep(wiring: Wiring, *, batch_id: int | None = None, force: bool = False, send: bool = True) -> SweepReport:
+    """One pass. ``force`` (resume) re-sends every queued chunk missing from the broker, however recent."""
+    report = SweepReport()
+    _expired(wiring, batch_id, report)
+    _lost(wiring, batch_id, force, report)
+    if send and wiring.settings.broker_url:
+        _send(wiring, report)
+    return report
+
+
+def _expired(wiring: Wiring, batch_id: int | None, report: SweepReport) -> None:
+    now = utcnow()
+    with wiring.uow() as uow:
+        expired = uow.batches.expired_leases(now, batch_id)
+    for chunk_id, owner_batch in expired:
+        with wiring.uow() as uow:
+            uow.batches.lock(owner_batch)
+            chunk = uow.batches.chunk(chunk_id)
+            if chunk is None:
+                continue
+            if chunk.attempts >= wiring.settings.max_attempts:
+                error = f"lease expired on attempt {chunk.attempts} of {wiring.settings.max_attempts} " \
+                        "(worker killed, hung or too slow)"
+                if uow.batches.finish(chunk_id, None, now, status="failed", finished_at=now, last_error=error):
+                    report.failed.append(chunk_id)
+                    report.followups.extend(filter(None, [finalize(uow, owner_batch, now)]))
+            elif uow.batches.requeue(chunk_id, now, expired_before=now):
+                report.requeued.append(chunk_id)
+            uow.commit()
+
+
+def _lost(wiring: Wiring, batch_id: int | None, force: bool, report: SweepReport) -> None:
+    now = utcnow()
+    cutoff = now if force else now - timedelta(seconds=wiring.settings.requeue_after_s)
+    with wiring.uow() as uow:
+        candidates = uow.batches.queued_before(cutoff, batch_id)
+    if not candidates:
+        return
+    held = broker.held_chunk_ids(wiring.settings) if wiring.settings.broker_url else set()
+    for chunk_id in candidates:
+        if held is not None and chunk_id in held:
+            continue
+        with wiring.uow() as uow:
+            if uow.batches.requeue(chunk_id, now, enqueued_before=cutoff):
+                report.resent.append(chunk_id)
+            uow.commit()
+
+
+def _send(wiring: Wiring, report: SweepReport) -> None:
+    by_backend: dict[str, list[int]] = {}
+    with wiring.uow() as uow:
+        for chunk_id in report.requeued + report.resent:
+            by_backend.setdefault(uow.batches.queue_of_batch(chunk_id) or "fake", []).append(chunk_id)
+    for backend, ids in by_backend.items():
+        dispatch.send_chunks(wiring.settings, ids, backend)
+    for followup in report.followups:
+        dispatch.send_followup(wiring.settings, *followup)
+    if report.requeued or report.resent or report.failed:
+        log.warning("sweeper: %s", report.as_dict())
