@@ -53,7 +53,7 @@ def _save_model(folder: Path) -> None:
     tok = AutoTokenizer.from_pretrained(folder)
     torch.manual_seed(0)
     config = PhiConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                       num_attention_heads=4, max_position_embeddings=1024, eos_token_id=tok.eos_token_id,
+                       num_attention_heads=4, max_position_embeddings=1024, initializer_range=0.2, eos_token_id=tok.eos_token_id,
                        bos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
     PhiForCausalLM(config).save_pretrained(folder)
 
@@ -99,3 +99,20 @@ def approve_all(wired: Wiring, dataset: str, rows: list[dict]) -> list[int]:
         uow.session.execute(update(Draft).where(Draft.record_id.in_(ids)).values(status="approved"))
         uow.commit()
     return ids
+
+
+@pytest.fixture
+def repeated_build(sqlite_wired, tmp_path):  # type: ignore[no-untyped-def]
+    """Six short, similar examples (some in eval), small enough to learn in a few dozen steps."""
+    from training.build import BuildOptions, build_sft
+
+    approve_all(sqlite_wired, "ds", make_rows(6))
+    return build_sft(sqlite_wired.uow, BuildOptions("ds", out_dir=str(tmp_path / "build"), eval_fraction=0.3))
+
+
+def tiny_config(model: str, tmp_path: Path, **overrides):  # type: ignore[no-untyped-def]
+    from training.config import TrainConfig
+
+    base = dict(base_model=model, lora_r=8, lora_alpha=16, lora_dropout=0.0, max_steps=30, learning_rate=1e-2,
+                batch_size=6, logging_steps=5, save_steps=100, max_length=512, output_dir=str(tmp_path / "run"))
+    return TrainConfig(**{**base, **overrides})
