@@ -33,6 +33,11 @@ class Rates:
     def bursts(self) -> tuple[float, float]:
         return max(1.0, self.requests_per_s * self.burst_s), max(1.0, self.tokens_per_s * self.burst_s)
 
+    def pause_offsets(self, seconds: float) -> list[float]:
+        """How far ahead to push each booking so the next caller waits ``seconds``, burst included."""
+        rates = (self.requests_per_s, self.tokens_per_s)
+        return [seconds + (burst / rate if rate else 0.0) for burst, rate in zip(self.bursts(), rates)]
+
 
 class RateLimiter(Protocol):
     async def acquire(self, tokens: int) -> float:
@@ -97,8 +102,8 @@ class LocalLimiter:
 
     async def pause(self, seconds: float) -> None:
         with self._lock:
-            until = time.monotonic() + seconds
-            self._tat = [max(t, until) for t in self._tat]
+            now = time.monotonic()
+            self._tat = [max(t, now + ahead) for t, ahead in zip(self._tat, self.rates.pause_offsets(seconds))]
 
 
 # KEYS: requests key, tokens key. ARGV: req rate, req burst, tok rate, tok burst, tokens.
@@ -119,14 +124,15 @@ local w2 = book(KEYS[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 return string.format('%.6f', math.max(w1, w2))
 """
 
-# KEYS: one or more keys. ARGV: seconds to add to each (negative refunds), or a pause when ARGV[2]=='pause'.
+# KEYS: the keys to move. ARGV[1]: 'pause' (book each key at least ARGV[i+1] s ahead) or 'shift' (add it).
 _SHIFT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-for _, key in ipairs(KEYS) do
+for i, key in ipairs(KEYS) do
   local tat = tonumber(redis.call('GET', key) or '0')
+  local value = tonumber(ARGV[i + 1])
   local shifted
-  if ARGV[2] == 'pause' then shifted = math.max(tat, now + tonumber(ARGV[1])) else shifted = tat + tonumber(ARGV[1]) end
+  if ARGV[1] == 'pause' then shifted = math.max(tat, now + value) else shifted = tat + value end
   if shifted > now then
     redis.call('SET', key, string.format('%.6f', shifted), 'PX', math.ceil((shifted - now) * 1000) + 60000)
   end
@@ -162,10 +168,10 @@ class RedisLimiter:
     async def settle(self, estimated: int, actual: int) -> None:
         if self.rates.tokens_per_s and actual != estimated:
             delta = (actual - estimated) / self.rates.tokens_per_s
-            await asyncio.to_thread(self._shift, keys=self.keys[1:], args=[delta, "shift"])
+            await asyncio.to_thread(self._shift, keys=self.keys[1:], args=["shift", delta])
 
     async def pause(self, seconds: float) -> None:
-        await asyncio.to_thread(self._shift, keys=self.keys, args=[seconds, "pause"])
+        await asyncio.to_thread(self._shift, keys=self.keys, args=["pause", *self.rates.pause_offsets(seconds)])
 
 
 def make_limiter(rates: Rates, redis_url: str | None = None, key: str = "reasongen:ratelimit") -> Any:
