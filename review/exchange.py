@@ -1,0 +1,157 @@
+"""Export drafts to JSONL/CSV for review in a spreadsheet, and import the decisions back.
+
+Each row carries the draft's id and version; a decision is applied only if the draft is still at
+that version, so a spreadsheet that sat open for a day cannot overwrite newer work. Every row that
+cannot be applied is reported as ``file:line: reason``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from review.rules import EDITABLE_FIELDS, ReviewError
+from review.service import decide, load, validated_edits
+from storage.repositories.reviews import DraftFilter, DraftRow
+from storage.uow import UnitOfWork
+
+COLUMNS = [
+    "id", "version", "dataset", "key", "lang", "field", "uniqueness", "record_instruction", "record_input",
+    "record_output", *EDITABLE_FIELDS, "flags", "is_fake", "edited", "status", "review_note", "decision", "note",
+]
+FORMATS = ("jsonl", "csv")
+# What may be written in the decision column (case-insensitive); empty or "skip" leaves the draft alone.
+DECISIONS = {
+    "approve": "approve", "approved": "approve", "a": "approve",
+    "reject": "reject", "rejected": "reject", "r": "reject",
+    "edit": "edit", "edited": "edit", "e": "edit",
+    "reset": "reset", "pending": "reset",
+    "": None, "skip": None, "s": None,
+}
+
+
+@dataclass
+class ImportReport:
+    applied: int = 0
+    skipped: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def format_of(path: Path, given: str | None = None) -> str:
+    fmt = (given or path.suffix.lstrip(".")).lower()
+    fmt = "jsonl" if fmt in ("json", "ndjson") else fmt
+    if fmt not in FORMATS:
+        raise ValueError(f"{path}: cannot tell the format from the name; pass --format jsonl or --format csv")
+    return fmt
+
+
+# -- export ------------------------------------------------------------------------------------------
+def export_drafts(uow: UnitOfWork, flt: DraftFilter, out: TextIO, fmt: str) -> int:
+    rows = (export_row(r) for r in uow.reviews.iter_rows(flt))
+    return _write_csv(rows, out) if fmt == "csv" else _write_jsonl(rows, out)
+
+
+def export_row(row: DraftRow) -> dict[str, Any]:
+    d, r = row.draft, row.record
+    return {
+        "id": d.id, "version": d.version, "dataset": row.dataset, "key": r.key, "lang": r.lang, "field": r.field,
+        "uniqueness": r.uniqueness, "record_instruction": r.instruction, "record_input": r.input,
+        "record_output": r.output, **{name: getattr(d, name) or "" for name in EDITABLE_FIELDS},
+        "flags": list(d.flags or []), "is_fake": d.is_fake, "edited": d.edited, "status": d.status,
+        "review_note": d.review_note or "", "decision": "", "note": "",
+    }
+
+
+def _write_jsonl(rows: Iterator[dict[str, Any]], out: TextIO) -> int:
+    n = 0
+    for n, row in enumerate(rows, 1):
+        out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return n
+
+
+def _write_csv(rows: Iterator[dict[str, Any]], out: TextIO) -> int:
+    writer = csv.DictWriter(out, fieldnames=COLUMNS)
+    writer.writeheader()
+    n = 0
+    for n, row in enumerate(rows, 1):
+        writer.writerow({**row, "flags": ";".join(row["flags"])})
+    return n
+
+
+# -- import ------------------------------------------------------------------------------------------
+def import_decisions(uow_factory: Callable[[], UnitOfWork], path: Path, reviewer: str,
+                     fmt: str | None = None) -> ImportReport:
+    """Apply each row's decision in its own transaction; collect what could not be applied."""
+    report = ImportReport()
+    fmt = format_of(path, fmt)
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        for line, raw in (_csv_rows(handle) if fmt == "csv" else _jsonl_rows(handle)):
+            try:
+                applied = _apply_row(uow_factory, _parse_jsonl(raw) if fmt == "jsonl" else raw, reviewer)
+            except (ReviewError, ValueError) as exc:
+                report.errors.append(f"{path}:{line}: {exc}")
+                continue
+            report.applied += applied
+            report.skipped += not applied
+    return report
+
+
+def _csv_rows(handle: TextIO) -> Iterator[tuple[int, Any]]:
+    reader = csv.DictReader(handle)
+    start = 2  # line 1 is the header; a quoted cell may span lines, so track where each row starts
+    for row in reader:
+        yield start, row
+        start = reader.line_num + 1
+
+
+def _jsonl_rows(handle: TextIO) -> Iterator[tuple[int, Any]]:
+    for line, text in enumerate(handle, 1):
+        if text.strip():
+            yield line, text
+
+
+def _parse_jsonl(text: str) -> dict[str, Any]:
+    try:
+        row = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(row, dict):
+        raise ValueError("each line must be a JSON object")
+    return row
+
+
+def _apply_row(uow_factory: Callable[[], UnitOfWork], row: dict[str, Any], reviewer: str) -> bool:
+    decision = _decision(row)
+    draft_id, version = _int(row, "id"), _int(row, "version")
+    changes = {name: row[name] for name in EDITABLE_FIELDS if row.get(name) is not None}
+    with uow_factory() as uow:
+        if decision is None:
+            if validated_edits(load(uow, draft_id, version), changes):
+                raise ValueError("text was changed but the decision column is empty; write edit, approve or reject")
+            return False
+        decide(uow, draft_id, version, decision, reviewer, note=_text(row.get("note")), changes=changes)
+        uow.commit()
+    return True
+
+
+def _decision(row: dict[str, Any]) -> str | None:
+    text = (_text(row.get("decision")) or "").strip().lower()
+    if text not in DECISIONS:
+        raise ValueError(f"unknown decision {text!r}; use approve, reject, edit, reset or leave it empty")
+    return DECISIONS[text]
+
+
+def _int(row: dict[str, Any], name: str) -> int:
+    value = row.get(name)
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, got {value!r}") from None
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)

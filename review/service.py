@@ -1,0 +1,137 @@
+"""One review decision on one draft: validated first, then versioned updates, each with its audit event.
+
+Callers pass the version they looked at; if the draft moved on since, nothing is written and a
+:class:`ConflictError` says who changed it. Everything is checked before the first write, so the only
+failure after a write is impossible (the first update holds the row), and a caller may catch a
+:class:`ReviewError` and go on in the same transaction. Nothing here commits: the caller does.
+"""
+
+from __future__ import annotations
+
+import getpass
+from collections.abc import Mapping
+from typing import Any
+
+from review.rules import EDITABLE_FIELDS, ConflictError, DraftNotFoundError, InvalidEditError, target_status
+from storage.models import ReviewEvent, utcnow
+from storage.repositories.reviews import DraftRow
+from storage.uow import UnitOfWork
+
+# What an audit event records before/after (only the keys that changed).
+AUDITED = ("status", "edited", "review_note", *EDITABLE_FIELDS)
+
+
+def reviewer_name(explicit: str | None = None, configured: str | None = None) -> str:
+    """--reviewer, else Settings.reviewer, else the login name."""
+    if explicit or configured:
+        return (explicit or configured or "").strip()
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name in some containers
+        return "unknown"
+
+
+def approve(uow: UnitOfWork, draft_id: int, version: int, reviewer: str, note: str | None = None) -> int:
+    return decide(uow, draft_id, version, "approve", reviewer, note=note)
+
+
+def reject(uow: UnitOfWork, draft_id: int, version: int, reviewer: str, note: str) -> int:
+    return decide(uow, draft_id, version, "reject", reviewer, note=note)
+
+
+def edit(uow: UnitOfWork, draft_id: int, version: int, reviewer: str, changes: Mapping[str, Any]) -> int:
+    return decide(uow, draft_id, version, "edit", reviewer, changes=changes)
+
+
+def reset(uow: UnitOfWork, draft_id: int, version: int, reviewer: str, note: str | None = None) -> int:
+    return decide(uow, draft_id, version, "reset", reviewer, note=note)
+
+
+def decide(
+    uow: UnitOfWork, draft_id: int, version: int, action: str, reviewer: str, *,
+    note: str | None = None, changes: Mapping[str, Any] | None = None,
+) -> int:
+    """Apply text ``changes`` (an edit), then ``action``; return the draft's new version.
+
+    Changed text with a status action is two events (edit, then the action), so nothing a reviewer
+    typed is dropped and the draft is marked ``edited``.
+    """
+    row = load(uow, draft_id, version)
+    state = snapshot(row)
+    note = _clean_note(action, note, draft_id)
+    edits = validated_edits(row, changes or {})
+    if action == "edit" and not edits:
+        raise InvalidEditError(f"edit of draft {draft_id} changes nothing")
+    if action != "edit":
+        target_status(action, state["status"], draft_id)  # refuse before anything is written
+    steps = ([("edit", edits)] if edits else []) + ([(action, {})] if action != "edit" else [])
+    for i, (step, values) in enumerate(steps):
+        state = _write(uow, draft_id, state, step, values, reviewer, note if i == len(steps) - 1 else None)
+    return state["version"]
+
+
+def load(uow: UnitOfWork, draft_id: int, version: int | None = None) -> DraftRow:
+    """The draft now; a conflict if it is no longer at ``version``."""
+    row = uow.reviews.load(draft_id)
+    if row is None:
+        raise DraftNotFoundError(draft_id)
+    if version is not None and row.draft.version != version:
+        raise ConflictError(draft_id, version, row.draft.version, row.draft.reviewer, row.draft.reviewed_at)
+    return row
+
+
+def history(uow: UnitOfWork, draft_id: int) -> list[ReviewEvent]:
+    load(uow, draft_id)
+    return uow.reviews.events(draft_id)
+
+
+def snapshot(row: DraftRow) -> dict[str, Any]:
+    return {key: getattr(row.draft, key) for key in (*AUDITED, "version")}
+
+
+def validated_edits(row: DraftRow, changes: Mapping[str, Any]) -> dict[str, str]:
+    """The fields that really change, stripped; refuses unknown fields and empty required text."""
+    edits: dict[str, str] = {}
+    for name, value in changes.items():
+        if name not in EDITABLE_FIELDS:
+            raise InvalidEditError(f"{name!r} cannot be edited; editable fields: {', '.join(EDITABLE_FIELDS)}")
+        if not isinstance(value, str):
+            raise InvalidEditError(f"{name} must be text, not {type(value).__name__}")
+        if not value.strip() and name in required_fields(row):
+            raise InvalidEditError(f"{name} of draft {row.draft.id} must not be empty")
+        if value.strip() != (getattr(row.draft, name) or "").strip():
+            edits[name] = value.strip()
+    return edits
+
+
+def required_fields(row: DraftRow) -> tuple[str, ...]:
+    # An English record without input has nothing to transform; every other draft needs all three.
+    has_input = row.record.lang != "en" or bool((row.record.input or "").strip())
+    return EDITABLE_FIELDS if has_input else ("reasoning", "response")
+
+
+def _clean_note(action: str, note: str | None, draft_id: int) -> str | None:
+    note = (note or "").strip() or None
+    if action == "reject" and note is None:
+        raise InvalidEditError(f"rejecting draft {draft_id} needs a note saying why (it guides regeneration)")
+    return note
+
+
+def _write(uow: UnitOfWork, draft_id: int, state: dict[str, Any], action: str, edits: dict[str, str],
+           reviewer: str, note: str | None) -> dict[str, Any]:
+    target = target_status(action, state["status"], draft_id)
+    values: dict[str, Any] = {"status": target, "reviewer": reviewer, "reviewed_at": utcnow(), **edits}
+    if edits:
+        values["edited"] = True
+    if action != "edit" or note:
+        values["review_note"] = note  # a decision's note replaces the last one; history keeps both
+    if not uow.reviews.update_versioned(draft_id, state["version"], values):
+        row = load(uow, draft_id)
+        raise ConflictError(draft_id, state["version"], row.draft.version, row.draft.reviewer, row.draft.reviewed_at)
+    changed = [k for k in AUDITED if k in values and values[k] != state[k]]
+    uow.reviews.add_event(
+        draft_id=draft_id, reviewer=reviewer, action=action, from_status=state["status"], to_status=target,
+        note=note, before={k: state[k] for k in changed}, after={k: values[k] for k in changed},
+        created_at=values["reviewed_at"],
+    )
+    return {**state, **values, "version": state["version"] + 1}
