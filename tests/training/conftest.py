@@ -13,17 +13,6 @@ from reasongen.settings import Settings
 from storage.models import Draft
 from tests.helpers import add_records
 
-SENTENCES = [
-    "### Instruction:\n### Input:\n### Reasoning:\n### Transformed input:\n### Response:\n",
-    "The question asks: What is supervised fine-tuning? Working from the input and the reference answer, "
-    "the answer follows in a few steps.",
-    "Please translate the following Japanese input texts into English and respond according to the instructions.",
-    "Please translate the following Chinese input texts into English and respond according to the instructions.",
-    "Read the following Japanese text, which holds an instruction and its context. Answer it in English.",
-    "直交表とは何ですか？実験計画法で使われる表です。品質工学とロバスト設計。",
-    "什么是监督微调？它在预训练模型上继续训练。信噪比和质量工程。",
-    "An orthogonal array lets you study many factors with few runs. fake English rendering of input",
-]
 FIELDS = ["machine-learning", "quality-engineering"]
 TEXTS = {
     "en": ("What is supervised fine-tuning, case {i}?", ""),
@@ -32,39 +21,12 @@ TEXTS = {
 }
 
 
-def _train_tokenizer(folder: Path) -> None:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<|endoftext|>", "<pad>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(SENTENCES * 4, trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<pad>")
-    fast.save_pretrained(folder)
-
-
-def _save_model(folder: Path) -> None:
-    import torch
-    from transformers import AutoTokenizer, PhiConfig, PhiForCausalLM
-
-    tok = AutoTokenizer.from_pretrained(folder)
-    torch.manual_seed(0)
-    config = PhiConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                       num_attention_heads=4, max_position_embeddings=1024, initializer_range=0.2, eos_token_id=tok.eos_token_id,
-                       bos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    PhiForCausalLM(config).save_pretrained(folder)
-
-
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A folder holding a random 2-layer PhiForCausalLM and its BPE tokenizer, loadable by from_pretrained."""
-    folder = tmp_path_factory.mktemp("tiny-phi")
-    _train_tokenizer(folder)
-    _save_model(folder)
-    return str(folder)
+    from training.tiny import make_tiny_model
+
+    return str(make_tiny_model(tmp_path_factory.mktemp("tiny-phi")))
 
 
 @pytest.fixture
