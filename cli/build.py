@@ -1,9 +1,97 @@
-"""`reasongen build` commands (filled in by its stage)."""
+"""`reasongen build-sft` and `reasongen builds`: the SFT set from approved drafts."""
 
 from __future__ import annotations
 
+from typing import Optional
+
 import typer
+from rich.table import Table
+
+from cli.context import console, print_json, wiring
+from storage.repositories.records import parse_where
+from training.formats import DEFAULT_FORMATS
+
+JSON_HELP = "Print JSON."
+
+
+def build_sft_cmd(
+    ctx: typer.Context,
+    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset name."),
+    out: Optional[str] = typer.Option(None, "--out", "-o",
+                                      help="Empty or new folder to write (default ./builds/DATASET/build-ID)."),
+    where: Optional[str] = typer.Option(None, "--where", help="Record filters, e.g. lang=ja,field=math."),
+    eval_fraction: float = typer.Option(0.1, "--eval-fraction", min=0.0, max=0.99,
+                                        help="Share of records in eval, decided by a hash of the record key."),
+    seed: int = typer.Option(0, "--seed", help="Salt of the split hash (same seed, same split)."),
+    formats: Optional[str] = typer.Option(None, "--formats",
+                                          help=f"Comma separated, default all: {','.join(DEFAULT_FORMATS)}."),
+    max_length: Optional[int] = typer.Option(None, "--max-length", min=1,
+                                             help="Drop (never truncate) examples over N tokens; needs --tokenizer."),
+    tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="Tokenizer folder or name to count tokens."),
+    template: Optional[str] = typer.Option(None, "--template",
+                                           help="TOML file with `prompt` and `completion` format strings."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Write the SFT set from the approved drafts of a dataset: every format, a manifest, a build row."""
+    from training.build import BuildOptions, build_sft
+
+    with wiring(ctx) as wired:
+        options = BuildOptions(dataset=dataset, out_dir=out, where=parse_where(where), eval_fraction=eval_fraction,
+                               seed=seed, formats=_names(formats), max_length=max_length, tokenizer=tokenizer,
+                               template=template)
+        if as_json:
+            result = build_sft(wired.uow, options)
+        else:
+            with console.status(f"building the SFT set of {dataset}..."):
+                result = build_sft(wired.uow, options)
+    summary = _summary(result.build_id, str(result.out_dir), result.manifest, result.manifest_sha256)
+    print_json(summary) if as_json else _print(summary)
+
+
+def _names(text: str | None) -> list[str] | None:
+    names = [n.strip() for n in (text or "").split(",") if n.strip()]
+    return names or None
+
+
+def _summary(build_id: int, out_dir: str, manifest: dict, sha: str) -> dict:
+    return {
+        "build_id": build_id, "out_dir": out_dir, "manifest_sha256": sha, "counts": manifest["counts"],
+        "dropped": {k: v["count"] for k, v in manifest["dropped"].items()},
+        "parent_build_id": manifest["parent_build_id"],
+        "diff": {k: len(v) for k, v in manifest["diff"].items()}, "formats": manifest["params"]["formats"],
+    }
+
+
+def _print(s: dict) -> None:
+    c = s["counts"]
+    console.print(f"build [bold]{s['build_id']}[/] -> {s['out_dir']}")
+    console.print(f"  train {c['train']}, eval {c['eval']}; by language {c['lang']}")
+    console.print(f"  dropped: {s['dropped']['duplicates']} duplicates, {s['dropped']['too_long']} over max length")
+    console.print(f"  since build {s['parent_build_id']}: {s['diff']}" if s["parent_build_id"] else "  first build")
+    console.print(f"  formats: {', '.join(s['formats'])}; manifest sha256 {s['manifest_sha256'][:16]}")
+
+
+def builds_cmd(
+    ctx: typer.Context,
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Only this dataset's builds."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """List SFT builds with their lineage and sizes."""
+    with wiring(ctx) as wired, wired.uow() as uow:
+        dataset_id = uow.records.dataset(dataset).id if dataset else None
+        rows = [{"id": b.id, "dataset_id": b.dataset_id, "parent_id": b.parent_id, "batch_id": b.batch_id,
+                 "n_train": b.n_train, "n_eval": b.n_eval, "out_dir": b.out_dir, "created_at": b.created_at,
+                 "manifest_sha256": b.manifest_sha256} for b in uow.builds.list(dataset_id)]
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("id", "dataset", "parent", "batch", "train", "eval", "folder")
+    for r in rows:
+        table.add_row(*(str(r[k]) if r[k] is not None else "-" for k in
+                        ("id", "dataset_id", "parent_id", "batch_id", "n_train", "n_eval", "out_dir")))
+    console.print(table)
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("build-sft")(build_sft_cmd)
+    app.command("builds")(builds_cmd)
