@@ -119,6 +119,8 @@ def close(wiring: Wiring, lease: Lease, guard: Guard | None, state: str) -> Outc
         if not uow.batches.finish(lease.chunk_id, lease.owner, now, status=state, finished_at=now, **counts):
             return Outcome(lease.chunk_id, "lost")
         followup = finalize(uow, lease.batch_id, now)
+        if guard:
+            guard.report_worker(uow, None)
         uow.commit()
     return Outcome(lease.chunk_id, state, guard.stats if guard else None, followup)
 

@@ -76,11 +76,16 @@ class Guard:
         until = now + timedelta(seconds=self.wiring.settings.lease_s)
         ok = uow.batches.renew_lease(self.lease.chunk_id, self.lease.batch_id, self.lease.owner, now, until,
                                      self.counts())
-        if ok and self.worker:
-            seen = self.stats.done + self.stats.failed
-            uow.batches.worker_progress(self.worker, self.lease.chunk_id, seen - self._reported, now)
-            self._reported = seen
+        if ok:
+            self.report_worker(uow, self.lease.chunk_id)
         return ok
+
+    def report_worker(self, uow: UnitOfWork, chunk_id: int | None) -> None:
+        """This worker's heartbeat row: the chunk in hand and the records it has processed."""
+        if self.worker:
+            seen = self.stats.done + self.stats.failed
+            uow.batches.worker_progress(self.worker, chunk_id, seen - self._reported, utcnow())
+            self._reported = seen
 
     def should_stop(self) -> bool:
         with self.wiring.uow() as uow:

@@ -1,0 +1,62 @@
+"""The broker path of the CLI: generate --wait, status, workers, resume, against real workers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from tests.helpers import add_records
+from tests.queue.conftest import worker_env
+from tests.queue.test_workers import ready
+
+pytestmark = pytest.mark.slow
+runner = CliRunner()
+
+
+def cli(settings, *args: str):  # type: ignore[no-untyped-def]
+    return runner.invoke(app, list(args), env=worker_env(settings))
+
+
+def test_generate_wait_status_and_workers_with_real_workers(queue_wired, start_worker):
+    settings = queue_wired.settings
+    with queue_wired.uow() as uow:
+        add_records(uow, "ds", [{"instruction": f"Q{i}", "key": f"k{i}"} for i in range(12)])
+    w = start_worker(concurrency=3)
+    ready(queue_wired, w)
+    live = json.loads(cli(settings, "workers", "--json").output)
+    mine = [x for x in live["workers"] if x["hostname"] == w.hostname]
+    assert mine and mine[0]["queues"] == [f"{settings.queue_prefix}teacher"] and mine[0]["concurrency"] == 3
+    assert set(live["queues"]) == {"teacher", "gpu", "train"}
+
+    result = cli(settings, "generate", "--dataset", "ds", "--backend", "fake", "--chunk-size", "4", "--wait",
+                 "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert (summary["status"], summary["done"], summary["chunks"]) == ("done", 12, {"done": 3})
+
+    status = json.loads(cli(settings, "status", str(summary["batch"]), "--json").output)
+    assert status["done"] == 12 and status["pending"] == 0 and status["eta_s"] is None
+    after = json.loads(cli(settings, "workers", "--json").output)
+    assert [x["records_processed"] for x in after["workers"] if x["hostname"] == w.hostname][0] >= 8
+
+    resumed = cli(settings, "resume", str(summary["batch"]))
+    assert resumed.exit_code == 2 and "only a running batch can be resumed" in resumed.output
+
+
+def test_queued_batch_without_workers_is_resumed_by_hand(queue_wired, start_worker):
+    settings = queue_wired.settings
+    with queue_wired.uow() as uow:
+        add_records(uow, "ds", [{"instruction": f"Q{i}", "key": f"k{i}"} for i in range(4)])
+    result = cli(settings, "generate", "--dataset", "ds", "--backend", "fake", "--chunk-size", "2")
+    assert result.exit_code == 0 and "2 chunks queued" in result.output
+    import redis
+
+    redis.Redis.from_url(settings.broker_url).flushdb()  # the messages are lost before any worker starts
+    resumed = cli(settings, "resume", "1", "--json")
+    assert json.loads(resumed.output)["resent"] == [1, 2]
+    ready(queue_wired, start_worker())
+    waited = cli(settings, "status", "1", "--watch")
+    assert waited.exit_code == 0 and "done" in waited.output
