@@ -1,22 +1,34 @@
 """Generate drafts for a list of record ids: what one chunk (or an in-process run) calls.
 
-Sub-batches are the unit of commit: a crash loses at most the sub-batch in flight, and the cache key
-means a re-run skips what was already written.
+Sub-batches are the unit of commit: a crash loses at most the sub-batches in flight, and the cache key
+means a re-run skips what was already written. Backends that can ``submit`` work without blocking (the
+teacher) get several sub-batches in flight at once, so throughput comes from requests in flight rather
+than from large commits; results are still saved in order, one sub-batch per transaction.
+
+A failed draft does not hold its cache key: the next run tries that record again. A good draft is
+never regenerated for the same key unless ``force`` is set.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import time
+import uuid
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import Any
 
 from generation.backends.base import Backend
+from generation.checks import check_draft
 from generation.records import DraftResult, TrainingView
 from generation.restructure import restructure
 from generation.templates import Template
 from storage.uow import UnitOfWork
+
+DEFAULT_SUB_BATCH = 16
 
 
 @dataclass
@@ -24,17 +36,39 @@ class RunStats:
     done: int = 0
     failed: int = 0
     skipped: int = 0
+    flagged: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
     stopped: bool = False
+    started: float = field(default_factory=time.monotonic, repr=False)
 
     def add(self, result: DraftResult) -> None:
         self.failed += result.failed
         self.done += not result.failed
+        self.flagged += bool(result.flags)
         self.prompt_tokens += result.prompt_tokens
         self.completion_tokens += result.completion_tokens
         self.cost_usd += result.cost_usd
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def elapsed_s(self) -> float:
+        return time.monotonic() - self.started
+
+    @property
+    def records_per_s(self) -> float:
+        return (self.done + self.failed) / max(self.elapsed_s, 1e-9)
+
+
+@dataclass
+class _Sub:
+    views: list[TrainingView]
+    keys: dict[int, str]
+    results: Future[list[DraftResult]]
 
 
 def cache_key(record_hash: str, template: Template, backend: Backend, extra: dict[str, Any] | None = None) -> str:
@@ -56,21 +90,54 @@ def generate_drafts(
     batch_id: int | None = None,
     force: bool = False,
     notes: dict[int, str] | None = None,
-    sub_batch_size: int = 16,
+    sub_batch_size: int | None = None,
     should_stop: Callable[[], bool] | None = None,
     on_progress: Callable[[RunStats], None] | None = None,
 ) -> RunStats:
-    stats = RunStats()
-    for sub in _batched(record_ids, sub_batch_size):
+    stats, notes = RunStats(), notes or {}
+    size = sub_batch_size or getattr(backend, "preferred_sub_batch", DEFAULT_SUB_BATCH)
+    window = _window(backend, size)
+    in_flight: deque[_Sub] = deque()
+    for ids in _batched(record_ids, size):
         if should_stop and should_stop():
             stats.stopped = True
             break
-        views, keys = _pending_views(uow_factory, sub, backend, template, force, notes or {}, stats)
-        results = backend.generate([template.render(v, (notes or {}).get(v.record_id)) for v in views])
-        _save(uow_factory, views, keys, results, backend, template, batch_id, stats)
-        if on_progress:
-            on_progress(stats)
+        views, keys = _pending_views(uow_factory, ids, backend, template, force, notes, stats)
+        prompts = [template.render(v, notes.get(v.record_id)) for v in views]
+        in_flight.append(_Sub(views, keys, _submit(backend, prompts)))
+        while len(in_flight) >= window:
+            _finish(uow_factory, in_flight.popleft(), backend, template, batch_id, stats, on_progress)
+    while in_flight:  # stopping still saves what is already paid for
+        _finish(uow_factory, in_flight.popleft(), backend, template, batch_id, stats, on_progress)
     return stats
+
+
+def _window(backend: Backend, size: int) -> int:
+    """How many sub-batches to keep in flight: enough to fill the backend's concurrency."""
+    if not hasattr(backend, "submit"):
+        return 1
+    return max(1, -(-int(getattr(backend, "max_in_flight", size)) // size))
+
+
+def _submit(backend: Backend, prompts: list[Any]) -> Future[list[DraftResult]]:
+    if not prompts:
+        done: Future[list[DraftResult]] = Future()
+        done.set_result([])
+        return done
+    if hasattr(backend, "submit"):
+        return backend.submit(prompts)  # type: ignore[no-any-return]
+    done = Future()
+    done.set_result(backend.generate(prompts))
+    return done
+
+
+def _finish(uow_factory, sub: _Sub, backend, template, batch_id, stats, on_progress) -> None:  # type: ignore[no-untyped-def]
+    results = sub.results.result()
+    for view, result in zip(sub.views, results, strict=True):
+        result.flags = [*result.flags, *check_draft(view, result)]
+    _save(uow_factory, sub.views, sub.keys, results, backend, template, batch_id, stats)
+    if on_progress:
+        on_progress(stats)
 
 
 def _pending_views(uow_factory, ids, backend, template, force, notes, stats):  # type: ignore[no-untyped-def]
@@ -88,8 +155,6 @@ def _extra(view: TrainingView, notes: dict[int, str], force: bool) -> dict[str, 
     if view.record_id in notes:
         extra["note"] = notes[view.record_id]
     if force:
-        import uuid
-
         extra["force"] = uuid.uuid4().hex
     return extra
 

@@ -17,6 +17,7 @@ import time
 import weakref
 from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,7 +78,7 @@ class TeacherBackend:
             _MODE_MEMORY[self._mode_key] = response_mode
         self.counters: Counter[str] = Counter()
         self._loop = LoopThread("teacher-loop")
-        self._clients: weakref.WeakKeyDictionary[Any, openai.AsyncOpenAI] = weakref.WeakKeyDictionary()
+        self._sessions: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
     @classmethod
     def from_settings(cls, settings: Any, model: str | None = None, rate_key: str | None = None,
@@ -104,28 +105,38 @@ class TeacherBackend:
     def response_mode(self) -> str:
         return _MODE_MEMORY.get(self._mode_key, MODES[0])
 
+    @property
+    def max_in_flight(self) -> int:
+        return self.concurrency
+
     def generate(self, prompts: Sequence[Prompt]) -> list[DraftResult]:
         """Sync entry: the whole sub-batch runs concurrently on the backend's own event loop."""
-        return self._loop.run(self.agenerate(prompts))
+        return self.submit(prompts).result()
+
+    def submit(self, prompts: Sequence[Prompt]) -> Future[list[DraftResult]]:
+        """Start a sub-batch without waiting; sub-batches submitted together share the concurrency."""
+        return self._loop.submit(self.agenerate(prompts))
 
     async def agenerate(self, prompts: Sequence[Prompt]) -> list[DraftResult]:
-        client, gate = self._client(), asyncio.Semaphore(self.concurrency)
+        client, gate = self._session()
         return list(await asyncio.gather(*(self._draft(client, gate, p) for p in prompts)))
 
     def close(self) -> None:
-        clients = list(self._clients.values())
+        """Close the clients and stop the private loop (the process exiting does the same)."""
+        clients = [client for client, _ in self._sessions.values()]
         self._loop.close(_close_all(clients) if clients else None)
 
-    def _client(self) -> openai.AsyncOpenAI:
-        """One client per event loop (an httpx pool cannot cross loops), pooled to the concurrency."""
+    def _session(self) -> tuple[openai.AsyncOpenAI, asyncio.Semaphore]:
+        """One client and one gate per event loop (an httpx pool cannot cross loops), pooled to the concurrency."""
         loop = asyncio.get_running_loop()
-        if loop not in self._clients:
+        if loop not in self._sessions:
             limits = _limits(self.concurrency + 8)
             http = openai.DefaultAsyncHttpxClient(limits=limits, timeout=self.timeout_s)
             key = self._api_key.get_secret_value() if self._api_key else "not-needed"
-            self._clients[loop] = openai.AsyncOpenAI(base_url=self.base_url, api_key=key, max_retries=0,
-                                                     timeout=self.timeout_s, http_client=http)
-        return self._clients[loop]
+            client = openai.AsyncOpenAI(base_url=self.base_url, api_key=key, max_retries=0,
+                                        timeout=self.timeout_s, http_client=http)
+            self._sessions[loop] = (client, asyncio.Semaphore(self.concurrency))
+        return self._sessions[loop]
 
     async def _draft(self, client: openai.AsyncOpenAI, gate: asyncio.Semaphore, prompt: Prompt) -> DraftResult:
         started, tally = time.monotonic(), _Tally()
@@ -295,4 +306,7 @@ def _limits(size: int) -> Any:
 
 async def _close_all(clients: list[openai.AsyncOpenAI]) -> None:
     for client in clients:
-        await client.close()
+        try:
+            await client.close()
+        except RuntimeError:  # a client made on another, already closed loop
+            pass

@@ -1,11 +1,15 @@
-"""Drafts: insert idempotently by cache key, keep one current per (record, template, model)."""
+"""Drafts: insert idempotently by cache key, keep one current per (record, template, model).
+
+A good draft holds its cache key for ever (the same request is never sent twice); a failed one gives
+it up to the next attempt, which replaces it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -18,20 +22,31 @@ class DraftRepository:
         self.session = session
 
     def existing_keys(self, keys: Iterable[str]) -> set[str]:
+        """Keys already drafted successfully (failed drafts do not count: they are retried)."""
         keys = list(keys)
         if not keys:
             return set()
-        return set(self.session.scalars(select(Draft.cache_key).where(Draft.cache_key.in_(keys))))
+        query = select(Draft.cache_key).where(Draft.cache_key.in_(keys), Draft.status != "failed")
+        return set(self.session.scalars(query))
 
     def get(self, draft_id: int) -> Draft | None:
         return self.session.get(Draft, draft_id)
 
     def add(self, values: dict[str, Any]) -> bool:
-        """Insert one draft unless its cache key exists; make it current. Returns whether it was new."""
+        """Insert one draft unless its key is taken by a good draft; make it current. Returns whether it was new.
+
+        Insert first, retire second: a concurrent writer that lost the race on the key changes nothing.
+        """
+        self.session.execute(delete(Draft).where(Draft.cache_key == values["cache_key"], Draft.status == "failed"))
         insert = pg_insert if self.session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        stmt = (insert(Draft).values(**{**values, "is_current": False})
+                .on_conflict_do_nothing(index_elements=["cache_key"]).returning(Draft.id))
+        new_id = self.session.execute(stmt).scalar()
+        if new_id is None:
+            return False
         self._retire_current(values["record_id"], values["template_name"], values["model"])
-        stmt = insert(Draft).values(is_current=True, **values).on_conflict_do_nothing(index_elements=["cache_key"])
-        return (self.session.execute(stmt).rowcount or 0) > 0
+        self.session.execute(update(Draft).where(Draft.id == new_id).values(is_current=True))
+        return True
 
     def _retire_current(self, record_id: int, template_name: str, model: str) -> None:
         self.session.execute(
@@ -40,3 +55,9 @@ class DraftRepository:
                    Draft.model == model, Draft.is_current.is_(True))
             .values(is_current=False)
         )
+
+    def for_records(self, record_ids: Iterable[int], *, current_only: bool = True) -> list[Draft]:
+        query = select(Draft).where(Draft.record_id.in_(list(record_ids))).order_by(Draft.record_id, Draft.id)
+        if current_only:
+            query = query.where(Draft.is_current.is_(True))
+        return list(self.session.scalars(query))
