@@ -20,23 +20,29 @@ from storage.ingest.types import SourceRecord
 from storage.models import utcnow
 
 _NOW = bindparam("now", type_=DateTime(timezone=True))
-_MATCH = f"FROM {STAGE} s JOIN records r ON r.dataset_id = :ds AND r.key = s.key"
 _CONTENT = "lang, instruction, input, output, field, uniqueness"
+# Staged rows are matched to records with a scalar subquery per row, which is always an index probe on
+# (dataset_id, key). A plain join lets PostgreSQL pick a hash join over the whole dataset, and inside a
+# large load it does: the statistics know nothing of the rows added earlier in the same transaction.
+_STATE = (  # 'L'ive or 'D'eleted, then 'S'ame or 'C'hanged content; NULL for a new key
+    "(SELECT CASE WHEN r.deleted_at IS NULL THEN 'L' ELSE 'D' END"
+    " || CASE WHEN r.content_hash = s.content_hash THEN 'S' ELSE 'C' END"
+    " FROM records r WHERE r.dataset_id = :ds AND r.key = s.key)"
+)
+_CHANGED_ID = (
+    "(SELECT r.id FROM records r WHERE r.dataset_id = :ds AND r.key = s.key AND r.content_hash <> s.content_hash)"
+)
 
 SEEN_INSERT = text(
     f"INSERT INTO {SEEN} (key, line) SELECT key, line FROM {STAGE} WHERE true ON CONFLICT (key) DO NOTHING RETURNING key"
 )
 FIRST_LINES = text(f"SELECT key, line FROM {SEEN} WHERE key IN :keys").bindparams(bindparam("keys", expanding=True))
 DROP_REPEATS = text(f"DELETE FROM {STAGE} WHERE key IN :keys").bindparams(bindparam("keys", expanding=True))
-CLASSIFY = text(
-    "SELECT count(r.id),"
-    " coalesce(sum(CASE WHEN r.content_hash <> s.content_hash THEN 1 ELSE 0 END), 0),"
-    f" coalesce(sum(CASE WHEN r.deleted_at IS NOT NULL THEN 1 ELSE 0 END), 0) {_MATCH}"
-)
+CLASSIFY = text(f"SELECT state, count(*) FROM (SELECT {_STATE} AS state FROM {STAGE} s) m GROUP BY state")
 HISTORY = text(
     f"INSERT INTO record_versions (record_id, version, content_hash, {_CONTENT}, meta, superseded_at)"
-    f" SELECT r.id, r.version, r.content_hash, r.lang, r.instruction, r.input, r.output, r.field, r.uniqueness,"
-    f" r.meta, :now {_MATCH} WHERE r.content_hash <> s.content_hash"
+    f" SELECT r.id, r.version, r.content_hash, {_CONTENT}, r.meta, :now FROM records r"
+    f" WHERE r.id IN (SELECT {_CHANGED_ID} FROM {STAGE} s)"
 ).bindparams(_NOW)
 UPSERT = (
     f"INSERT INTO records (dataset_id, key, {_CONTENT}, meta, content_hash, version, created_at, updated_at)"
@@ -97,13 +103,15 @@ class BulkWriter:
         result = BatchResult()
         self.loader.load(records)
         result.repeats = self._drop_repeats(records)
-        existing, changed, result.restored = self.session.execute(CLASSIFY, {"ds": self.dataset_id}).one()
-        if changed:
+        states = dict(self.session.execute(CLASSIFY, {"ds": self.dataset_id}).tuples().all())
+        # read = inserted + updated + unchanged + rejected; restored counts again those that were deleted
+        result.inserted, result.unchanged = states.get(None, 0), states.get("LS", 0) + states.get("DS", 0)
+        result.updated = states.get("LC", 0) + states.get("DC", 0)
+        result.restored = states.get("DS", 0) + states.get("DC", 0)
+        if result.updated:
             self.session.execute(HISTORY, {"ds": self.dataset_id, "now": self.now})
-        if changed or result.restored or existing < len(records) - len(result.repeats):
+        if result.inserted or result.updated or result.restored:
             self.session.execute(self.upsert, {"ds": self.dataset_id, "now": self.now})
-        result.inserted = len(records) - len(result.repeats) - existing
-        result.updated, result.unchanged = changed, existing - changed
         return result
 
     def _drop_repeats(self, records: Sequence[SourceRecord]) -> list[tuple[SourceRecord, int]]:

@@ -8,8 +8,6 @@ derived from its question (instruction + input): fixing the answer later keeps t
 from __future__ import annotations
 
 import hashlib
-from dataclasses import replace
-
 import orjson
 
 from storage.ingest.types import SourceRecord
@@ -27,5 +25,7 @@ def derived_key(instruction: str, input_text: str) -> str:
 
 
 def fill_hash(record: SourceRecord) -> SourceRecord:
-    key = record.key or derived_key(record.instruction, record.input)
-    return replace(record, key=key, content_hash=content_hash(record))
+    r = record  # built directly: dataclasses.replace costs more than the hash itself on this hot path
+    key = r.key or derived_key(r.instruction, r.input)
+    return SourceRecord(r.file, r.line, key, r.lang, r.instruction, r.input, r.output, r.field, r.uniqueness, r.meta,
+                        content_hash(r))

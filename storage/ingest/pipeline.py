@@ -8,10 +8,11 @@ valid records are still written (unless ``strict``).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from storage.ingest.bulk import BulkWriter
+from storage.ingest.bulk import BatchResult, BulkWriter
 from storage.ingest.hashing import fill_hash
 from storage.ingest.langid import fill_language
 from storage.ingest.readers import open_reader
@@ -78,8 +79,8 @@ def ingest_file(
         dataset_id = uow.records.get_or_create_dataset(options.dataset).id
         with BulkWriter(uow.session, dataset_id) as writer:
             records = _records(items, validate, stages, summary, rejections)
-            for batch in _batches(records, options.batch_size, rejections):
-                _write(writer, batch, summary, rejections)
+            for result in _write_behind(writer, _batches(records, options.batch_size, rejections)):
+                _count(result, summary, rejections)
                 on_progress(summary)
             rejections.flush()
             keep = _finish(uow, writer, options, summary)
@@ -123,8 +124,23 @@ def _repeated(record: SourceRecord, first_line: int) -> Rejection:
     return Rejection(record.file, record.line, f"id {record.key!r} repeated (first on line {first_line})")
 
 
-def _write(writer: BulkWriter, batch: list[SourceRecord], summary: IngestSummary, rejections: _Rejections) -> None:
-    result = writer.write(batch)
+def _write_behind(writer: BulkWriter, batches: Iterator[list[SourceRecord]]) -> Iterator[BatchResult]:
+    """Write batch k on a helper thread while batch k+1 is parsed: the database works while Python does.
+
+    At most one batch is in flight, so memory stays at two batches. Only the helper thread touches the
+    session until the loop ends; the caller's thread takes it back afterwards.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-writer") as pool:
+        pending: Future[BatchResult] | None = None
+        for batch in batches:
+            if pending is not None:
+                yield pending.result()
+            pending = pool.submit(writer.write, batch)
+        if pending is not None:
+            yield pending.result()
+
+
+def _count(result: BatchResult, summary: IngestSummary, rejections: _Rejections) -> None:
     for record, first_line in result.repeats:
         rejections(_repeated(record, first_line))
     summary.inserted += result.inserted
