@@ -76,8 +76,8 @@ def list_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """List current drafts (oldest first)."""
-    flt = parse_filter(where, status=status, dataset=dataset, lang=lang, field=field, flag=flag)
     with _session(ctx) as wired, wired.uow() as uow:
+        flt = parse_filter(where, status=status, dataset=dataset, lang=lang, field=field, flag=flag)
         rows, total = uow.reviews.find(flt, limit=limit), uow.reviews.count(flt)
         if as_json:
             print_json([views.draft_dict(r) for r in rows])
@@ -251,14 +251,10 @@ def export_cmd(
     out: Path = typer.Option(None, "--out", help="File to write (default: standard output).", dir_okay=False),
 ) -> None:
     """Export drafts with an empty 'decision' column to fill in (approve/reject/edit/reset) and import."""
-    fmt = exchange.format_of(out or Path("-"), fmt or (None if out else "jsonl"))
-    flt = parse_filter(where, status=status)
     with _session(ctx) as wired, wired.uow() as uow:
-        if out is None:
-            n = exchange.export_drafts(uow, flt, sys.stdout, fmt)
-        else:
-            with out.open("w", encoding="utf-8-sig" if fmt == "csv" else "utf-8", newline="") as handle:
-                n = exchange.export_drafts(uow, flt, handle, fmt)
+        fmt = exchange.format_of(out or Path("-"), fmt or (None if out else "jsonl"))
+        flt = parse_filter(where, status=status)
+        n = exchange.export_file(uow, flt, out, fmt) if out else exchange.export_drafts(uow, flt, sys.stdout, fmt)
     err_console.print(f"exported {n} drafts" + (f" to {out}" if out else ""))
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +54,20 @@ def format_of(path: Path, given: str | None = None) -> str:
 def export_drafts(uow: UnitOfWork, flt: DraftFilter, out: TextIO, fmt: str) -> int:
     rows = (export_row(r) for r in uow.reviews.iter_rows(flt))
     return _write_csv(rows, out) if fmt == "csv" else _write_jsonl(rows, out)
+
+
+def export_file(uow: UnitOfWork, flt: DraftFilter, path: Path, fmt: str) -> int:
+    """Write the whole file or nothing: a half-written export must not be mistaken for a full one."""
+    partial = path.with_name(path.name + ".part")
+    # utf-8-sig for CSV: spreadsheet programs then read Japanese and Chinese text correctly.
+    try:
+        with partial.open("w", encoding="utf-8-sig" if fmt == "csv" else "utf-8", newline="") as handle:
+            n = export_drafts(uow, flt, handle, fmt)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    os.replace(partial, path)
+    return n
 
 
 def export_row(row: DraftRow) -> dict[str, Any]:

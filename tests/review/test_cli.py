@@ -170,3 +170,11 @@ def test_a_change_made_while_editing_is_a_conflict_and_the_edit_is_kept(cli, wir
     assert "Edited: 日本語の推論。" in open(kept, encoding="utf-8").read()
     ja = draft(wired, drafts["ja-1"])
     assert (ja.status, ja.edited, ja.version) == ("approved", False, 2)  # bob's approval is not overwritten
+
+
+@pytest.mark.parametrize("args", [("list", "--where", "colour=red"), ("export", "--where", "colour=red"),
+                                  ("approve", "--where", "colour=red"), ("export", "--out", "x.xlsx")])
+def test_bad_filters_and_formats_are_one_clear_line(cli, drafts, args):
+    result = cli(*args)
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: ") and "Traceback" not in result.output
