@@ -12,7 +12,14 @@ import getpass
 from collections.abc import Mapping
 from typing import Any
 
-from review.rules import EDITABLE_FIELDS, ConflictError, DraftNotFoundError, InvalidEditError, target_status
+from review.rules import (
+    EDITABLE_FIELDS,
+    ConflictError,
+    DraftNotFoundError,
+    IllegalTransitionError,
+    InvalidEditError,
+    target_status,
+)
 from storage.models import ReviewEvent, utcnow
 from storage.repositories.reviews import DraftRow
 from storage.uow import UnitOfWork
@@ -57,6 +64,9 @@ def decide(
     typed is dropped and the draft is marked ``edited``.
     """
     row = load(uow, draft_id, version)
+    if not row.draft.is_current:
+        raise IllegalTransitionError(f"cannot {action} draft {draft_id}: a newer draft of its record replaced it; "
+                                     "review the current one (reasongen review list)")
     state = snapshot(row)
     note = _clean_note(action, note, draft_id)
     edits = validated_edits(row, changes or {})

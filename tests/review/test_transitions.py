@@ -60,3 +60,16 @@ def test_repeating_a_decision_says_it_is_already_done(wired, drafts):
         uow.commit()
     with wired.uow() as uow, pytest.raises(IllegalTransitionError, match="already approved"):
         service.approve(uow, drafts["en-1"], 2, "alice")
+
+
+def test_a_superseded_draft_is_history_and_cannot_be_decided(wired, drafts):
+    from generation.backends import create_backend
+    from generation.run import generate_drafts
+    from generation.templates import load_template
+
+    with wired.uow() as uow:  # regenerate ja-1 (as the rebuild does after a rejection)
+        record_id = uow.reviews.load(drafts["ja-1"]).record.id
+    generate_drafts(wired.uow, [record_id], create_backend("fake", wired.settings), load_template(), force=True)
+    with wired.uow() as uow, pytest.raises(IllegalTransitionError, match="a newer draft of its record replaced it"):
+        service.approve(uow, drafts["ja-1"], 1, "alice")
+    assert draft(wired, drafts["ja-1"]).status == "pending"
