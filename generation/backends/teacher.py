@@ -26,22 +26,17 @@ from pydantic import SecretStr
 
 from generation.aio import LoopThread
 from generation.backends.base import Prompt
-from generation.parse import FIELDS, parse_draft, parse_json_draft
+from generation.backends.chat_format import (
+    MODES, REPAIR, describe_error, draft_from, estimate_tokens, format_args, incomplete_reason, messages_for,
+    pool_limits,
+)
+from generation.parse import parse_draft, parse_json_draft
 from generation.ratelimit import NoLimit, Rates, make_limiter
 from generation.records import DraftResult
 from generation.retry import Backoff, redact, retry_after, retry_cause
 
 log = logging.getLogger(__name__)
 
-MODES = ("json_schema", "json_object", "text")
-SCHEMA = {
-    "type": "object",
-    "properties": {name: {"type": "string"} for name in FIELDS},
-    "required": list(FIELDS),
-    "additionalProperties": False,
-}
-REPAIR = ("Your previous reply was not valid JSON ({error}). Reply again with only one JSON object with the "
-          "string fields transformed_input, reasoning and response, and nothing else.")
 _FORMAT_ERROR = re.compile(r"response_format|json_schema|json_object|structured|schema|grammar", re.IGNORECASE)
 # Per process: (base_url, model) -> the structured-output mode the server accepted last.
 _MODE_MEMORY: dict[tuple[str, str], str] = {}
@@ -130,7 +125,7 @@ class TeacherBackend:
         """One client and one gate per event loop (an httpx pool cannot cross loops), pooled to the concurrency."""
         loop = asyncio.get_running_loop()
         if loop not in self._sessions:
-            limits = _limits(self.concurrency + 8)
+            limits = pool_limits(self.concurrency + 8)
             http = openai.DefaultAsyncHttpxClient(limits=limits, timeout=self.timeout_s)
             key = self._api_key.get_secret_value() if self._api_key else "not-needed"
             client = openai.AsyncOpenAI(base_url=self.base_url, api_key=key, max_retries=0,
@@ -142,7 +137,7 @@ class TeacherBackend:
         started, tally = time.monotonic(), _Tally()
         async with gate:
             try:
-                result = await self._write(client, _messages(prompt), tally)
+                result = await self._write(client, messages_for(prompt), tally)
             except TeacherFailure as exc:
                 result = DraftResult(error=self._redact(str(exc)), raw_text=exc.raw_text,
                                      finish_reason=exc.finish_reason)
@@ -159,7 +154,7 @@ class TeacherBackend:
         budget = self.max_tokens
         for round_no in (1, 2):
             choice = (await self._complete(client, messages, budget, tally)).choices[0]
-            problem = _incomplete(choice)
+            problem = incomplete_reason(choice)
             if problem is None:
                 break
             if round_no == 2:
@@ -173,7 +168,7 @@ class TeacherBackend:
                       budget: int, tally: _Tally) -> DraftResult:
         text = choice.message.content or ""
         try:
-            return _result(self._parse(text), text, choice.finish_reason)
+            return draft_from(self._parse(text), text, choice.finish_reason)
         except ValueError as exc:
             error = str(exc)
         self.counters["repairs"] += 1
@@ -181,7 +176,7 @@ class TeacherBackend:
                   {"role": "user", "content": REPAIR.format(error=error[:200])}]
         fixed = (await self._complete(client, repair, budget, tally)).choices[0]
         try:
-            return _result(parse_draft(fixed.message.content or ""), fixed.message.content, fixed.finish_reason)
+            return draft_from(parse_draft(fixed.message.content or ""), fixed.message.content, fixed.finish_reason)
         except ValueError as exc:
             raise TeacherFailure(f"malformed JSON after one repair attempt: {exc}", text, "malformed") from None
 
@@ -201,19 +196,19 @@ class TeacherBackend:
                     continue
                 cause = retry_cause(exc)
                 if cause is None:
-                    raise TeacherFailure(_describe(exc)) from None
+                    raise TeacherFailure(describe_error(exc)) from None
                 await self._wait_before_retry(exc, cause, attempt)
-        raise TeacherFailure(f"gave up after {self.max_retries + 1} attempts; last error: {_describe(last)}")
+        raise TeacherFailure(f"gave up after {self.max_retries + 1} attempts; last error: {describe_error(last)}")
 
     async def _request(self, client: openai.AsyncOpenAI, messages: list[dict[str, str]], max_tokens: int,
                        mode: str, tally: _Tally) -> Any:
-        estimate = _estimate_tokens(messages) + max_tokens
+        estimate = estimate_tokens(messages) + max_tokens
         await self.limiter.acquire(estimate)
         tally.attempts += 1
         self.counters["requests"] += 1
         call = client.chat.completions.create(
             model=self.model, messages=messages, max_tokens=max_tokens, temperature=self.temperature,
-            timeout=self.timeout_s, **_format_args(mode), **({"seed": self.seed} if self.seed is not None else {}),
+            timeout=self.timeout_s, **format_args(mode), **({"seed": self.seed} if self.seed is not None else {}),
         )
         # The SDK timeout bounds each read; this bounds the whole call, so nothing hangs.
         reply = await asyncio.wait_for(call, self.timeout_s * 1.5 + 1)
@@ -256,52 +251,8 @@ class TeacherBackend:
         return redact(text, self._api_key.get_secret_value() if self._api_key else None)
 
 
-def _messages(prompt: Prompt) -> list[dict[str, str]]:
-    return [{"role": "system", "content": prompt.system}, {"role": "user", "content": prompt.user}]
-
-
-def _format_args(mode: str) -> dict[str, Any]:
-    if mode == "json_schema":
-        schema = {"name": "reasoning_draft", "strict": True, "schema": SCHEMA}
-        return {"response_format": {"type": "json_schema", "json_schema": schema}}
-    if mode == "json_object":
-        return {"response_format": {"type": "json_object"}}
-    return {}
-
-
-def _incomplete(choice: Any) -> str | None:
-    refusal = getattr(choice.message, "refusal", None)
-    if refusal or choice.finish_reason == "content_filter":
-        return f"refused: {(refusal or 'content filter')[:200]}"
-    if choice.finish_reason == "length":
-        return "truncated: finish_reason=length"
-    return None
-
-
-def _result(fields: dict[str, str], raw: str | None, finish_reason: str | None) -> DraftResult:
-    return DraftResult(raw_text=raw, finish_reason=finish_reason or "stop", **fields)
-
-
-def _estimate_tokens(messages: list[dict[str, str]]) -> int:
-    # About 3 characters a token across en/ja/zh: a slight overestimate, corrected by settle().
-    return sum(len(m["content"]) for m in messages) // 3 + 8
-
-
-def _describe(exc: BaseException | None) -> str:
-    status = getattr(exc, "status_code", None)
-    return f"{type(exc).__name__}" + (f" {status}" if status else "") + f": {str(exc)[:300]}"
-
-
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _limits(size: int) -> Any:
-    try:
-        import httpx2 as httpx
-    except ImportError:  # older SDKs ship on httpx
-        import httpx  # type: ignore[no-redef]
-    return httpx.Limits(max_connections=size, max_keepalive_connections=size)
 
 
 async def _close_all(clients: list[openai.AsyncOpenAI]) -> None:

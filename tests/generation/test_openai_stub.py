@@ -1,11 +1,11 @@
 import json
-import subprocess
-import sys
 import urllib.request
 
 import openai
 import pytest
 from openai import OpenAI
+
+from generation.backends.openai_stub import spawn_stub_process
 
 PROMPT = "Instruction: Sum them.\n\nInput (English):\n2 and 3\n\nReference answer:\nThe sum is 5."
 
@@ -56,13 +56,16 @@ def test_stub_faults_by_marker_truncation_refusal_and_schema_rejection(stub):
         _ask(client, response_format=schema)
 
 
-def test_stub_runs_as_a_module(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "generation.backends.openai_stub", "--port", "0"],
-                            stdout=subprocess.PIPE, text=True)
+def test_stub_runs_as_a_process_with_its_faults():
+    url, proc = spawn_stub_process(api_key="sk-proc-key", script=["error"], reject_json_schema=True)
     try:
-        base = proc.stdout.readline().split()[3]
-        with urllib.request.urlopen(base.replace("/v1", "/stats"), timeout=5) as reply:
-            assert json.load(reply)["in_flight"] == 0
+        client = OpenAI(base_url=url, api_key="sk-proc-key", max_retries=0)
+        with pytest.raises(openai.InternalServerError):
+            _ask(client)
+        assert json.loads(_ask(client).choices[0].message.content)["response"] == "The sum is 5."
+        with urllib.request.urlopen(url.replace("/v1", "/stats"), timeout=5) as reply:
+            stats = json.load(reply)
+        assert (stats["status_500"], stats["status_200"], stats["auth_ok"]) == (1, 1, 2)
     finally:
         proc.terminate()
         proc.wait(10)

@@ -1,0 +1,63 @@
+"""The chat-completions wire format the teacher speaks: messages, response formats, reply inspection."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from generation.backends.base import Prompt
+from generation.parse import FIELDS
+from generation.records import DraftResult
+
+MODES = ("json_schema", "json_object", "text")  # best first; the teacher steps down when refused
+SCHEMA = {
+    "type": "object",
+    "properties": {name: {"type": "string"} for name in FIELDS},
+    "required": list(FIELDS),
+    "additionalProperties": False,
+}
+REPAIR = ("Your previous reply was not valid JSON ({error}). Reply again with only one JSON object with the "
+          "string fields transformed_input, reasoning and response, and nothing else.")
+
+
+def messages_for(prompt: Prompt) -> list[dict[str, str]]:
+    return [{"role": "system", "content": prompt.system}, {"role": "user", "content": prompt.user}]
+
+
+def format_args(mode: str) -> dict[str, Any]:
+    if mode == "json_schema":
+        schema = {"name": "reasoning_draft", "strict": True, "schema": SCHEMA}
+        return {"response_format": {"type": "json_schema", "json_schema": schema}}
+    if mode == "json_object":
+        return {"response_format": {"type": "json_object"}}
+    return {}
+
+
+def incomplete_reason(choice: Any) -> str | None:
+    refusal = getattr(choice.message, "refusal", None)
+    if refusal or choice.finish_reason == "content_filter":
+        return f"refused: {(refusal or 'content filter')[:200]}"
+    if choice.finish_reason == "length":
+        return "truncated: finish_reason=length"
+    return None
+
+
+def draft_from(fields: dict[str, str], raw: str | None, finish_reason: str | None) -> DraftResult:
+    return DraftResult(raw_text=raw, finish_reason=finish_reason or "stop", **fields)
+
+
+def estimate_tokens(messages: list[dict[str, str]]) -> int:
+    # About 3 characters a token across en/ja/zh: a slight overestimate, corrected by settle().
+    return sum(len(m["content"]) for m in messages) // 3 + 8
+
+
+def describe_error(exc: BaseException | None) -> str:
+    status = getattr(exc, "status_code", None)
+    return f"{type(exc).__name__}" + (f" {status}" if status else "") + f": {str(exc)[:300]}"
+
+
+def pool_limits(size: int) -> Any:
+    try:
+        import httpx2 as httpx
+    except ImportError:  # older SDKs ship on httpx
+        import httpx  # type: ignore[no-redef]
+    return httpx.Limits(max_connections=size, max_keepalive_connections=size)
