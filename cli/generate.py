@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from cli.context import console, print_json, settings_from, wiring
+from cli.context import console, print_json, wiring
 from cli.live import launch
 from workers.planning import BatchRequest, plan_batch
 from workers.rebuild import estimate, find_stale, rebuild_request

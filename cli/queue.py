@@ -11,7 +11,7 @@ from rich.live import Live
 from rich.table import Table
 
 from cli.context import console, fail, print_json, settings_from, wiring
-from cli.live import follow, launch, report, run_with_bar, status_line, status_table
+from cli.live import follow, launch, report, run_with_bar, status_table
 from workers import batches, monitor, sweeper
 from workers.planning import Planned, plan_batch, retry_request
 

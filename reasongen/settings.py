@@ -56,7 +56,8 @@ class Settings(BaseSettings):
 
     # Job queue (workers/). The visibility timeout must outlast the chunk time limit, or Redis would hand a
     # running chunk to a second worker; the lease is renewed at every sub-batch boundary.
-    sub_batch_size: int = Field(default=16, ge=1, validation_alias=_env("REASONGEN_SUB_BATCH_SIZE"))
+    # Records per commit inside a chunk; unset: the backend's preferred size.
+    sub_batch_size: int | None = Field(default=None, ge=1, validation_alias=_env("REASONGEN_SUB_BATCH_SIZE"))
     lease_s: float = Field(default=300.0, gt=0, validation_alias=_env("REASONGEN_LEASE_SECONDS"))
     chunk_time_limit_s: int = Field(default=3600, ge=1, validation_alias=_env("REASONGEN_CHUNK_TIME_LIMIT"))
     visibility_timeout_s: int = Field(default=7200, ge=1, validation_alias=_env("REASONGEN_VISIBILITY_TIMEOUT"))

@@ -11,7 +11,7 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -68,44 +68,38 @@ def process_chunk(wiring: Wiring, chunk_id: int, backends: "BackendSource", *, w
 
 
 class BackendSource:
-    """Backends by batch: built once per process (per thread), so a local model loads once."""
+    """Backends by batch, built once per process and shared by its threads (backends are thread-safe), so a
+    local model loads once and a teacher's concurrency bound holds for the whole process."""
 
     def __init__(self, settings: Any):
         self.settings = settings
         self._cache: dict[tuple[Any, ...], Any] = {}
+        self._lock = threading.Lock()
 
     def get(self, batch: BatchSpec) -> Any:
         from generation.backends import create_backend
 
         options = dict(batch.params.get("backend_options") or {})
-        key = (threading.get_ident(), batch.backend, batch.model, repr(sorted(options.items())))
-        if key not in self._cache:
-            self._cache[key] = create_backend(batch.backend, self.settings, model=batch.model, **options)
-        return self._cache[key]
+        key = (batch.backend, batch.model, repr(sorted(options.items())))
+        with self._lock:
+            if key not in self._cache:
+                self._cache[key] = create_backend(batch.backend, self.settings, model=batch.model, **options)
+            return self._cache[key]
 
 
 def _run(wiring: Wiring, lease: Lease, backends: BackendSource, worker: str | None,
          on_progress: Callable[[RunStats], None] | None) -> Guard:
     with wiring.uow() as uow:
         batch = BatchSpec.of(uow.batches.get(lease.batch_id))
-        todo = _todo(uow, batch, lease.record_ids)
-    guard = Guard(wiring, lease, batch, worker, on_progress, already_done=len(lease.record_ids) - len(todo))
+    guard = Guard(wiring, lease, batch, worker, on_progress)
     template = load_template(batch.template_name, wiring.settings.templates_dir)
     notes = {int(k): v for k, v in (batch.params.get("notes") or {}).items()}
     guard.stats = generate_drafts(
-        guard.uow, todo, backends.get(batch), template, batch_id=batch.id, force=batch.kind == "retry",
-        notes=notes, sub_batch_size=int(batch.params.get("sub_batch_size") or wiring.settings.sub_batch_size),
+        guard.uow, list(lease.record_ids), backends.get(batch), template, batch_id=batch.id,
+        notes=notes, sub_batch_size=batch.params.get("sub_batch_size") or wiring.settings.sub_batch_size,
         should_stop=guard.should_stop, on_progress=guard.progress,
     )
     return guard
-
-
-def _todo(uow: Any, batch: BatchSpec, record_ids: Sequence[int]) -> list[int]:
-    """A retry batch forces regeneration, so it re-checks which records still need it on every attempt."""
-    if batch.kind != "retry":
-        return list(record_ids)
-    current = uow.batches.current_drafts(record_ids, batch.template_name, batch.model)
-    return [i for i in record_ids if i not in current or current[i].status == "failed"]
 
 
 def close(wiring: Wiring, lease: Lease, guard: Guard | None, state: str) -> Outcome:

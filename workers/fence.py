@@ -58,10 +58,9 @@ class Guard:
     """Lease renewal, progress reporting and budget checks for one claimed chunk."""
 
     def __init__(self, wiring: Wiring, lease: Lease, batch: BatchSpec, worker: str | None,
-                 on_progress: Callable[[RunStats], None] | None = None, already_done: int = 0):
+                 on_progress: Callable[[RunStats], None] | None = None):
         self.wiring, self.lease, self.batch, self.worker = wiring, lease, batch, worker
         self.stats = RunStats()
-        self.already_done = already_done
         self._on_progress = on_progress
         self._reported = 0
 
@@ -69,7 +68,7 @@ class Guard:
         return FencedUnitOfWork(self.wiring.uow(), self)
 
     def counts(self) -> dict[str, int]:
-        return dict(n_done=self.stats.done + self.stats.skipped + self.already_done, n_failed=self.stats.failed)
+        return dict(n_done=self.stats.done + self.stats.skipped, n_failed=self.stats.failed)
 
     def renew(self, uow: UnitOfWork) -> bool:
         now = utcnow()
@@ -89,7 +88,7 @@ class Guard:
 
     def should_stop(self) -> bool:
         with self.wiring.uow() as uow:
-            ok = self.renew(uow)
+            ok = self.renew(uow) and uow.batches.status_of(self.lease.batch_id) == "running"
             uow.commit()
         return not ok or self.over_budget()
 

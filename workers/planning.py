@@ -95,7 +95,9 @@ def _params(req: BatchRequest, template_hash: str) -> dict[str, Any]:
 
 
 def failed_records(wiring: Wiring, batch_id: int) -> list[int]:
-    """Records of a batch whose current draft failed, or that sat in a chunk that failed without a draft."""
+    """Records of a batch whose current draft failed, or that sat in a chunk that failed without a draft.
+
+    A retry batch needs no force: a failed draft gives its cache key up to the next attempt."""
     with wiring.uow() as uow:
         batch = uow.batches.get(batch_id)
         in_failed_chunks = {i for c in uow.batches.chunks(batch_id, ["failed"]) for i in c.record_ids}

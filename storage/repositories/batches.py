@@ -50,6 +50,9 @@ class BatchRepository:
             raise BatchNotFoundError(batch_id)
         return batch
 
+    def status_of(self, batch_id: int) -> str | None:
+        return self.session.scalar(select(Batch.status).where(Batch.id == batch_id))
+
     def recent(self, limit: int = 20) -> Sequence[Batch]:
         return self.session.scalars(select(Batch).order_by(Batch.id.desc()).limit(limit)).all()
 
@@ -92,8 +95,10 @@ class BatchRepository:
 
     def renew_lease(self, chunk_id: int, batch_id: int, owner: str, now: datetime, until: datetime,
                     progress: dict[str, int]) -> bool:
-        """The fence: still ours, and the batch still running? Extends the lease and records progress."""
-        running = select(Batch.id).where(Batch.id == batch_id, Batch.status == "running")
+        """The fence: still ours, and the batch still running? Extends the lease and records progress.
+
+        A batch stopped by its budget still takes results already paid for; a cancelled one takes nothing."""
+        running = select(Batch.id).where(Batch.id == batch_id, Batch.status.in_(("running", "stopped")))
         stmt = (
             update(Chunk)
             .where(Chunk.id == chunk_id, Chunk.lease_owner == owner, Chunk.status == "leased",

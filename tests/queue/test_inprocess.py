@@ -105,7 +105,7 @@ def test_retry_failed_reruns_only_failed_records(wired, db_url):
     with wired.uow() as uow:
         current = uow.batches.current_drafts(ids, "default", "fake-teacher")
         assert sorted(d.status for d in current.values()) == ["pending"] * 12
-    assert count(wired, select(func.count()).select_from(Draft)) == 14  # the two failed drafts stay as history
+    assert count(wired, select(func.count()).select_from(Draft)) == 12  # the retries replaced the failed drafts
     nothing = cli(db_url, "retry-failed", "2")
     assert "no failed records" in nothing.output
 
