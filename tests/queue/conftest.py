@@ -74,15 +74,17 @@ def start_worker(queue_settings: Settings, tmp_path: Path) -> Iterator[Callable[
     """Start `reasongen worker` processes (own process group each); all are killed at teardown."""
     procs: list[subprocess.Popen] = []
 
-    def start(queues: str = "teacher", concurrency: int = 1, name: str | None = None) -> subprocess.Popen:
+    def start(queues: str = "teacher", concurrency: int = 1, name: str | None = None,
+              env: dict[str, str] | None = None) -> subprocess.Popen:
         name = name or f"w{len(procs)}-{uuid.uuid4().hex[:6]}@test"
-        log = open(tmp_path / f"{name.split('@')[0]}.log", "w")  # noqa: SIM115 - closed with the process
+        log_path = tmp_path / f"{name.split('@')[0]}.log"
+        log = open(log_path, "w")  # noqa: SIM115 - closed with the process
         cmd = [REASONGEN, "worker", "--queues", queues, "--hostname", name, "--loglevel", "WARNING"]
         if concurrency and queues == "teacher":
             cmd += ["--concurrency", str(concurrency)]
-        proc = subprocess.Popen(cmd, env=worker_env(queue_settings), cwd=tmp_path, stdout=log,
+        proc = subprocess.Popen(cmd, env=worker_env(queue_settings, **(env or {})), cwd=tmp_path, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
-        proc.hostname = name  # type: ignore[attr-defined]
+        proc.hostname, proc.log_path = name, log_path  # type: ignore[attr-defined]
         procs.append(proc)
         return proc
 

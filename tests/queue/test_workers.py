@@ -132,3 +132,30 @@ def test_followup_is_sent_once_when_two_workers_race_to_finish(queue_wired, star
     # No train worker runs, so the follow-up message waits on the train queue: exactly one.
     train_queue = queue_name(queue_wired.settings, "train")
     assert redis.Redis.from_url(broker_url).llen(train_queue) == 1
+
+
+def test_teacher_chunks_reach_the_stub_and_the_key_stays_out_of_messages_and_database(
+        queue_wired, start_worker, broker_url, monkeypatch):
+    from generation.backends.openai_stub import start_stub_server
+
+    key = "sk-test-" + "s3cret" * 4
+    base_url, stub = start_stub_server(api_key=key)
+    try:
+        with queue_wired.uow() as uow:
+            add_records(uow, "ds", rows(20))
+        planned = plan_batch(queue_wired, BatchRequest(dataset="ds", backend="teacher", chunk_size=5))
+        dispatch.send_chunks(queue_wired.settings, planned.chunk_ids, planned.backend)
+        messages = redis.Redis.from_url(broker_url).lrange(queue_name(queue_wired.settings, "teacher"), 0, -1)
+        assert len(messages) == 4 and not any(key.encode() in m for m in messages)
+        worker = start_worker(concurrency=2, env={"OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": key})
+        batch = wait_for(lambda: finished(queue_wired, planned.batch_id), 60, what="batch end")
+        assert batch.status == "done"
+        assert_one_draft_per_record(queue_wired, 20)
+        assert stub.stats()["requests"] >= 20
+        with queue_wired.uow() as uow:
+            dump = repr([tuple(r) for r in uow.session.execute(select(Draft.__table__))])
+            dump += repr([tuple(r) for r in uow.session.execute(select(Batch.__table__))])
+        assert key not in dump
+        assert key not in worker.log_path.read_text()
+    finally:
+        stub.stop()
