@@ -24,21 +24,25 @@ _CONTENT = "lang, instruction, input, output, field, uniqueness"
 # Staged rows are matched to records with a scalar subquery per row, which is always an index probe on
 # (dataset_id, key). A plain join lets PostgreSQL pick a hash join over the whole dataset, and inside a
 # large load it does: the statistics know nothing of the rows added earlier in the same transaction.
-_STATE = (  # 'L'ive or 'D'eleted, then 'S'ame or 'C'hanged content; NULL for a new key
-    "(SELECT CASE WHEN r.deleted_at IS NULL THEN 'L' ELSE 'D' END"
+_STATE = (  # 'R'epeat of an id seen earlier in the file, else 'L'ive or 'D'eleted, then 'S'ame or
+    # 'C'hanged content; NULL for a new key
+    # (a scalar subquery, not EXISTS: PostgreSQL may answer EXISTS by hashing the whole table)
+    f"CASE WHEN (SELECT 1 FROM {SEEN} x WHERE x.key = s.key) IS NOT NULL THEN 'R' ELSE"
+    " (SELECT CASE WHEN r.deleted_at IS NULL THEN 'L' ELSE 'D' END"
     " || CASE WHEN r.content_hash = s.content_hash THEN 'S' ELSE 'C' END"
-    " FROM records r WHERE r.dataset_id = :ds AND r.key = s.key)"
+    " FROM records r WHERE r.dataset_id = :ds AND r.key = s.key) END"
 )
 _CHANGED_ID = (
     "(SELECT r.id FROM records r WHERE r.dataset_id = :ds AND r.key = s.key AND r.content_hash <> s.content_hash)"
 )
 
-SEEN_INSERT = text(
-    f"INSERT INTO {SEEN} (key, line) SELECT key, line FROM {STAGE} WHERE true ON CONFLICT (key) DO NOTHING RETURNING key"
-)
-FIRST_LINES = text(f"SELECT key, line FROM {SEEN} WHERE key IN :keys").bindparams(bindparam("keys", expanding=True))
-DROP_REPEATS = text(f"DELETE FROM {STAGE} WHERE key IN :keys").bindparams(bindparam("keys", expanding=True))
 CLASSIFY = text(f"SELECT state, count(*) FROM (SELECT {_STATE} AS state FROM {STAGE} s) m GROUP BY state")
+REPEATS = text(
+    f"SELECT key, first FROM (SELECT s.key, (SELECT x.line FROM {SEEN} x WHERE x.key = s.key) AS first"
+    f" FROM {STAGE} s) m WHERE first IS NOT NULL"
+)
+DROP_REPEATS = text(f"DELETE FROM {STAGE} WHERE key IN :keys").bindparams(bindparam("keys", expanding=True))
+SEEN_ADD = text(f"INSERT INTO {SEEN} (key, line) SELECT key, line FROM {STAGE}")
 HISTORY = text(
     f"INSERT INTO record_versions (record_id, version, content_hash, {_CONTENT}, meta, superseded_at)"
     f" SELECT r.id, r.version, r.content_hash, {_CONTENT}, r.meta, :now FROM records r"
@@ -102,8 +106,10 @@ class BulkWriter:
     def write(self, records: Sequence[SourceRecord]) -> BatchResult:
         result = BatchResult()
         self.loader.load(records)
-        result.repeats = self._drop_repeats(records)
         states = dict(self.session.execute(CLASSIFY, {"ds": self.dataset_id}).tuples().all())
+        if states.get("R"):
+            result.repeats = self._drop_repeats(records)
+        self.session.execute(SEEN_ADD)
         # read = inserted + updated + unchanged + rejected; restored counts again those that were deleted
         result.inserted, result.unchanged = states.get(None, 0), states.get("LS", 0) + states.get("DS", 0)
         result.updated = states.get("LC", 0) + states.get("DC", 0)
@@ -115,14 +121,9 @@ class BulkWriter:
         return result
 
     def _drop_repeats(self, records: Sequence[SourceRecord]) -> list[tuple[SourceRecord, int]]:
-        fresh = set(self.session.scalars(SEEN_INSERT))
-        if len(fresh) == len(records):
-            return []
-        repeated = [r for r in records if r.key not in fresh]
-        keys = [r.key for r in repeated]
-        first = dict(self.session.execute(FIRST_LINES, {"keys": keys}).tuples().all())
-        self.session.execute(DROP_REPEATS, {"keys": keys})
-        return [(r, first[r.key]) for r in repeated]
+        first = dict(self.session.execute(REPEATS).tuples().all())
+        self.session.execute(DROP_REPEATS, {"keys": list(first)})
+        return [(r, first[r.key]) for r in records if r.key in first]
 
     def prune(self) -> int:
         """Mark the dataset's live records whose id this file did not contain as deleted."""

@@ -8,7 +8,7 @@ import orjson
 
 from storage.ingest.types import LANGUAGES, RawRecord, Rejection, SourceRecord
 
-KNOWN_FIELDS = ("id", "lang", "instruction", "input", "output", "field", "uniqueness")
+KNOWN_FIELDS = frozenset(("id", "lang", "instruction", "input", "output", "field", "uniqueness"))
 # Column widths in storage.models.Record: longer values would fail the whole batch in PostgreSQL.
 MAX_LENGTHS = {"id": 200, "field": 200, "uniqueness": 50}
 
@@ -31,8 +31,10 @@ class Validator:
 
     def _check(self, raw: RawRecord) -> SourceRecord:
         data = raw.data
-        meta = {k: v for k, v in data.items() if k not in KNOWN_FIELDS}
-        self._check_size(raw, meta)
+        size = raw.size if raw.size is not None else _estimated_size(data)
+        if size > self.max_record_bytes:
+            raise InvalidRecord(f"record is {size} bytes, over the limit of {self.max_record_bytes} (--max-record-bytes)")
+        meta = {} if data.keys() <= KNOWN_FIELDS else {k: v for k, v in data.items() if k not in KNOWN_FIELDS}
         record = SourceRecord(
             file=raw.file,
             line=raw.line,
@@ -48,13 +50,6 @@ class Validator:
         if meta and b"\\u0000" in orjson.dumps(meta, default=str):
             raise InvalidRecord("contains a NUL character in its metadata")
         return record
-
-    def _check_size(self, raw: RawRecord, meta: dict[str, Any]) -> None:
-        size = raw.size if raw.size is not None else _estimated_size(raw.data)
-        if size > self.max_record_bytes:
-            raise InvalidRecord(
-                f"record is {size} bytes, over the limit of {self.max_record_bytes} (--max-record-bytes)"
-            )
 
 
 def _estimated_size(data: dict[str, Any]) -> int:
@@ -105,8 +100,8 @@ def _key(value: Any) -> str | None:
 
 def _lang(value: Any) -> str | None:
     """'ja', 'JA', 'ja-JP', 'zh_Hans' -> the bare code; None means detect it later."""
-    if value is None:
-        return None
+    if value is None or value in LANGUAGES:
+        return value
     text = _string("lang", value).strip()
     if not text:
         return None

@@ -197,3 +197,24 @@ def test_breakdown_and_staleness(write, ingest, wired):
 def _draft(record):
     return Draft(record_id=record.id, cache_key=f"ck-{record.id}", record_hash=record.content_hash,
                  template_name="t", template_hash="h", backend="fake", model="m", is_current=True)
+
+
+def test_deleted_record_that_returns_changed_is_restored_and_versioned(write, ingest, wired):
+    ingest(write("a.jsonl", jsonl(EN, JA)))
+    ingest(write("b.jsonl", jsonl(JA)), prune=True)
+    old = records(wired)["en-1"]
+    summary, _ = ingest(write("c.jsonl", jsonl({**EN, "output": "Revised."}, JA)))
+    assert (summary.updated, summary.restored, summary.unchanged, summary.inserted) == (1, 1, 1, 0)
+    back = records(wired)["en-1"]
+    assert back.id == old.id and back.deleted_at is None and back.version == 2
+    assert [v.output for v in versions(wired, old.id)] == [EN["output"]]
+
+
+def test_a_file_that_breaks_midway_writes_nothing(write, ingest, wired):
+    # A JSON object where an array was promised cannot be read at all: the error stops the ingest.
+    with pytest.raises(ValueError, match="not an array"):
+        ingest(write("o.json", '{"a": 1}'), fmt="json")
+    with wired.uow() as uow:
+        assert uow.session.scalar(select(func.count()).select_from(Dataset)) == 0
+    summary, _ = ingest(write("ok.jsonl", jsonl(EN)))  # the connection is clean for the next ingest
+    assert summary.inserted == 1
