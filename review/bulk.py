@@ -6,9 +6,10 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from review.rules import ReviewError, sources
-from review.service import decide
-from storage.repositories.reviews import DraftFilter
+from review.rules import ReviewError, sources, target_status
+from review.service import clean_note, conflict, event_values
+from storage.models import utcnow
+from storage.repositories.reviews import DraftFilter, DraftState
 from storage.uow import UnitOfWork
 
 COMMIT_EVERY = 200  # bounds how long row locks are held on a large bulk decision
@@ -34,9 +35,13 @@ def bulk_decide(
     uow_factory: Callable[[], UnitOfWork], flt: DraftFilter, action: str, reviewer: str, *,
     note: str | None = None, dry_run: bool = False,
 ) -> BulkResult:
+    """Decide every matching draft, a chunk per statement: each draft still needs the version it was
+    selected at, and one that moved on meanwhile is reported as a conflict, not overwritten."""
+    flt = targets(flt, action)
+    note = clean_note(action, note, "drafts")
     with uow_factory() as uow:
-        found = uow.reviews.versions(targets(flt, action))
-    result = BulkResult(planned=[draft_id for draft_id, _ in found])
+        found = uow.reviews.states(flt)
+    result = BulkResult(planned=[state.id for state in found])
     if not dry_run:
         for start in range(0, len(found), COMMIT_EVERY):
             _apply(uow_factory, found[start : start + COMMIT_EVERY], action, reviewer, note, result)
@@ -50,13 +55,14 @@ def auto_approve(uow_factory: Callable[[], UnitOfWork], flt: DraftFilter, review
     return bulk_decide(uow_factory, flt, "auto-approve", reviewer, dry_run=dry_run)
 
 
-def _apply(uow_factory: Callable[[], UnitOfWork], part: Sequence[tuple[int, int]], action: str, reviewer: str,
+def _apply(uow_factory: Callable[[], UnitOfWork], part: Sequence[DraftState], action: str, reviewer: str,
            note: str | None, result: BulkResult) -> None:
     with uow_factory() as uow:
-        for draft_id, version in part:
-            try:
-                decide(uow, draft_id, version, action, reviewer, note=note)
-                result.applied.append(draft_id)
-            except ReviewError as exc:  # nothing was written for this draft; the others go on
-                result.failed.append((draft_id, exc))
+        values = {"status": target_status(action, part[0].status, part[0].id), "reviewer": reviewer,
+                  "reviewed_at": utcnow(), "review_note": note}
+        done = uow.reviews.update_many([(state.id, state.version) for state in part], values)
+        uow.reviews.add_events([event_values(s.id, s._asdict(), values, action, note) for s in part if s.id in done])
+        conflicts = [(s.id, conflict(uow, s.id, s.version)) for s in part if s.id not in done]
         uow.commit()
+    result.applied.extend(s.id for s in part if s.id in done)
+    result.failed.extend(conflicts)

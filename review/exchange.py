@@ -8,6 +8,7 @@ cannot be applied is reported as ``file:line: reason``.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -25,6 +26,7 @@ COLUMNS = [
     "record_output", *EDITABLE_FIELDS, "flags", "is_fake", "edited", "status", "review_note", "decision", "note",
 ]
 FORMATS = ("jsonl", "csv")
+COMMIT_EVERY = 200
 # What may be written in the decision column (case-insensitive); empty or "skip" leaves the draft alone.
 DECISIONS = {
     "approve": "approve", "approved": "approve", "a": "approve",
@@ -100,19 +102,28 @@ def _write_csv(rows: Iterator[dict[str, Any]], out: TextIO) -> int:
 # -- import ------------------------------------------------------------------------------------------
 def import_decisions(uow_factory: Callable[[], UnitOfWork], path: Path, reviewer: str,
                      fmt: str | None = None) -> ImportReport:
-    """Apply each row's decision in its own transaction; collect what could not be applied."""
+    """Apply each row's decision; collect what could not be applied. Commits every COMMIT_EVERY rows:
+    a refused row writes nothing (decide checks before it writes), so it never undoes its neighbours."""
     report = ImportReport()
     fmt = format_of(path, fmt)
     with path.open(encoding="utf-8-sig", newline="") as handle:
-        for line, raw in (_csv_rows(handle) if fmt == "csv" else _jsonl_rows(handle)):
-            try:
-                applied = _apply_row(uow_factory, _parse_jsonl(raw) if fmt == "jsonl" else raw, reviewer)
-            except (ReviewError, ValueError) as exc:
-                report.errors.append(f"{path}:{line}: {exc}")
-                continue
-            report.applied += applied
-            report.skipped += not applied
+        rows = _csv_rows(handle) if fmt == "csv" else _jsonl_rows(handle)
+        while chunk := list(itertools.islice(rows, COMMIT_EVERY)):
+            with uow_factory() as uow:
+                for line, raw in chunk:
+                    _import_row(uow, raw, fmt, reviewer, f"{path}:{line}", report)
+                uow.commit()
     return report
+
+
+def _import_row(uow: UnitOfWork, raw: Any, fmt: str, reviewer: str, where: str, report: ImportReport) -> None:
+    try:
+        applied = _apply_row(uow, _parse_jsonl(raw) if fmt == "jsonl" else raw, reviewer)
+    except (ReviewError, ValueError) as exc:
+        report.errors.append(f"{where}: {exc}")
+        return
+    report.applied += applied
+    report.skipped += not applied
 
 
 def _csv_rows(handle: TextIO) -> Iterator[tuple[int, Any]]:
@@ -139,17 +150,15 @@ def _parse_jsonl(text: str) -> dict[str, Any]:
     return row
 
 
-def _apply_row(uow_factory: Callable[[], UnitOfWork], row: dict[str, Any], reviewer: str) -> bool:
+def _apply_row(uow: UnitOfWork, row: dict[str, Any], reviewer: str) -> bool:
     decision = _decision(row)
     draft_id, version = _int(row, "id"), _int(row, "version")
     changes = {name: row[name] for name in EDITABLE_FIELDS if row.get(name) is not None}
-    with uow_factory() as uow:
-        if decision is None:
-            if validated_edits(load(uow, draft_id, version), changes):
-                raise ValueError("text was changed but the decision column is empty; write edit, approve or reject")
-            return False
-        decide(uow, draft_id, version, decision, reviewer, note=_text(row.get("note")), changes=changes)
-        uow.commit()
+    if decision is None:
+        if validated_edits(load(uow, draft_id, version), changes):
+            raise ValueError("text was changed but the decision column is empty; write edit, approve or reject")
+        return False
+    decide(uow, draft_id, version, decision, reviewer, note=_text(row.get("note")), changes=changes)
     return True
 
 

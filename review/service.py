@@ -18,6 +18,7 @@ from review.rules import (
     DraftNotFoundError,
     IllegalTransitionError,
     InvalidEditError,
+    ReviewError,
     target_status,
 )
 from storage.models import ReviewEvent, utcnow
@@ -65,10 +66,9 @@ def decide(
     """
     row = load(uow, draft_id, version)
     if not row.draft.is_current:
-        raise IllegalTransitionError(f"cannot {action} draft {draft_id}: a newer draft of its record replaced it; "
-                                     "review the current one (reasongen review list)")
+        raise _superseded(draft_id)
     state = snapshot(row)
-    note = _clean_note(action, note, draft_id)
+    note = clean_note(action, note, f"draft {draft_id}")
     edits = validated_edits(row, changes or {})
     if action == "edit" and not edits:
         raise InvalidEditError(f"edit of draft {draft_id} changes nothing")
@@ -120,10 +120,10 @@ def required_fields(row: DraftRow) -> tuple[str, ...]:
     return EDITABLE_FIELDS if has_input else ("reasoning", "response")
 
 
-def _clean_note(action: str, note: str | None, draft_id: int) -> str | None:
+def clean_note(action: str, note: str | None, what: str) -> str | None:
     note = (note or "").strip() or None
     if action == "reject" and note is None:
-        raise InvalidEditError(f"rejecting draft {draft_id} needs a note saying why (it guides regeneration)")
+        raise InvalidEditError(f"rejecting {what} needs a note saying why (it guides regeneration)")
     return note
 
 
@@ -136,12 +136,32 @@ def _write(uow: UnitOfWork, draft_id: int, state: dict[str, Any], action: str, e
     if action != "edit" or note:
         values["review_note"] = note  # a decision's note replaces the last one; history keeps both
     if not uow.reviews.update_versioned(draft_id, state["version"], values):
-        row = load(uow, draft_id)
-        raise ConflictError(draft_id, state["version"], row.draft.version, row.draft.reviewer, row.draft.reviewed_at)
-    changed = [k for k in AUDITED if k in values and values[k] != state[k]]
-    uow.reviews.add_event(
-        draft_id=draft_id, reviewer=reviewer, action=action, from_status=state["status"], to_status=target,
-        note=note, before={k: state[k] for k in changed}, after={k: values[k] for k in changed},
-        created_at=values["reviewed_at"],
-    )
+        raise conflict(uow, draft_id, state["version"])
+    uow.reviews.add_event(**event_values(draft_id, state, values, action, note))
     return {**state, **values, "version": state["version"] + 1}
+
+
+def conflict(uow: UnitOfWork, draft_id: int, expected: int) -> ReviewError:
+    """Why a versioned update found nothing to update (the draft reloaded to say by whom)."""
+    row = uow.reviews.load(draft_id)
+    if row is None:
+        return DraftNotFoundError(draft_id)
+    if not row.draft.is_current:
+        return _superseded(draft_id)
+    return ConflictError(draft_id, expected, row.draft.version, row.draft.reviewer, row.draft.reviewed_at)
+
+
+def _superseded(draft_id: int) -> IllegalTransitionError:
+    return IllegalTransitionError(f"draft {draft_id} was replaced by a newer draft of its record; "
+                                  "review the current one (reasongen review list)")
+
+
+def event_values(draft_id: int, state: Mapping[str, Any], values: Mapping[str, Any], action: str,
+                 note: str | None) -> dict[str, Any]:
+    """The audit event for one applied change: only the audited keys that changed, before and after."""
+    changed = [k for k in AUDITED if k in values and values[k] != state[k]]
+    return dict(
+        draft_id=draft_id, reviewer=values["reviewer"], action=action, from_status=state["status"],
+        to_status=values["status"], note=note, before={k: state[k] for k in changed},
+        after={k: values[k] for k in changed}, created_at=values["reviewed_at"],
+    )

@@ -11,7 +11,18 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, Select, exists, func, literal_column, select, type_coerce, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    exists,
+    func,
+    insert,
+    literal_column,
+    select,
+    tuple_,
+    type_coerce,
+    update,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
@@ -32,6 +43,14 @@ class DraftFilter:
     is_fake: bool | None = None
     ids: tuple[int, ...] | None = None
     current_only: bool = True  # superseded drafts are history, not review work
+
+
+class DraftState(NamedTuple):
+    id: int
+    version: int
+    status: str
+    edited: bool
+    review_note: str | None
 
 
 class DraftRow(NamedTuple):
@@ -79,10 +98,11 @@ class ReviewRepository:
         stmt = select(func.count()).select_from(self._rows_stmt(flt, exclude).subquery())
         return self.session.scalar(stmt) or 0
 
-    def versions(self, flt: DraftFilter) -> list[tuple[int, int]]:
-        """(id, version) of matching drafts: what a bulk decision expects to find unchanged."""
-        stmt = self._rows_stmt(flt).with_only_columns(Draft.id, Draft.version)
-        return [(i, v) for i, v in self.session.execute(stmt)]
+    def states(self, flt: DraftFilter) -> list[DraftState]:
+        """The review state of matching drafts: what a bulk decision expects to find unchanged."""
+        stmt = self._rows_stmt(flt).with_only_columns(
+            Draft.id, Draft.version, Draft.status, Draft.edited, Draft.review_note)
+        return [DraftState(*row) for row in self.session.execute(stmt)]
 
     def events(self, draft_id: int) -> list[ReviewEvent]:
         stmt = select(ReviewEvent).where(ReviewEvent.draft_id == draft_id).order_by(ReviewEvent.id)
@@ -93,14 +113,31 @@ class ReviewRepository:
 
     # -- writing ---------------------------------------------------------------------------------
     def update_versioned(self, draft_id: int, expected_version: int, values: dict[str, Any]) -> bool:
-        """Apply ``values`` and bump the version only if the draft is still at ``expected_version``."""
+        """Apply ``values`` and bump the version only if the draft is still current and at ``expected_version``."""
         stmt = (
             update(Draft)
-            .where(Draft.id == draft_id, Draft.version == expected_version)
+            .where(Draft.id == draft_id, Draft.version == expected_version, Draft.is_current.is_(True))
             .values(version=Draft.version + 1, **values)
             .execution_options(synchronize_session=False)
         )
         return (self.session.execute(stmt).rowcount or 0) == 1
+
+    def update_many(self, expected: Sequence[tuple[int, int]], values: dict[str, Any]) -> set[int]:
+        """Like update_versioned for many (id, version) pairs in one statement; returns the ids updated."""
+        if not expected:
+            return set()
+        stmt = (
+            update(Draft)
+            .where(tuple_(Draft.id, Draft.version).in_(list(expected)), Draft.is_current.is_(True))
+            .values(version=Draft.version + 1, **values)
+            .returning(Draft.id)
+            .execution_options(synchronize_session=False)
+        )
+        return set(self.session.scalars(stmt))
+
+    def add_events(self, rows: Sequence[dict[str, Any]]) -> None:
+        if rows:
+            self.session.execute(insert(ReviewEvent), list(rows))
 
     def add_event(self, **values: Any) -> ReviewEvent:
         event = ReviewEvent(**values)

@@ -2,9 +2,12 @@
 
 import pytest
 
-from review import bulk
+from sqlalchemy import update
+
+from review import bulk, service
 from review.filters import parse_filter
-from review.rules import ConflictError
+from review.rules import ConflictError, IllegalTransitionError, InvalidEditError
+from storage.models import Draft
 from storage.repositories.reviews import DraftFilter
 from tests.review.conftest import draft, events, make_drafts, set_status
 
@@ -64,12 +67,17 @@ def test_bulk_dry_run_lists_and_changes_nothing(wired, drafts):
     assert draft(wired, drafts["en-1"]).status == "pending"
 
 
-def test_bulk_reject_needs_a_note_for_each_draft(wired, drafts):
-    result = bulk.bulk_decide(wired.uow, parse_filter("lang=zh"), "reject", "alice")
-    assert [(i, "needs a note" in str(e)) for i, e in result.failed] == [(drafts["zh-1"], True)]
+def test_bulk_reject_needs_a_note(wired, drafts):
+    with pytest.raises(InvalidEditError, match="rejecting drafts needs a note"):
+        bulk.bulk_decide(wired.uow, parse_filter("lang=zh"), "reject", "alice")
+    assert draft(wired, drafts["zh-1"]).status == "pending"
     result = bulk.bulk_decide(wired.uow, parse_filter("lang=zh"), "reject", "alice", note="Answer in English.")
     assert result.applied == [drafts["zh-1"]]
     assert draft(wired, drafts["zh-1"]).review_note == "Answer in English."
+    [event] = events(wired, drafts["zh-1"])
+    assert (event.action, event.reviewer, event.note, event.before, event.after) == (
+        "reject", "alice", "Answer in English.", {"status": "pending", "review_note": None},
+        {"status": "rejected", "review_note": "Answer in English."})
 
 
 def test_bulk_refuses_a_status_the_action_cannot_start_from(wired, drafts):
@@ -77,23 +85,36 @@ def test_bulk_refuses_a_status_the_action_cannot_start_from(wired, drafts):
         bulk.bulk_decide(wired.uow, parse_filter("status=failed"), "approve", "alice")
 
 
-def test_bulk_reports_a_draft_that_changed_after_it_was_selected(wired, drafts, monkeypatch):
-    real = bulk.decide
+def test_bulk_reports_drafts_that_changed_after_they_were_selected(wired, drafts, monkeypatch):
+    real = bulk._apply
 
-    def someone_else_first(uow, draft_id, version, *args, **kwargs):  # type: ignore[no-untyped-def]
-        # Another reviewer decides the first draft between selection and update (the first, so that on
-        # SQLite this bulk transaction holds no write lock yet).
-        if draft_id == drafts["en-1"]:
-            with wired.uow() as other:
-                real(other, draft_id, version, "reject", "bob", note="no")
-                other.commit()
-        return real(uow, draft_id, version, *args, **kwargs)
+    def others_first(uow_factory, part, *args):  # type: ignore[no-untyped-def]
+        # Between selection and update, bob rejects en-1 and zh-1 is regenerated (superseded).
+        with wired.uow() as other:
+            service.reject(other, drafts["en-1"], 1, "bob", note="no")
+            other.commit()
+        with wired.uow() as other:
+            other.session.execute(update(Draft).where(Draft.id == drafts["zh-1"]).values(is_current=False))
+            other.commit()
+        return real(uow_factory, part, *args)
 
-    monkeypatch.setattr(bulk, "decide", someone_else_first)
+    monkeypatch.setattr(bulk, "_apply", others_first)
     result = bulk.bulk_decide(wired.uow, parse_filter("flags=none"), "approve", "alice")
-    assert [(i, type(e)) for i, e in result.failed] == [(drafts["en-1"], ConflictError)]
+    assert [(i, type(e)) for i, e in result.failed] == [
+        (drafts["en-1"], ConflictError), (drafts["zh-1"], IllegalTransitionError)]
+    assert "version 1 -> 2 by bob" in str(result.failed[0][1])
+    assert result.applied == [drafts["ja-1"]]
     assert draft(wired, drafts["en-1"]).status == "rejected"  # bob's decision stands
+    assert draft(wired, drafts["zh-1"]).status == "pending"
     assert draft(wired, drafts["ja-1"]).status == "approved"
+
+
+def test_bulk_commits_in_chunks_and_checks_each_draft(wired, drafts, monkeypatch):
+    monkeypatch.setattr(bulk, "COMMIT_EVERY", 2)
+    result = bulk.bulk_decide(wired.uow, parse_filter(None), "approve", "alice")
+    assert result.applied == [drafts[k] for k in ("en-1", "en-2", "ja-1", "zh-1")] and result.failed == []
+    assert all(len(events(wired, i)) == 1 for i in result.applied)
+    assert draft(wired, drafts["en-bad"]).status == "failed"
 
 
 def test_auto_approves_only_unflagged_pending_drafts(wired, drafts):

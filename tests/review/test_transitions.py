@@ -70,6 +70,6 @@ def test_a_superseded_draft_is_history_and_cannot_be_decided(wired, drafts):
     with wired.uow() as uow:  # regenerate ja-1 (as the rebuild does after a rejection)
         record_id = uow.reviews.load(drafts["ja-1"]).record.id
     generate_drafts(wired.uow, [record_id], create_backend("fake", wired.settings), load_template(), force=True)
-    with wired.uow() as uow, pytest.raises(IllegalTransitionError, match="a newer draft of its record replaced it"):
+    with wired.uow() as uow, pytest.raises(IllegalTransitionError, match="replaced by a newer draft of its record"):
         service.approve(uow, drafts["ja-1"], 1, "alice")
     assert draft(wired, drafts["ja-1"]).status == "pending"
