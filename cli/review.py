@@ -29,7 +29,8 @@ REVIEWER = typer.Option(None, "--reviewer", help="Name for the audit trail. Defa
                                                   "else your login name.")
 WHERE = typer.Option(None, "--where", help='Filters, e.g. "lang=en,flags=none". Keys: status, dataset, lang, '
                                             "field, uniqueness, flag=NAME, flags=none, is_fake=true|false.")
-IDS = typer.Argument(None, help="Draft ids; ID@VERSION fails with a conflict unless the draft is at VERSION.",
+IDS = typer.Argument(None, metavar="ID[@VERSION]",
+                     help="Draft ids; ID@VERSION fails with a conflict unless the draft is at VERSION.",
                      show_default=False)
 DRY_RUN = typer.Option(False, "--dry-run", help="Only list the drafts it would change.")
 
