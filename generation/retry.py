@@ -32,7 +32,7 @@ class Backoff:
 def retry_cause(exc: BaseException) -> str | None:
     """A short cause for a retryable error (used as a counter name), None when retrying cannot help."""
     if isinstance(exc, openai.APITimeoutError):
-        return "timeout"
+        return "connection" if _dropped(exc) else "timeout"
     if isinstance(exc, openai.APIConnectionError):
         return "connection"
     if isinstance(exc, TimeoutError):
@@ -43,6 +43,16 @@ def retry_cause(exc: BaseException) -> str | None:
         if exc.status_code >= 500 or exc.status_code in (408, 409):
             return f"status_{exc.status_code}"
     return None
+
+
+def _dropped(exc: BaseException) -> bool:
+    """The aiohttp transport reports a dropped connection as a connect timeout: look down the cause chain."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ConnectionError) or "Disconnected" in type(seen).__name__:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def retry_after(exc: BaseException) -> float | None:

@@ -61,3 +61,18 @@ def pool_limits(size: int) -> Any:
     except ImportError:  # older SDKs ship on httpx
         import httpx  # type: ignore[no-redef]
     return httpx.Limits(max_connections=size, max_keepalive_connections=size)
+
+
+def http_client_class(transport: str = "auto") -> Any:
+    """The SDK's aiohttp transport when aiohttp is installed (far less CPU per request), else its httpx default."""
+    import openai
+
+    if transport == "httpx":
+        return openai.DefaultAsyncHttpxClient
+    try:
+        import aiohttp  # noqa: F401
+    except ImportError:
+        if transport == "aiohttp":
+            raise
+        return openai.DefaultAsyncHttpxClient
+    return openai.DefaultAioHttpClient

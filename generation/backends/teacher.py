@@ -22,13 +22,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import openai
+from openai.types.chat import ChatCompletion
 from pydantic import SecretStr
 
 from generation.aio import LoopThread
 from generation.backends.base import Prompt
+from generation.backends.client_pool import ClientSlots
 from generation.backends.chat_format import (
     MODES, REPAIR, describe_error, draft_from, estimate_tokens, format_args, incomplete_reason, messages_for,
-    pool_limits,
+    http_client_class, pool_limits,
 )
 from generation.parse import parse_draft, parse_json_draft
 from generation.ratelimit import NoLimit, Rates, make_limiter
@@ -62,13 +64,14 @@ class TeacherBackend:
     def __init__(self, model: str, *, base_url: str | None = None, api_key: SecretStr | str | None = None,
                  concurrency: int = 64, timeout_s: float = 120.0, max_retries: int = 6, max_tokens: int = 1024,
                  temperature: float = 0.2, seed: int | None = None, prices: dict[str, Any] | None = None,
-                 limiter: Any = None, backoff: Backoff = Backoff(), response_mode: str | None = None):
+                 limiter: Any = None, backoff: Backoff = Backoff(), response_mode: str | None = None,
+                 transport: str = "auto"):
         self.model, self.base_url = model, base_url
         self._api_key = api_key if isinstance(api_key, SecretStr) or api_key is None else SecretStr(api_key)
         self.concurrency, self.timeout_s, self.max_retries = concurrency, timeout_s, max_retries
         self.max_tokens, self.temperature, self.seed = max_tokens, temperature, seed
         self.price = (prices or {}).get(model)
-        self.limiter, self.backoff = limiter or NoLimit(), backoff
+        self.limiter, self.backoff, self.transport = limiter or NoLimit(), backoff, transport
         if response_mode:
             _MODE_MEMORY[self._mode_key] = response_mode
         self.counters: Counter[str] = Counter()
@@ -113,29 +116,36 @@ class TeacherBackend:
         return self._loop.submit(self.agenerate(prompts))
 
     async def agenerate(self, prompts: Sequence[Prompt]) -> list[DraftResult]:
-        client, gate = self._session()
-        return list(await asyncio.gather(*(self._draft(client, gate, p) for p in prompts)))
+        slots = self._slots()
+        return list(await asyncio.gather(*(self._draft(slots, p) for p in prompts)))
 
     def close(self) -> None:
         """Close the clients and stop the private loop (the process exiting does the same)."""
-        clients = [client for client, _ in self._sessions.values()]
-        self._loop.close(_close_all(clients) if clients else None)
+        pools = list(self._sessions.values())
+        self._loop.close(_close_all(pools) if pools else None)
 
-    def _session(self) -> tuple[openai.AsyncOpenAI, asyncio.Semaphore]:
-        """One client and one gate per event loop (an httpx pool cannot cross loops), pooled to the concurrency."""
+    async def aclose(self) -> None:
+        """For async callers: close the clients made on the running loop."""
+        slots = self._sessions.pop(asyncio.get_running_loop(), None)
+        if slots is not None:
+            await slots.aclose()
+
+    def _slots(self) -> ClientSlots:
+        """Clients per event loop (an httpx pool cannot cross loops), as many slots as the concurrency."""
         loop = asyncio.get_running_loop()
         if loop not in self._sessions:
-            limits = pool_limits(self.concurrency + 8)
-            http = openai.DefaultAsyncHttpxClient(limits=limits, timeout=self.timeout_s)
-            key = self._api_key.get_secret_value() if self._api_key else "not-needed"
-            client = openai.AsyncOpenAI(base_url=self.base_url, api_key=key, max_retries=0,
-                                        timeout=self.timeout_s, http_client=http)
-            self._sessions[loop] = (client, asyncio.Semaphore(self.concurrency))
+            self._sessions[loop] = ClientSlots(self._new_client, self.concurrency)
         return self._sessions[loop]
 
-    async def _draft(self, client: openai.AsyncOpenAI, gate: asyncio.Semaphore, prompt: Prompt) -> DraftResult:
+    def _new_client(self, connections: int) -> openai.AsyncOpenAI:
+        http = http_client_class(self.transport)(limits=pool_limits(connections), timeout=self.timeout_s)
+        key = self._api_key.get_secret_value() if self._api_key else "not-needed"
+        return openai.AsyncOpenAI(base_url=self.base_url, api_key=key, max_retries=0, timeout=self.timeout_s,
+                                  http_client=http)
+
+    async def _draft(self, slots: ClientSlots, prompt: Prompt) -> DraftResult:
         started, tally = time.monotonic(), _Tally()
-        async with gate:
+        async with slots.slot() as client:
             try:
                 result = await self._write(client, messages_for(prompt), tally)
             except TeacherFailure as exc:
@@ -206,10 +216,13 @@ class TeacherBackend:
         await self.limiter.acquire(estimate)
         tally.attempts += 1
         self.counters["requests"] += 1
-        call = client.chat.completions.create(
-            model=self.model, messages=messages, max_tokens=max_tokens, temperature=self.temperature,
-            timeout=self.timeout_s, **format_args(mode), **({"seed": self.seed} if self.seed is not None else {}),
-        )
+        body = {"model": self.model, "messages": messages, "max_tokens": max_tokens,
+                "temperature": self.temperature, **format_args(mode)}
+        if self.seed is not None:
+            body["seed"] = self.seed
+        # The SDK's documented raw path: same auth, errors and typed reply as chat.completions.create, minus
+        # its per-call walk over the parameter types, which is a quarter of the client's CPU per request.
+        call = client.post("/chat/completions", cast_to=ChatCompletion, body=body, options={"timeout": self.timeout_s})
         # The SDK timeout bounds each read; this bounds the whole call, so nothing hangs.
         reply = await asyncio.wait_for(call, self.timeout_s * 1.5 + 1)
         if reply.usage:
@@ -255,9 +268,6 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-async def _close_all(clients: list[openai.AsyncOpenAI]) -> None:
-    for client in clients:
-        try:
-            await client.close()
-        except RuntimeError:  # a client made on another, already closed loop
-            pass
+async def _close_all(pools: list[ClientSlots]) -> None:
+    for pool in pools:
+        await pool.aclose()

@@ -39,32 +39,39 @@ def teacher(stub):
         backend.close()
 
 
-def test_429_with_retry_after_then_success(teacher):
-    backend, stub = teacher({"script": ["ratelimit", "ratelimit"]})
+TRANSPORTS = pytest.mark.parametrize("transport", ["httpx", "auto"])  # auto is aiohttp when installed
+
+
+@TRANSPORTS
+def test_429_with_retry_after_then_success(teacher, transport):
+    backend, stub = teacher({"script": ["ratelimit", "ratelimit"]}, transport=transport)
     [draft] = backend.generate(_prompts())
     assert draft.error is None and draft.response == "It is 2."
     assert stub.stats()["status_429"] == 2 and backend.counters["rate_limited"] == 2
     assert draft.extra["attempts"] == 3
 
 
-def test_500_is_retried_and_gives_up_after_max_retries(teacher):
-    backend, stub = teacher({"script": ["error"] * 10}, max_retries=2)
+@TRANSPORTS
+def test_500_is_retried_and_gives_up_after_max_retries(teacher, transport):
+    backend, stub = teacher({"script": ["error"] * 10}, max_retries=2, transport=transport)
     [draft] = backend.generate(_prompts())
     assert draft.failed and "gave up after 3 attempts" in draft.error and "500" in draft.error
     assert stub.stats()["status_500"] == 3
 
 
-def test_hanging_request_times_out_then_succeeds(teacher):
-    backend, stub = teacher({"script": ["hang"]}, timeout_s=0.5)
+@TRANSPORTS
+def test_hanging_request_times_out_then_succeeds(teacher, transport):
+    backend, stub = teacher({"script": ["hang"]}, timeout_s=0.5, transport=transport)
     [draft] = backend.generate(_prompts())
     assert draft.error is None and backend.counters["timeout"] == 1
     assert 0.5 <= draft.latency_s < 5
 
 
-def test_dropped_connection_is_retried(teacher):
-    backend, _ = teacher({"script": ["drop"]})
+@TRANSPORTS
+def test_dropped_connection_is_retried(teacher, transport):
+    backend, _ = teacher({"script": ["drop"]}, transport=transport)
     [draft] = backend.generate(_prompts())
-    assert draft.error is None and backend.counters["connection"] == 1
+    assert draft.error is None and backend.counters["connection"] == 1, backend.counters
 
 
 def test_malformed_json_is_repaired_once(teacher):
@@ -140,3 +147,17 @@ def test_from_settings_uses_the_secret_key_and_never_shows_it(stub, caplog):
         backend.close()
     assert draft.error is None and handle.stats()["auth_ok"] == 1
     assert KEY not in repr(conf) + repr(backend) + caplog.text
+
+
+def test_agenerate_runs_on_the_callers_loop(teacher):
+    import asyncio
+
+    backend, _ = teacher()
+
+    async def run():
+        try:
+            return await backend.agenerate(_prompts(3))
+        finally:
+            await backend.aclose()
+
+    assert [d.response for d in asyncio.run(run())] == ["It is 2.", "It is 3.", "It is 4."]
