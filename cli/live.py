@@ -36,7 +36,7 @@ def launch(wired: Wiring, planned: Planned, *, wait: bool, as_json: bool) -> Non
     """Queue the batch (broker) or run it here; then report."""
     s = wired.settings
     if s.broker_url:
-        dispatch.send_chunks(s, planned.chunk_ids, planned.backend)
+        send_or_explain(wired, planned)
         if not as_json:
             console.print(f"batch [bold]{planned.batch_id}[/]: {planned.total_records} records in "
                           f"{len(planned.chunk_ids)} chunks queued on '{queue_for_backend(s, planned.backend)}'. "
@@ -46,6 +46,17 @@ def launch(wired: Wiring, planned: Planned, *, wait: bool, as_json: bool) -> Non
     else:
         run_with_bar(wired, planned, quiet=as_json)
     report(wired, planned.batch_id, as_json, brief=not (wait or not s.broker_url))
+
+
+def send_or_explain(wired: Wiring, planned: Planned) -> None:
+    from kombu.exceptions import OperationalError
+
+    try:
+        dispatch.send_chunks(wired.settings, planned.chunk_ids, planned.backend)
+    except OperationalError as exc:
+        reason = str(exc).rstrip(".")
+        raise RuntimeError(f"cannot reach the broker (REASONGEN_BROKER_URL): {reason}. Batch {planned.batch_id} "
+                           f"is saved; when the broker is back run: reasongen resume {planned.batch_id}") from exc
 
 
 def run_with_bar(wired: Wiring, planned: Planned, *, quiet: bool) -> None:

@@ -131,10 +131,15 @@ def resume(
             report(wired, batch, as_json)
 
 
-def cancel(ctx: typer.Context, batch: int = typer.Argument(..., help="Batch id.")) -> None:
+def cancel(
+    ctx: typer.Context,
+    batch: int = typer.Argument(..., help="Batch id."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
     """Cancel a batch: queued chunks never start, running ones stop at the next sub-batch boundary."""
     with wiring(ctx) as wired:
-        console.print(batches.cancel(wired, batch))
+        message = batches.cancel(wired, batch)
+        print_json(monitor.batch_summary(wired, batch)) if as_json else console.print(message)
 
 
 def retry_failed(

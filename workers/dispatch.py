@@ -41,18 +41,19 @@ def send_chunks(settings: Settings, chunk_ids: Iterable[int], backend: str, coun
     with app.producer_or_acquire() as producer:
         for chunk_id in chunk_ids:
             app.send_task(CHUNK_TASK, args=[chunk_id], queue=queue, task_id=chunk_task_id(chunk_id),
-                          producer=producer, countdown=countdown)
+                          producer=producer, countdown=countdown, ignore_result=True)
             n += 1
     return n
 
 
 def send_followup(settings: Settings, batch_id: int, then: str) -> None:
-    app_for(settings).send_task(FOLLOWUP_TASK, args=[batch_id, then], queue=queue_name(settings, "train"))
+    app_for(settings).send_task(FOLLOWUP_TASK, args=[batch_id, then], queue=queue_name(settings, "train"),
+                                ignore_result=True)
 
 
 def send_train(settings: Settings, run_id: int) -> None:
     """Queue a training run for a train worker (the training stage calls this)."""
-    app_for(settings).send_task(TRAIN_TASK, args=[run_id], queue=queue_name(settings, "train"))
+    app_for(settings).send_task(TRAIN_TASK, args=[run_id], queue=queue_name(settings, "train"), ignore_result=True)
 
 
 def deliver(settings: Settings, outcome: Any, backend: str | None) -> None:
