@@ -168,7 +168,8 @@ def _exit_for(failures: list[ReviewError]) -> None:
 
 def _report_bulk(result: bulk.BulkResult, action: str, dry_run: bool) -> None:
     if dry_run:
-        console.print(f"would {action} {len(result.planned)} drafts" + (f": {_ids(result.planned)}" if result.planned else ""))
+        listed = f": {_ids(result.planned)}" if result.planned else ""
+        console.print(f"would {action} {len(result.planned)} drafts{listed}")
         return
     for _, error in result.failed:
         _error(str(error))
@@ -210,8 +211,8 @@ def edit_cmd(ctx: typer.Context, draft_id: int = typer.Argument(..., metavar="ID
                 version = service.edit(uow, draft_id, row.draft.version, name, changes)
                 uow.commit()
         except ConflictError:
-            err_console.print(f"your edit is kept in {editor.keep(draft_id, changes, row.draft.version)}", soft_wrap=True,
-                              highlight=False)
+            kept = editor.keep(draft_id, changes, row.draft.version)
+            err_console.print(f"your edit is kept in {kept}", soft_wrap=True, highlight=False)
             raise
     console.print(f"draft {draft_id}: edited (version {version})")
 

@@ -27,7 +27,8 @@ def targets(flt: DraftFilter, action: str) -> DraftFilter:
     if flt.status is None:
         return dataclasses.replace(flt, status="pending")
     if flt.status not in sources(action):
-        raise ValueError(f"cannot {action} {flt.status} drafts; {action} applies to: {', '.join(sorted(sources(action)))}")
+        allowed = ", ".join(sorted(sources(action)))
+        raise ValueError(f"cannot {action} {flt.status} drafts; {action} applies to: {allowed}")
     return flt
 
 

@@ -34,7 +34,8 @@ def event_dict(event: ReviewEvent) -> dict[str, Any]:
 
 def field_diff(name: str, before: Any, after: Any) -> str:
     """A unified diff of one field's text (or 'old -> new' for short values)."""
-    if not isinstance(before, str) or not isinstance(after, str) or "\n" not in before + after and len(before + after) < 60:
+    texts = isinstance(before, str) and isinstance(after, str)
+    if not texts or ("\n" not in before + after and len(before + after) < 60):
         return f"{name}: {before!r} -> {after!r}"
     lines = difflib.unified_diff(before.splitlines(), after.splitlines(), f"{name} (before)", f"{name} (after)",
                                  lineterm="")
