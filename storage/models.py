@@ -169,7 +169,9 @@ class Draft(TimestampMixin, Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     record_id: Mapped[int] = mapped_column(ForeignKey("records.id", ondelete="CASCADE"), index=True)
-    batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id", ondelete="SET NULL"), default=None)
+    # Indexed: a batch's progress, spend (budgets) and errors are read by batch id.
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id", ondelete="SET NULL"), default=None,
+                                                 index=True)
     cache_key: Mapped[str] = mapped_column(String(64), unique=True)
     record_hash: Mapped[str] = mapped_column(String(64))
     template_name: Mapped[str] = mapped_column(String(200))

@@ -171,6 +171,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('cache_key')
     )
     with op.batch_alter_table('drafts', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_drafts_batch_id'), ['batch_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_drafts_record_id'), ['record_id'], unique=False)
         batch_op.create_index('ix_drafts_status', ['status'], unique=False)
         batch_op.create_index('uq_drafts_current', ['record_id', 'template_name', 'model'], unique=True, sqlite_where=sa.text('is_current = 1'), postgresql_where=sa.text('is_current'))
@@ -295,6 +296,7 @@ def downgrade() -> None:
         batch_op.drop_index('uq_drafts_current', sqlite_where=sa.text('is_current = 1'), postgresql_where=sa.text('is_current'))
         batch_op.drop_index('ix_drafts_status')
         batch_op.drop_index(batch_op.f('ix_drafts_record_id'))
+        batch_op.drop_index(batch_op.f('ix_drafts_batch_id'))
 
     op.drop_table('drafts')
     with op.batch_alter_table('chunks', schema=None) as batch_op:
