@@ -47,14 +47,20 @@ def review_loop(uow_factory: Callable[[], UnitOfWork], flt: DraftFilter, reviewe
             return done
         term.console.print(draft_view(row, term.console.width))
         term.console.print(f"{remaining} pending left · {PROMPT}", highlight=False)
-        action = KEYS.get(term.read_key())
+        action = _choose(term)
         if action == "quit":
             return done
         if action == "skip":
             skipped.append(row.draft.id)
             done[action] += 1
-        elif action is not None and _act(uow_factory, row, action, reviewer, term):
+        elif _act(uow_factory, row, action, reviewer, term):
             done[action] += 1
+
+
+def _choose(term: Terminal) -> str:
+    while (action := KEYS.get(term.read_key())) is None:  # end of input reads as "q", so this ends
+        term.console.print(f"unknown key; {PROMPT}", highlight=False)
+    return action
 
 
 def _next(uow_factory: Callable[[], UnitOfWork], flt: DraftFilter, skipped: list[int]) -> tuple[DraftRow | None, int]:

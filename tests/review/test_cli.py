@@ -178,3 +178,12 @@ def test_bad_filters_and_formats_are_one_clear_line(cli, drafts, args):
     result = cli(*args)
     assert result.exit_code == 2
     assert result.stderr.startswith("error: ") and "Traceback" not in result.output
+
+
+def test_next_reads_lines_when_stdin_is_not_a_terminal(cli, wired, drafts):
+    result = cli("next", "--where", "lang=en", input="approve\nz\nr\nToo vague.\n")  # then end of input: quit
+    assert result.exit_code == 0, result.output
+    assert "2 pending left" in result.stdout and "unknown key" in result.stdout
+    assert "session: approve 1, reject 1" in result.stdout
+    en1, en2 = draft(wired, drafts["en-1"]), draft(wired, drafts["en-2"])
+    assert (en1.status, en1.reviewer, en2.status, en2.review_note) == ("approved", "tester", "rejected", "Too vague.")

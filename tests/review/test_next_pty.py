@@ -30,6 +30,8 @@ def test_review_loop_approve_reject_edit_skip_quit(wired, drafts, db_url, tmp_pa
     child = _spawn(db_url, tmp_path, "--reviewer", "pat")
     # Pending drafts come oldest first: en-1, en-2, ja-1, zh-1 (en-bad failed and is not offered).
     child.expect("4 pending left")
+    child.send("x")
+    child.expect("unknown key")
     child.send("a")  # one key, no Enter: raw mode
     child.expect("approve done")
     child.expect("3 pending left")
