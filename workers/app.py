@@ -4,6 +4,10 @@ The settings below are what make at-least-once delivery safe together with the l
 late acks and reject-on-worker-lost put a chunk whose worker died back on the queue, prefetch 1 keeps a worker
 from hoarding chunks, and the visibility timeout (one value for the broker and the result backend) outlasts
 the chunk's hard time limit so Redis never redelivers a chunk that is still running normally.
+
+Celery enforces time limits only in the prefork pool; teacher workers run chunks in threads, so there the
+lease is the time limit that counts: a chunk that stops renewing it is handed on by the sweeper, and the
+stuck attempt cannot commit anything after that (see workers/fence.py).
 """
 
 from __future__ import annotations

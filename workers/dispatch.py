@@ -56,12 +56,14 @@ def send_train(settings: Settings, run_id: int) -> None:
     app_for(settings).send_task(TRAIN_TASK, args=[run_id], queue=queue_name(settings, "train"), ignore_result=True)
 
 
-def deliver(settings: Settings, outcome: Any, backend: str | None) -> None:
+def deliver(wiring: Any, outcome: Any) -> None:
     """After a chunk: hand out the follow-up this chunk won, and re-send a chunk that will be retried."""
     if outcome.followup:
-        send_followup(settings, *outcome.followup)
-    if outcome.resend and backend:
-        send_chunks(settings, [outcome.chunk_id], backend, countdown=1.0)
+        send_followup(wiring.settings, *outcome.followup)
+    if outcome.resend:
+        with wiring.uow() as uow:
+            backend = uow.batches.backend_of_chunk(outcome.chunk_id) or "fake"
+        send_chunks(wiring.settings, [outcome.chunk_id], backend, countdown=1.0)
 
 
 def run_followup_here(wiring: Any, batch_id: int, then: str) -> None:

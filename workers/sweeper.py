@@ -82,7 +82,7 @@ def _send(wiring: Wiring, report: SweepReport) -> None:
     by_backend: dict[str, list[int]] = {}
     with wiring.uow() as uow:
         for chunk_id in report.requeued + report.resent:
-            by_backend.setdefault(uow.batches.queue_of_batch(chunk_id) or "fake", []).append(chunk_id)
+            by_backend.setdefault(uow.batches.backend_of_chunk(chunk_id) or "fake", []).append(chunk_id)
     for backend, ids in by_backend.items():
         dispatch.send_chunks(wiring.settings, ids, backend)
     for followup in report.followups:

@@ -14,9 +14,7 @@ def run_chunk(self, chunk_id: int) -> str:  # type: ignore[no-untyped-def]
     rt = runtime.current()
     wiring = rt.wiring()
     outcome = process_chunk(wiring, chunk_id, rt.backends, worker=self.request.hostname)
-    with wiring.uow() as uow:
-        backend = uow.batches.queue_of_batch(chunk_id)
-    dispatch.deliver(rt.settings, outcome, backend)
+    dispatch.deliver(wiring, outcome)
     return outcome.state
 
 

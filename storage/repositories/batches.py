@@ -144,7 +144,7 @@ class BatchRepository:
                 .values(status="queued", lease_owner=None, lease_expires_at=None, enqueued_at=now, updated_at=now))
         return self.session.execute(stmt).rowcount == 1
 
-    def queue_of_batch(self, chunk_id: int) -> str | None:
+    def backend_of_chunk(self, chunk_id: int) -> str | None:
         return self.session.scalar(select(Batch.backend).join(Chunk, Chunk.batch_id == Batch.id)
                                    .where(Chunk.id == chunk_id))
 
