@@ -5,12 +5,17 @@ from __future__ import annotations
 import json
 
 import pytest
+from sqlalchemy import update
 from typer.testing import CliRunner
 
 from cli.main import app
+from cli.live import follow
+from storage.models import Batch
 from tests.helpers import add_records
 from tests.queue.conftest import worker_env
 from tests.queue.test_workers import ready
+from workers import dispatch, monitor
+from workers.planning import BatchRequest, plan_batch
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -60,3 +65,24 @@ def test_queued_batch_without_workers_is_resumed_by_hand(queue_wired, start_work
     ready(queue_wired, start_worker())
     waited = cli(settings, "status", "1", "--watch")
     assert waited.exit_code == 0 and "done" in waited.output
+
+
+def test_retry_failed_on_workers_reruns_only_the_failed_records(queue_wired, start_worker):
+    settings = queue_wired.settings
+    with queue_wired.uow() as uow:
+        ids = add_records(uow, "ds", [{"instruction": f"Q{i}", "key": f"k{i}"} for i in range(10)])
+    ready(queue_wired, start_worker(concurrency=2))
+    planned = plan_batch(queue_wired, BatchRequest(dataset="ds", backend="fake", chunk_size=3,
+                                                   backend_options={"fail_keys": ["k2", "k5"]}))
+    dispatch.send_chunks(settings, planned.chunk_ids, planned.backend)
+    follow(queue_wired, planned.batch_id, quiet=True, interval=0.1)
+    first = monitor.batch_summary(queue_wired, planned.batch_id)
+    assert (first["status"], first["done"], first["failed"]) == ("done", 8, 2)
+    with queue_wired.uow() as uow:  # the outage that failed them is over
+        uow.session.execute(update(Batch).values(params={"backend_options": {}}))
+        uow.commit()
+    retried = json.loads(cli(settings, "retry-failed", str(planned.batch_id), "--wait", "--json").output)
+    assert (retried["kind"], retried["total"], retried["done"], retried["failed"]) == ("retry", 2, 2, 0)
+    with queue_wired.uow() as uow:
+        current = uow.batches.current_drafts(ids, "default", "fake-teacher")
+        assert sorted(d.status for d in current.values()) == ["pending"] * 10
