@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from review.rules import EDITABLE_FIELDS, ReviewError
-from review.service import decide, load, validated_edits
+from review.service import check_version, decide, load, validated_edits
 from storage.repositories.reviews import DraftFilter, DraftRow
 from storage.uow import UnitOfWork
 
@@ -110,15 +110,28 @@ def import_decisions(uow_factory: Callable[[], UnitOfWork], path: Path, reviewer
         rows = _csv_rows(handle) if fmt == "csv" else _jsonl_rows(handle)
         while chunk := list(itertools.islice(rows, COMMIT_EVERY)):
             with uow_factory() as uow:
+                drafts = _preload(uow, [raw for _, raw in chunk], fmt)
                 for line, raw in chunk:
-                    _import_row(uow, raw, fmt, reviewer, f"{path}:{line}", report)
+                    _import_row(uow, raw, fmt, reviewer, f"{path}:{line}", report, drafts)
                 uow.commit()
     return report
 
 
-def _import_row(uow: UnitOfWork, raw: Any, fmt: str, reviewer: str, where: str, report: ImportReport) -> None:
+def _preload(uow: UnitOfWork, raws: list[Any], fmt: str) -> dict[int, DraftRow]:
+    """The chunk's drafts in one query (rows that do not parse are reported when they are applied)."""
+    ids = set()
+    for raw in raws:
+        try:
+            ids.add(_int(_parse_jsonl(raw) if fmt == "jsonl" else raw, "id"))
+        except ValueError:
+            continue
+    return {row.draft.id: row for row in uow.reviews.find(DraftFilter(ids=tuple(ids), current_only=False))}
+
+
+def _import_row(uow: UnitOfWork, raw: Any, fmt: str, reviewer: str, where: str, report: ImportReport,
+                drafts: dict[int, DraftRow]) -> None:
     try:
-        applied = _apply_row(uow, _parse_jsonl(raw) if fmt == "jsonl" else raw, reviewer)
+        applied = _apply_row(uow, _parse_jsonl(raw) if fmt == "jsonl" else raw, reviewer, drafts)
     except (ReviewError, ValueError) as exc:
         report.errors.append(f"{where}: {exc}")
         return
@@ -150,15 +163,17 @@ def _parse_jsonl(text: str) -> dict[str, Any]:
     return row
 
 
-def _apply_row(uow: UnitOfWork, row: dict[str, Any], reviewer: str) -> bool:
+def _apply_row(uow: UnitOfWork, row: dict[str, Any], reviewer: str, drafts: dict[int, DraftRow]) -> bool:
     decision = _decision(row)
     draft_id, version = _int(row, "id"), _int(row, "version")
     changes = {name: row[name] for name in EDITABLE_FIELDS if row.get(name) is not None}
+    # Popped, so a draft listed twice in a file is read again the second time.
+    known = drafts.pop(draft_id, None) or load(uow, draft_id)
     if decision is None:
-        if validated_edits(load(uow, draft_id, version), changes):
+        if validated_edits(check_version(known, version), changes):
             raise ValueError("text was changed but the decision column is empty; write edit, approve or reject")
         return False
-    decide(uow, draft_id, version, decision, reviewer, note=_text(row.get("note")), changes=changes)
+    decide(uow, draft_id, version, decision, reviewer, note=_text(row.get("note")), changes=changes, row=known)
     return True
 
 

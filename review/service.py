@@ -57,14 +57,15 @@ def reset(uow: UnitOfWork, draft_id: int, version: int, reviewer: str, note: str
 
 def decide(
     uow: UnitOfWork, draft_id: int, version: int, action: str, reviewer: str, *,
-    note: str | None = None, changes: Mapping[str, Any] | None = None,
+    note: str | None = None, changes: Mapping[str, Any] | None = None, row: DraftRow | None = None,
 ) -> int:
     """Apply text ``changes`` (an edit), then ``action``; return the draft's new version.
 
     Changed text with a status action is two events (edit, then the action), so nothing a reviewer
-    typed is dropped and the draft is marked ``edited``.
+    typed is dropped and the draft is marked ``edited``. ``row`` may be the draft read earlier in
+    this transaction (saves a query); the versioned update still catches any change since.
     """
-    row = load(uow, draft_id, version)
+    row = check_version(row, version) if row is not None else load(uow, draft_id, version)
     if not row.draft.is_current:
         raise _superseded(draft_id)
     state = snapshot(row)
@@ -85,8 +86,13 @@ def load(uow: UnitOfWork, draft_id: int, version: int | None = None) -> DraftRow
     row = uow.reviews.load(draft_id)
     if row is None:
         raise DraftNotFoundError(draft_id)
-    if version is not None and row.draft.version != version:
-        raise ConflictError(draft_id, version, row.draft.version, row.draft.reviewer, row.draft.reviewed_at)
+    return check_version(row, version)
+
+
+def check_version(row: DraftRow, version: int | None) -> DraftRow:
+    d = row.draft
+    if version is not None and d.version != version:
+        raise ConflictError(d.id, version, d.version, d.reviewer, d.reviewed_at)
     return row
 
 

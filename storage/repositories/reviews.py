@@ -80,7 +80,9 @@ class ReviewRepository:
 
     def find(self, flt: DraftFilter, limit: int | None = None, exclude: Sequence[int] = ()) -> list[DraftRow]:
         stmt = self._rows_stmt(flt, exclude).limit(limit)
-        return [self._snapshot(*r) for r in self.session.execute(stmt.execution_options(populate_existing=True))]
+        # No autoflush: queued review events change no draft, and stay batched until the commit.
+        options = {"populate_existing": True, "autoflush": False}
+        return [self._snapshot(*r) for r in self.session.execute(stmt.execution_options(**options))]
 
     def iter_rows(self, flt: DraftFilter, page: int = 500) -> Iterator[DraftRow]:
         """All matching rows, fetched a page at a time (exports of large datasets)."""
@@ -118,7 +120,8 @@ class ReviewRepository:
             update(Draft)
             .where(Draft.id == draft_id, Draft.version == expected_version, Draft.is_current.is_(True))
             .values(version=Draft.version + 1, **values)
-            .execution_options(synchronize_session=False)
+            # Queued events touch no draft, so there is no need to flush them first.
+            .execution_options(synchronize_session=False, autoflush=False)
         )
         return (self.session.execute(stmt).rowcount or 0) == 1
 
@@ -139,11 +142,9 @@ class ReviewRepository:
         if rows:
             self.session.execute(insert(ReviewEvent), list(rows))
 
-    def add_event(self, **values: Any) -> ReviewEvent:
-        event = ReviewEvent(**values)
-        self.session.add(event)
-        self.session.flush()
-        return event
+    def add_event(self, **values: Any) -> None:
+        """Queued in this transaction; written with the next flush (batched with its neighbours)."""
+        self.session.add(ReviewEvent(**values))
 
     # -- query building --------------------------------------------------------------------------
     def _rows_stmt(self, flt: DraftFilter, exclude: Sequence[int] = ()) -> Select:

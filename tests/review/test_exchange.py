@@ -73,15 +73,19 @@ def test_jsonl_round_trip_with_stale_and_broken_rows(wired, drafts, tmp_path):
         service.approve(uow, drafts["en-1"], 1, "bob")
         uow.commit()
     lines = [json.dumps(by_key[k], ensure_ascii=False) for k in ("en-1", "en-2", "ja-1", "zh-1")]
-    path.write_text("\n".join([*lines, "", "{not json", '["a list"]']) + "\n", encoding="utf-8")
+    missing = '{"id": 999, "version": 1, "decision": "approve"}'
+    twice = json.dumps(dict(by_key["en-1"], id=drafts["ja-1"], version=1, decision="reset"))  # ja-1 moved on above
+    path.write_text("\n".join([*lines, "", "{not json", '["a list"]', missing, twice]) + "\n", encoding="utf-8")
     report = exchange.import_decisions(wired.uow, path, "carol")
     assert report.errors[0].startswith(f"{path}:1: draft {drafts['en-1']} changed since you loaded it (version 1 -> 2 by bob")
-    assert report.errors[1:] == [
+    assert report.errors[1:-1] == [
         f"{path}:2: text was changed but the decision column is empty; write edit, approve or reject",
         f"{path}:4: rejecting draft {drafts['zh-1']} needs a note saying why (it guides regeneration)",
         f"{path}:6: not valid JSON (Expecting property name enclosed in double quotes at column 2)",
         f"{path}:7: each line must be a JSON object",
+        f"{path}:8: no draft 999; list drafts with: reasongen review list",
     ]
+    assert report.errors[-1].startswith(f"{path}:9: draft {drafts['ja-1']} changed since you loaded it (version 1 -> 3")
     assert report.applied == 1
     ja = draft(wired, drafts["ja-1"])
     assert (ja.status, ja.edited, ja.response, ja.version) == ("approved", True, "Four, in English.", 3)
