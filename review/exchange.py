@@ -110,28 +110,26 @@ def import_decisions(uow_factory: Callable[[], UnitOfWork], path: Path, reviewer
         rows = _csv_rows(handle) if fmt == "csv" else _jsonl_rows(handle)
         while chunk := list(itertools.islice(rows, COMMIT_EVERY)):
             with uow_factory() as uow:
-                drafts = _preload(uow, [raw for _, raw in chunk], fmt)
-                for line, raw in chunk:
-                    _import_row(uow, raw, fmt, reviewer, f"{path}:{line}", report, drafts)
+                drafts = _preload(uow, [row for _, row in chunk])
+                for line, row in chunk:
+                    _import_row(uow, row, reviewer, drafts, f"{path}:{line}", report)
                 uow.commit()
     return report
 
 
-def _preload(uow: UnitOfWork, raws: list[Any], fmt: str) -> dict[int, DraftRow]:
-    """The chunk's drafts in one query (rows that do not parse are reported when they are applied)."""
-    ids = set()
-    for raw in raws:
-        try:
-            ids.add(_int(_parse_jsonl(raw) if fmt == "jsonl" else raw, "id"))
-        except ValueError:
-            continue
-    return {row.draft.id: row for row in uow.reviews.find(DraftFilter(ids=tuple(ids), current_only=False))}
+def _preload(uow: UnitOfWork, rows: list[dict[str, Any] | ValueError]) -> dict[int, DraftRow]:
+    """The chunk's drafts in one query (a row without a usable id is reported when it is applied)."""
+    ids = {str(row.get("id")).strip() for row in rows if isinstance(row, dict)}
+    found = uow.reviews.find(DraftFilter(ids=tuple(int(i) for i in ids if i.isdigit()), current_only=False))
+    return {row.draft.id: row for row in found}
 
 
-def _import_row(uow: UnitOfWork, raw: Any, fmt: str, reviewer: str, where: str, report: ImportReport,
-                drafts: dict[int, DraftRow]) -> None:
+def _import_row(uow: UnitOfWork, row: dict[str, Any] | ValueError, reviewer: str, drafts: dict[int, DraftRow],
+                where: str, report: ImportReport) -> None:
     try:
-        applied = _apply_row(uow, _parse_jsonl(raw) if fmt == "jsonl" else raw, reviewer, drafts)
+        if isinstance(row, ValueError):
+            raise row
+        applied = _apply_row(uow, row, reviewer, drafts)
     except (ReviewError, ValueError) as exc:
         report.errors.append(f"{where}: {exc}")
         return
@@ -139,7 +137,7 @@ def _import_row(uow: UnitOfWork, raw: Any, fmt: str, reviewer: str, where: str, 
     report.skipped += not applied
 
 
-def _csv_rows(handle: TextIO) -> Iterator[tuple[int, Any]]:
+def _csv_rows(handle: TextIO) -> Iterator[tuple[int, dict[str, Any] | ValueError]]:
     reader = csv.DictReader(handle)
     start = 2  # line 1 is the header; a quoted cell may span lines, so track where each row starts
     for row in reader:
@@ -147,20 +145,19 @@ def _csv_rows(handle: TextIO) -> Iterator[tuple[int, Any]]:
         start = reader.line_num + 1
 
 
-def _jsonl_rows(handle: TextIO) -> Iterator[tuple[int, Any]]:
+def _jsonl_rows(handle: TextIO) -> Iterator[tuple[int, dict[str, Any] | ValueError]]:
     for line, text in enumerate(handle, 1):
         if text.strip():
-            yield line, text
+            yield line, _parse_jsonl(text)
 
 
-def _parse_jsonl(text: str) -> dict[str, Any]:
+def _parse_jsonl(text: str) -> dict[str, Any] | ValueError:
+    """The row, or the reason it is not one (reported with its line, the rest of the file goes on)."""
     try:
         row = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"not valid JSON ({exc.msg} at column {exc.colno})") from None
-    if not isinstance(row, dict):
-        raise ValueError("each line must be a JSON object")
-    return row
+        return ValueError(f"not valid JSON ({exc.msg} at column {exc.colno})")
+    return row if isinstance(row, dict) else ValueError("each line must be a JSON object")
 
 
 def _apply_row(uow: UnitOfWork, row: dict[str, Any], reviewer: str, drafts: dict[int, DraftRow]) -> bool:
