@@ -69,6 +69,8 @@ def read_json_array(path: Path) -> Iterator[Item]:
 
 
 def read_csv(path: Path) -> Iterator[Item]:
+    # The csv module refuses cells over 128 KiB; the record size limit is the rule that applies here.
+    csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))
     name, bad_lines = str(path), set[int]()
     reader = csv.reader(_decoded_lines(path, bad_lines))
     header = next(reader, None)
@@ -119,7 +121,8 @@ def read_hf(path: Path) -> Iterator[Item]:
     import pyarrow as pa
 
     for arrow_file in hf_arrow_files(path):
-        with pa.memory_map(str(arrow_file)) as source:
+        # Read batch by batch (not memory-mapped, whose touched pages would count as resident memory).
+        with pa.OSFile(str(arrow_file)) as source:
             yield from _arrow_rows(str(arrow_file), pa.ipc.open_stream(source))
 
 

@@ -100,3 +100,8 @@ def test_format_detection_and_errors(write, tmp_path):
     with pytest.raises(FileNotFoundError, match="no such file"):
         open_reader(tmp_path / "missing.jsonl")
     assert isinstance(next(iter(open_reader(write("z.jsonl", "nope\n")))), Rejection)
+
+
+def test_csv_cells_larger_than_the_csv_module_default(write):
+    big = "x" * 200_000
+    assert items(write("big.csv", f"instruction,output\nq,{big}\n")) == [(2, {"instruction": "q", "output": big})]
