@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from generation.backends.base import Prompt
 from generation.parse import FIELDS
@@ -32,13 +35,37 @@ def format_args(mode: str) -> dict[str, Any]:
     return {}
 
 
-def incomplete_reason(choice: Any) -> str | None:
-    refusal = getattr(choice.message, "refusal", None)
-    if refusal or choice.finish_reason == "content_filter":
-        return f"refused: {(refusal or 'content filter')[:200]}"
-    if choice.finish_reason == "length":
-        return "truncated: finish_reason=length"
-    return None
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """The part of a chat completion the teacher reads, taken straight from the JSON body."""
+
+    content: str | None
+    refusal: str | None
+    finish_reason: str | None
+    prompt_tokens: int
+    completion_tokens: int
+
+    @classmethod
+    def from_body(cls, raw: bytes) -> "Reply":
+        """Raises ValueError for a body that is not a chat completion with at least one choice."""
+        data = orjson.loads(raw)
+        choice = (data.get("choices") or [None])[0] if isinstance(data, dict) else None
+        if not isinstance(choice, dict):
+            raise ValueError("the reply holds no choices")
+        message, usage = choice.get("message") or {}, data.get("usage") or {}
+        return cls(message.get("content"), message.get("refusal"), choice.get("finish_reason"),
+                   int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def incomplete_reason(self) -> str | None:
+        if self.refusal or self.finish_reason == "content_filter":
+            return f"refused: {(self.refusal or 'content filter')[:200]}"
+        if self.finish_reason == "length":
+            return "truncated: finish_reason=length"
+        return None
 
 
 def draft_from(fields: dict[str, str], raw: str | None, finish_reason: str | None) -> DraftResult:
@@ -55,12 +82,21 @@ def describe_error(exc: BaseException | None) -> str:
     return f"{type(exc).__name__}" + (f" {status}" if status else "") + f": {str(exc)[:300]}"
 
 
-def pool_limits(size: int) -> Any:
+def _httpx() -> Any:
     try:
         import httpx2 as httpx
     except ImportError:  # older SDKs ship on httpx
         import httpx  # type: ignore[no-redef]
-    return httpx.Limits(max_connections=size, max_keepalive_connections=size)
+    return httpx
+
+
+def pool_limits(size: int) -> Any:
+    return _httpx().Limits(max_connections=size, max_keepalive_connections=size)
+
+
+def raw_response_class() -> Any:
+    """What to pass as the SDK's ``cast_to`` to get the HTTP response back unparsed."""
+    return _httpx().Response
 
 
 def http_client_class(transport: str = "auto") -> Any:

@@ -94,6 +94,7 @@ class StubServer:
             st.stats["status_429"] += 1
             headers = {"Retry-After": str(max(1, math.ceil(wait))), "retry-after-ms": str(int(wait * 1000) + 1)}
             return 429, _error("Rate limit reached for requests", "rate_limit_exceeded"), headers
+        st.accepted()
         st.in_flight += 1
         st.stats["max_in_flight"] = max(st.stats["max_in_flight"], st.in_flight)
         try:
@@ -153,7 +154,7 @@ class StubHandle:
                  aserver: asyncio.AbstractServer):
         self.server, self._loop, self._thread, self._aserver = server, loop, thread, aserver
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, Any]:
         return self._call(self.server.state.snapshot)
 
     def reset(self) -> None:

@@ -73,9 +73,17 @@ class StubState:
             self.bucket = _Bucket(self.faults.rps_limit, self.faults.rps_burst or max(1.0, self.faults.rps_limit))
         self.stats.clear()
         self._seen.clear()
+        self.accepted_at: list[float] = []  # first and last time a completion was accepted (wall clock)
 
-    def snapshot(self) -> dict[str, int]:
-        return {**self.stats, "in_flight": self.in_flight}
+    def accepted(self) -> None:
+        """Count a completion the server accepted (not 429/400), for rate measurements at the server."""
+        now = time.time()
+        self.accepted_at = [self.accepted_at[0] if self.accepted_at else now, now]
+        self.stats["accepted"] += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        span = dict(zip(("first_accepted_at", "last_accepted_at"), self.accepted_at))
+        return {**self.stats, "in_flight": self.in_flight, **span}
 
     def pick_fault(self, body: dict[str, Any]) -> str:
         marked = self._marker(body)
