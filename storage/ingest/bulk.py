@@ -1,7 +1,8 @@
 """The bulk upsert stage: batches of SourceRecords in, counts out, all inside the caller's transaction.
 
-Per batch: stage the rows, drop ids already seen earlier in the file, copy the old content of changed
-records to record_versions, then one INSERT ... SELECT ... ON CONFLICT DO UPDATE that only touches rows
+Per batch: stage the rows; classify each one (repeat of an id seen earlier in the file, new, same,
+changed, back from deletion); drop the repeats and remember the rest; copy the old content of changed
+records to record_versions; then one INSERT ... SELECT ... ON CONFLICT DO UPDATE that only touches rows
 whose content changed (or that come back from deletion). Unchanged rows are not written at all, so a
 second ingest of the same file changes nothing.
 """
@@ -24,9 +25,10 @@ _CONTENT = "lang, instruction, input, output, field, uniqueness"
 # Staged rows are matched to records with a scalar subquery per row, which is always an index probe on
 # (dataset_id, key). A plain join lets PostgreSQL pick a hash join over the whole dataset, and inside a
 # large load it does: the statistics know nothing of the rows added earlier in the same transaction.
-_STATE = (  # 'R'epeat of an id seen earlier in the file, else 'L'ive or 'D'eleted, then 'S'ame or
-    # 'C'hanged content; NULL for a new key
-    # (a scalar subquery, not EXISTS: PostgreSQL may answer EXISTS by hashing the whole table)
+# A row's state: 'R' for a repeat of an id seen earlier in the file; else 'L'ive or 'D'eleted, then 'S'ame
+# or 'C'hanged content; NULL for a new key. (A scalar subquery, not EXISTS, for the repeat check: PostgreSQL
+# may answer EXISTS by hashing the whole table of seen ids.)
+_STATE = (
     f"CASE WHEN (SELECT 1 FROM {SEEN} x WHERE x.key = s.key) IS NOT NULL THEN 'R' ELSE"
     " (SELECT CASE WHEN r.deleted_at IS NULL THEN 'L' ELSE 'D' END"
     " || CASE WHEN r.content_hash = s.content_hash THEN 'S' ELSE 'C' END"
