@@ -111,14 +111,16 @@ def workers_cmd(ctx: typer.Context, as_json: bool = typer.Option(False, "--json"
 def resume(
     ctx: typer.Context,
     batch: int = typer.Argument(..., help="Batch id."),
+    max_cost: Optional[float] = typer.Option(None, "--max-cost", min=0, help="New spend limit (USD)."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="New token limit."),
     wait: bool = typer.Option(False, "--wait", help="With a broker: follow the batch until it ends."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Re-send what a batch still needs (expired leases, lost messages); without a broker, run it here."""
+    """Re-send what a batch still needs (expired leases, lost messages); a batch stopped by its budget or
+    cancelled runs again (raise the budget with --max-cost/--max-tokens). Without a broker, run it here."""
     with wiring(ctx) as wired:
+        batches.reopen(wired, batch, max_cost, max_tokens)
         summary = monitor.batch_summary(wired, batch)
-        if summary["status"] != "running":
-            raise ValueError(f"batch {batch} is {summary['status']}; only a running batch can be resumed")
         if not wired.settings.broker_url:
             run_with_bar(wired, Planned(batch, summary["backend"], [], summary["total"]), quiet=as_json)
             return report(wired, batch, as_json)

@@ -85,3 +85,24 @@ def budget_reason(max_cost: float | None, max_tokens: int | None, tokens: int, c
     if max_tokens is not None and tokens >= max_tokens:
         return f"budget reached: {tokens} tokens of max {max_tokens}"
     return None
+
+
+def reopen(wiring: Wiring, batch_id: int, max_cost: float | None = None, max_tokens: int | None = None) -> None:
+    """Make a stopped (budget) or cancelled batch run again, optionally with a new budget; its cancelled
+    chunks go back to the queue. A running batch only takes the new budget."""
+    with wiring.uow() as uow:
+        batch = uow.batches.lock(batch_id)
+        if batch.status not in ("running", "stopped", "cancelled"):
+            raise ValueError(f"batch {batch_id} is {batch.status}; nothing to resume")
+        if batch.status != "running" and batch.finished_at is None:
+            raise ValueError(f"batch {batch_id} is still stopping (chunks finishing a sub-batch); try again shortly")
+        batch.max_cost_usd = batch.max_cost_usd if max_cost is None else max_cost
+        batch.max_tokens = batch.max_tokens if max_tokens is None else max_tokens
+        reason = budget_reason(batch.max_cost_usd, batch.max_tokens, *uow.batches.spend(batch_id))
+        if reason:
+            raise ValueError(f"batch {batch_id}: {reason}; pass a higher --max-cost or --max-tokens to resume it")
+        if batch.status != "running":
+            batch.status, batch.status_reason, batch.finished_at = "running", None, None
+            uow.batches.requeue_cancelled(batch_id, utcnow())
+        uow.commit()
+

@@ -120,6 +120,11 @@ class BatchRepository:
                 .values(status="cancelled", finished_at=now, updated_at=now))
         return self.session.execute(stmt).rowcount or 0
 
+    def requeue_cancelled(self, batch_id: int, now: datetime) -> int:
+        stmt = (update(Chunk).where(Chunk.batch_id == batch_id, Chunk.status == "cancelled")
+                .values(status="queued", finished_at=None, enqueued_at=now, updated_at=now))
+        return self.session.execute(stmt).rowcount or 0
+
     def count_chunks(self, batch_id: int) -> dict[str, int]:
         stmt = select(Chunk.status, func.count()).where(Chunk.batch_id == batch_id).group_by(Chunk.status)
         return {status: n for status, n in self.session.execute(stmt)}

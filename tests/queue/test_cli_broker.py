@@ -48,7 +48,7 @@ def test_generate_wait_status_and_workers_with_real_workers(queue_wired, start_w
     assert [x["records_processed"] for x in after["workers"] if x["hostname"] == w.hostname][0] >= 8
 
     resumed = cli(settings, "resume", str(summary["batch"]))
-    assert resumed.exit_code == 2 and "only a running batch can be resumed" in resumed.output
+    assert resumed.exit_code == 2 and "is done; nothing to resume" in resumed.output
 
 
 def test_queued_batch_without_workers_is_resumed_by_hand(queue_wired, start_worker):
@@ -57,6 +57,8 @@ def test_queued_batch_without_workers_is_resumed_by_hand(queue_wired, start_work
         add_records(uow, "ds", [{"instruction": f"Q{i}", "key": f"k{i}"} for i in range(4)])
     result = cli(settings, "generate", "--dataset", "ds", "--backend", "fake", "--chunk-size", "2")
     assert result.exit_code == 0 and "2 chunks queued" in result.output
+    held = cli(settings, "resume", "1", "--json")
+    assert json.loads(held.output)["resent"] == []  # the broker still holds both messages: nothing to re-send
     import redis
 
     redis.Redis.from_url(settings.broker_url).flushdb()  # the messages are lost before any worker starts

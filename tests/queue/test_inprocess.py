@@ -71,6 +71,12 @@ def test_max_tokens_stops_the_batch_cleanly_and_says_so(wired, db_url):
         states = uow.batches.count_chunks(1)
     drafted = count(wired, select(func.count()).select_from(Draft))
     assert 0 < drafted < 40 and set(states) <= {"done", "cancelled"} and states["cancelled"] > 0
+    refused = cli(db_url, "resume", "1")
+    assert refused.exit_code == 2 and "pass a higher --max-cost" in refused.output
+    resumed = cli(db_url, "resume", "1", "--max-tokens", "1000000", "--json")
+    assert resumed.exit_code == 0, resumed.output
+    assert '"status": "done"' in resumed.output
+    assert count(wired, select(func.count()).select_from(Draft)) == 40
 
 
 def test_cancel_mid_chunk_writes_nothing_after_the_sub_batch_boundary(wired):
