@@ -38,9 +38,13 @@ def ingest(
     batch_size: int = typer.Option(5000, "--batch-size", min=1, help="Records per bulk write."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
-    """Load records into a dataset. Re-running with the same file changes nothing; changed records get a
-    new content hash and version (the old content is kept). Bad lines are reported as file:line: reason,
-    and the exit status is 1 when any line was rejected."""
+    """Load records into a dataset.
+
+    Fields: instruction and output (required), input, id (derived from the question when missing), lang
+    (en/ja/zh, detected when missing), field, uniqueness; other keys are kept as metadata, so Alpaca files
+    load as they are. Re-running with the same file changes nothing; a changed record keeps its id and gets
+    a new content hash and version (the old content is kept). Bad lines are reported as file:line: reason
+    and the rest is loaded; the exit status is then 1 (and --prune is skipped)."""
     limit = max_record_bytes or settings_from(ctx).max_record_bytes
     options = IngestOptions(dataset, fmt.value, prune, strict, limit, batch_size)
     with wiring(ctx) as wired, _progress() as (on_reject, on_progress):
