@@ -210,7 +210,7 @@ def edit_cmd(ctx: typer.Context, draft_id: int = typer.Argument(..., metavar="ID
             with wired.uow() as uow:
                 version = service.edit(uow, draft_id, row.draft.version, name, changes)
                 uow.commit()
-        except ConflictError:
+        except ReviewError:  # a conflict, or the draft was regenerated meanwhile: keep the reviewer's text
             kept = editor.keep(draft_id, changes, row.draft.version)
             err_console.print(f"your edit is kept in {kept}", soft_wrap=True, highlight=False)
             raise
