@@ -94,7 +94,8 @@ def gpu_part(batches: list[int], prompt_len: int, new_tokens: int, bandwidth: fl
         full = timed_generate(model, ids, new_tokens)
         rate = batch * (new_tokens - 1) / (full - prefill)
         bound = decode_bound(batch, prompt_len, new_tokens, weight_bytes, bandwidth, arch)
-        rows.append({"part": "gpu", "model": "phi-2 architecture, random bf16", "batch": batch, "compiled": compile_model,
+        rows.append({"part": "gpu", "model": "phi-2 architecture, random bf16", "batch": batch,
+                     "compiled": compile_model,
                      "prompt_tokens": prompt_len, "new_tokens": new_tokens, "decode_tokens_per_s": round(rate, 1),
                      "bandwidth_bound_tokens_per_s": round(bound, 1), "ratio": round(rate / bound, 3)})
         print(json.dumps(rows[-1]), flush=True)

@@ -26,6 +26,7 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -79,7 +80,7 @@ async def bare_sdk(url: str, items: list, concurrency: int, transport: str = "ht
     return len(items) / elapsed
 
 
-def teacher_rate(url: str, items: list, concurrency: int, **options) -> tuple[float, TeacherBackend]:  # type: ignore[no-untyped-def]
+def teacher_rate(url: str, items: list, concurrency: int, **options: Any) -> tuple[float, TeacherBackend]:
     backend = TeacherBackend("gpt-4o-mini", base_url=url, api_key=KEY, concurrency=concurrency, **options)
     backend.generate(items[:concurrency])  # warm the pool
     start = time.perf_counter()

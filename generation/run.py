@@ -71,6 +71,20 @@ class _Sub:
     results: Future[list[DraftResult]]
 
 
+@dataclass
+class _Run:
+    """What every sub-batch of one call shares."""
+
+    uow_factory: Callable[[], UnitOfWork]
+    backend: Backend
+    template: Template
+    batch_id: int | None
+    force: bool
+    notes: dict[int, str]
+    stats: RunStats
+    on_progress: Callable[[RunStats], None] | None
+
+
 def cache_key(record_hash: str, template: Template, backend: Backend, extra: dict[str, Any] | None = None) -> str:
     parts = [record_hash, template.hash, backend.name, backend.model, backend.cache_params(), extra or {}]
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
@@ -94,22 +108,20 @@ def generate_drafts(
     should_stop: Callable[[], bool] | None = None,
     on_progress: Callable[[RunStats], None] | None = None,
 ) -> RunStats:
-    stats, notes = RunStats(), notes or {}
+    run = _Run(uow_factory, backend, template, batch_id, force, notes or {}, RunStats(), on_progress)
     size = sub_batch_size or getattr(backend, "preferred_sub_batch", DEFAULT_SUB_BATCH)
     window = _window(backend, size)
     in_flight: deque[_Sub] = deque()
     for ids in _batched(record_ids, size):
         if should_stop and should_stop():
-            stats.stopped = True
+            run.stats.stopped = True
             break
-        views, keys = _pending_views(uow_factory, ids, backend, template, force, notes, stats)
-        prompts = [template.render(v, notes.get(v.record_id)) for v in views]
-        in_flight.append(_Sub(views, keys, _submit(backend, prompts)))
+        in_flight.append(_start(run, ids))
         while len(in_flight) >= window:
-            _finish(uow_factory, in_flight.popleft(), backend, template, batch_id, stats, on_progress)
+            _finish(run, in_flight.popleft())
     while in_flight:  # stopping still saves what is already paid for
-        _finish(uow_factory, in_flight.popleft(), backend, template, batch_id, stats, on_progress)
-    return stats
+        _finish(run, in_flight.popleft())
+    return run.stats
 
 
 def _window(backend: Backend, size: int) -> int:
@@ -119,57 +131,57 @@ def _window(backend: Backend, size: int) -> int:
     return max(1, -(-int(getattr(backend, "max_in_flight", size)) // size))
 
 
+def _start(run: _Run, ids: Sequence[int]) -> _Sub:
+    views, keys = _pending_views(run, ids)
+    prompts = [run.template.render(v, run.notes.get(v.record_id)) for v in views]
+    return _Sub(views, keys, _submit(run.backend, prompts))
+
+
 def _submit(backend: Backend, prompts: list[Any]) -> Future[list[DraftResult]]:
-    if not prompts:
-        done: Future[list[DraftResult]] = Future()
-        done.set_result([])
-        return done
-    if hasattr(backend, "submit"):
+    if prompts and hasattr(backend, "submit"):
         return backend.submit(prompts)  # type: ignore[no-any-return]
-    done = Future()
-    done.set_result(backend.generate(prompts))
+    done: Future[list[DraftResult]] = Future()
+    done.set_result(backend.generate(prompts) if prompts else [])
     return done
 
 
-def _finish(uow_factory, sub: _Sub, backend, template, batch_id, stats, on_progress) -> None:  # type: ignore[no-untyped-def]
+def _finish(run: _Run, sub: _Sub) -> None:
     results = sub.results.result()
     for view, result in zip(sub.views, results, strict=True):
         result.flags = [*result.flags, *check_draft(view, result)]
-    _save(uow_factory, sub.views, sub.keys, results, backend, template, batch_id, stats)
-    if on_progress:
-        on_progress(stats)
+    rows = [_draft_values(run, v, sub.keys[v.record_id], r) for v, r in zip(sub.views, results, strict=True)]
+    with run.uow_factory() as uow:
+        uow.drafts.add_many(rows)
+        uow.commit()
+    for result in results:
+        run.stats.add(result)
+    if run.on_progress:
+        run.on_progress(run.stats)
 
 
-def _pending_views(uow_factory, ids, backend, template, force, notes, stats):  # type: ignore[no-untyped-def]
-    with uow_factory() as uow:
+def _pending_views(run: _Run, ids: Sequence[int]) -> tuple[list[TrainingView], dict[int, str]]:
+    with run.uow_factory() as uow:
         views = [restructure(r) for r in uow.records.by_ids(ids)]
-        keys = {v.record_id: cache_key(v.content_hash, template, backend, _extra(v, notes, force)) for v in views}
+        keys = {v.record_id: cache_key(v.content_hash, run.template, run.backend, _extra(v, run)) for v in views}
         done = uow.drafts.existing_keys(keys.values())
     todo = [v for v in views if keys[v.record_id] not in done]
-    stats.skipped += len(views) - len(todo)
+    run.stats.skipped += len(views) - len(todo)
     return todo, keys
 
 
-def _extra(view: TrainingView, notes: dict[int, str], force: bool) -> dict[str, Any]:
+def _extra(view: TrainingView, run: _Run) -> dict[str, Any]:
     extra: dict[str, Any] = {}
-    if view.record_id in notes:
-        extra["note"] = notes[view.record_id]
-    if force:
+    if view.record_id in run.notes:
+        extra["note"] = run.notes[view.record_id]
+    if run.force:
         extra["force"] = uuid.uuid4().hex
     return extra
 
 
-def _save(uow_factory, views, keys, results, backend, template, batch_id, stats):  # type: ignore[no-untyped-def]
-    with uow_factory() as uow:
-        for view, result in zip(views, results, strict=True):
-            uow.drafts.add(_draft_values(view, keys[view.record_id], result, backend, template, batch_id))
-            stats.add(result)
-        uow.commit()
-
-
-def _draft_values(view, key, result: DraftResult, backend, template, batch_id) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def _draft_values(run: _Run, view: TrainingView, key: str, result: DraftResult) -> dict[str, Any]:
+    backend, template = run.backend, run.template
     return dict(
-        record_id=view.record_id, batch_id=batch_id, cache_key=key, record_hash=view.content_hash,
+        record_id=view.record_id, batch_id=run.batch_id, cache_key=key, record_hash=view.content_hash,
         template_name=template.name, template_hash=template.hash, backend=backend.name, model=backend.model,
         params=backend.cache_params(), transformed_input=result.transformed_input, reasoning=result.reasoning,
         response=result.response, raw_text=result.raw_text, error=result.error,

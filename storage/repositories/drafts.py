@@ -33,25 +33,34 @@ class DraftRepository:
         return self.session.get(Draft, draft_id)
 
     def add(self, values: dict[str, Any]) -> bool:
-        """Insert one draft unless its key is taken by a good draft; make it current. Returns whether it was new.
+        """Insert one draft unless its key is taken by a good draft; make it current. Returns whether it was new."""
+        return self.add_many([values]) == 1
 
-        Insert first, retire second: a concurrent writer that lost the race on the key changes nothing.
+    def add_many(self, rows: list[dict[str, Any]]) -> int:
+        """Insert a sub-batch of drafts in a few statements; each new one becomes current. Returns how many were new.
+
+        Insert first, retire second: a concurrent writer that lost the race on a key changes nothing. Rows
+        must be for distinct records.
         """
-        self.session.execute(delete(Draft).where(Draft.cache_key == values["cache_key"], Draft.status == "failed"))
+        if not rows:
+            return 0
+        keys = [r["cache_key"] for r in rows]
+        self.session.execute(delete(Draft).where(Draft.cache_key.in_(keys), Draft.status == "failed"))
         insert = pg_insert if self.session.get_bind().dialect.name == "postgresql" else sqlite_insert
-        stmt = (insert(Draft).values(**{**values, "is_current": False})
-                .on_conflict_do_nothing(index_elements=["cache_key"]).returning(Draft.id))
-        new_id = self.session.execute(stmt).scalar()
-        if new_id is None:
-            return False
-        self._retire_current(values["record_id"], values["template_name"], values["model"])
-        self.session.execute(update(Draft).where(Draft.id == new_id).values(is_current=True))
-        return True
+        stmt = (insert(Draft).values([{**r, "is_current": False} for r in rows])
+                .on_conflict_do_nothing(index_elements=["cache_key"])
+                .returning(Draft.id, Draft.record_id, Draft.template_name, Draft.model))
+        new = self.session.execute(stmt).all()
+        for (template_name, model), group in _by_template_model(new).items():
+            self._retire_current([r for _, r in group], template_name, model)
+        if new:
+            self.session.execute(update(Draft).where(Draft.id.in_([n.id for n in new])).values(is_current=True))
+        return len(new)
 
-    def _retire_current(self, record_id: int, template_name: str, model: str) -> None:
+    def _retire_current(self, record_ids: list[int], template_name: str, model: str) -> None:
         self.session.execute(
             update(Draft)
-            .where(Draft.record_id == record_id, Draft.template_name == template_name,
+            .where(Draft.record_id.in_(record_ids), Draft.template_name == template_name,
                    Draft.model == model, Draft.is_current.is_(True))
             .values(is_current=False)
         )
@@ -61,3 +70,10 @@ class DraftRepository:
         if current_only:
             query = query.where(Draft.is_current.is_(True))
         return list(self.session.scalars(query))
+
+
+def _by_template_model(rows: Iterable[Any]) -> dict[tuple[str, str], list[tuple[int, int]]]:
+    groups: dict[tuple[str, str], list[tuple[int, int]]] = {}
+    for row in rows:
+        groups.setdefault((row.template_name, row.model), []).append((row.id, row.record_id))
+    return groups
