@@ -120,14 +120,24 @@ def close(wiring: Wiring, lease: Lease, guard: Guard | None, state: str) -> Outc
 
 
 def release_after_error(wiring: Wiring, lease: Lease, exc: BaseException) -> Outcome:
+    """Count the failed attempt: back to the queue, or failed after the last attempt (or cancelled, when the
+    batch stopped meanwhile, so that it still finishes)."""
     now = utcnow()
     error = f"{type(exc).__name__}: {exc}"[:2000]
-    final = lease.attempts >= wiring.settings.max_attempts
-    values = dict(status="failed", finished_at=now) if final else dict(status="queued", enqueued_at=now)
     with wiring.uow() as uow:
-        uow.batches.lock(lease.batch_id)
-        if not uow.batches.finish(lease.chunk_id, lease.owner, now, last_error=error, **values):
+        batch = uow.batches.lock(lease.batch_id)
+        state = next_state(batch.status, lease.attempts, wiring.settings.max_attempts)
+        values = dict(enqueued_at=now) if state == "queued" else dict(finished_at=now)
+        if not uow.batches.finish(lease.chunk_id, lease.owner, now, status=state, last_error=error, **values):
             return Outcome(lease.chunk_id, "lost")
-        followup = finalize(uow, lease.batch_id, now) if final else None
+        followup = None if state == "queued" else finalize(uow, lease.batch_id, now)
         uow.commit()
-    return Outcome(lease.chunk_id, "failed" if final else "retry", followup=followup, resend=not final)
+    return Outcome(lease.chunk_id, "retry" if state == "queued" else state, followup=followup,
+                   resend=state == "queued")
+
+
+def next_state(batch_status: str, attempts: int, max_attempts: int) -> str:
+    """Where a chunk goes after an attempt that did not finish it."""
+    if batch_status != "running":
+        return "cancelled"
+    return "failed" if attempts >= max_attempts else "queued"

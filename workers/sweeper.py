@@ -15,6 +15,7 @@ from datetime import timedelta
 from reasongen.bootstrap import Wiring
 from workers import broker, dispatch
 from workers.batches import FollowUp, finalize, utcnow
+from workers.chunks import next_state
 
 log = logging.getLogger(__name__)
 
@@ -23,11 +24,12 @@ log = logging.getLogger(__name__)
 class SweepReport:
     requeued: list[int] = field(default_factory=list)  # lease expired, another attempt
     failed: list[int] = field(default_factory=list)  # lease expired too often: poison
+    cancelled: list[int] = field(default_factory=list)  # lease expired in a batch that was stopped
     resent: list[int] = field(default_factory=list)  # queued, but the broker did not hold the message
     followups: list[FollowUp] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, list[int]]:
-        return dict(requeued=self.requeued, failed=self.failed, resent=self.resent)
+        return dict(requeued=self.requeued, failed=self.failed, cancelled=self.cancelled, resent=self.resent)
 
 
 def sweep(wiring: Wiring, *, batch_id: int | None = None, force: bool = False, send: bool = True) -> SweepReport:
@@ -46,19 +48,24 @@ def _expired(wiring: Wiring, batch_id: int | None, report: SweepReport) -> None:
         expired = uow.batches.expired_leases(now, batch_id)
     for chunk_id, owner_batch in expired:
         with wiring.uow() as uow:
-            uow.batches.lock(owner_batch)
+            batch = uow.batches.lock(owner_batch)
             chunk = uow.batches.chunk(chunk_id)
-            if chunk is None:
+            if chunk is None or chunk.status != "leased":
                 continue
-            if chunk.attempts >= wiring.settings.max_attempts:
-                error = f"lease expired on attempt {chunk.attempts} of {wiring.settings.max_attempts} " \
-                        "(worker killed, hung or too slow)"
-                if uow.batches.finish(chunk_id, None, now, status="failed", finished_at=now, last_error=error):
-                    report.failed.append(chunk_id)
-                    report.followups.extend(filter(None, [finalize(uow, owner_batch, now)]))
-            elif uow.batches.requeue(chunk_id, now, expired_before=now):
-                report.requeued.append(chunk_id)
+            state = next_state(batch.status, chunk.attempts, wiring.settings.max_attempts)
+            if state == "queued":
+                if uow.batches.requeue(chunk_id, now, expired_before=now):
+                    report.requeued.append(chunk_id)
+            elif uow.batches.finish(chunk_id, None, now, expired_before=now, status=state, finished_at=now,
+                                    last_error=_why(chunk.attempts)):
+                (report.failed if state == "failed" else report.cancelled).append(chunk_id)
+                report.followups.extend(filter(None, [finalize(uow, owner_batch, now)]))
             uow.commit()
+
+
+def _why(attempts: int) -> str:
+    return (f"lease expired on attempt {attempts} (worker killed, hung, or slower than REASONGEN_LEASE_SECONDS "
+            "per sub-batch)")
 
 
 def _lost(wiring: Wiring, batch_id: int | None, force: bool, report: SweepReport) -> None:

@@ -29,6 +29,11 @@ class BatchRepository:
     def __init__(self, session: Session):
         self.session = session
 
+    def _run(self, stmt: Any) -> Any:
+        # Conditional UPDATEs decide in the database; no need to mirror them onto loaded objects (SQLite's naive
+        # datetimes would not even compare with ours).
+        return self.session.execute(stmt, execution_options={"synchronize_session": False})
+
     # --- batches -------------------------------------------------------------------------------------
     def create(self, **values: Any) -> Batch:
         batch = Batch(**values)
@@ -62,7 +67,7 @@ class BatchRepository:
     def set_status(self, batch_id: int, status: str, reason: str, *, only_if: str = "running") -> bool:
         stmt = (update(Batch).where(Batch.id == batch_id, Batch.status == only_if)
                 .values(status=status, status_reason=reason))
-        return self.session.execute(stmt).rowcount == 1
+        return self._run(stmt).rowcount == 1
 
     # --- chunks --------------------------------------------------------------------------------------
     def add_chunks(self, batch_id: int, id_lists: Sequence[Sequence[int]], now: datetime) -> list[int]:
@@ -91,7 +96,7 @@ class BatchRepository:
             .values(status="leased", lease_owner=owner, lease_expires_at=until, attempts=Chunk.attempts + 1,
                     started_at=func.coalesce(Chunk.started_at, now), updated_at=now)
         )
-        return self.session.execute(stmt).rowcount == 1
+        return self._run(stmt).rowcount == 1
 
     def renew_lease(self, chunk_id: int, batch_id: int, owner: str, now: datetime, until: datetime,
                     progress: dict[str, int]) -> bool:
@@ -105,25 +110,29 @@ class BatchRepository:
                    Chunk.batch_id.in_(running))
             .values(lease_expires_at=until, updated_at=now, **progress)
         )
-        return self.session.execute(stmt).rowcount == 1
+        return self._run(stmt).rowcount == 1
 
-    def finish(self, chunk_id: int, owner: str | None, now: datetime, **values: Any) -> bool:
-        """Move a leased chunk to its next state; with an owner, only if we still hold the lease."""
+    def finish(self, chunk_id: int, owner: str | None, now: datetime, *, expired_before: datetime | None = None,
+               **values: Any) -> bool:
+        """Move a leased chunk to its next state: with an owner, only if that owner still holds the lease; with
+        ``expired_before``, only if the lease (whoever holds it) ran out before then."""
         cond = [Chunk.id == chunk_id, Chunk.status == "leased"]
         if owner is not None:
             cond.append(Chunk.lease_owner == owner)
+        if expired_before is not None:
+            cond.append(Chunk.lease_expires_at < expired_before)
         stmt = update(Chunk).where(*cond).values(lease_owner=None, lease_expires_at=None, updated_at=now, **values)
-        return self.session.execute(stmt).rowcount == 1
+        return self._run(stmt).rowcount == 1
 
     def cancel_queued(self, batch_id: int, now: datetime) -> int:
         stmt = (update(Chunk).where(Chunk.batch_id == batch_id, Chunk.status == "queued")
                 .values(status="cancelled", finished_at=now, updated_at=now))
-        return self.session.execute(stmt).rowcount or 0
+        return self._run(stmt).rowcount or 0
 
     def requeue_cancelled(self, batch_id: int, now: datetime) -> int:
         stmt = (update(Chunk).where(Chunk.batch_id == batch_id, Chunk.status == "cancelled")
                 .values(status="queued", finished_at=None, enqueued_at=now, updated_at=now))
-        return self.session.execute(stmt).rowcount or 0
+        return self._run(stmt).rowcount or 0
 
     def count_chunks(self, batch_id: int) -> dict[str, int]:
         stmt = select(Chunk.status, func.count()).where(Chunk.batch_id == batch_id).group_by(Chunk.status)
@@ -147,7 +156,7 @@ class BatchRepository:
             cond = [Chunk.status == "queued", Chunk.enqueued_at < (enqueued_before or now)]
         stmt = (update(Chunk).where(Chunk.id == chunk_id, *cond)
                 .values(status="queued", lease_owner=None, lease_expires_at=None, enqueued_at=now, updated_at=now))
-        return self.session.execute(stmt).rowcount == 1
+        return self._run(stmt).rowcount == 1
 
     def backend_of_chunk(self, chunk_id: int) -> str | None:
         return self.session.scalar(select(Batch.backend).join(Chunk, Chunk.batch_id == Batch.id)
@@ -215,7 +224,7 @@ class BatchRepository:
         stmt = (update(WorkerHeartbeat).where(WorkerHeartbeat.hostname == hostname)
                 .values(current_chunk_id=chunk_id, last_seen=now,
                         records_processed=WorkerHeartbeat.records_processed + records))
-        self.session.execute(stmt)
+        self._run(stmt)
 
     def forget_worker(self, hostname: str) -> None:
         self.session.execute(delete(WorkerHeartbeat).where(WorkerHeartbeat.hostname == hostname))
