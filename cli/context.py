@@ -29,7 +29,7 @@ def settings_from(ctx: typer.Context) -> Settings:
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -42,6 +42,8 @@ def wiring(ctx: typer.Context, *, check_schema: bool = True) -> Iterator[Wiring]
         fail(str(exc))
     try:
         yield wired
+    except (typer.Exit, typer.Abort):
+        raise  # click's Exit is a RuntimeError: a command's own exit code is not an error
     except USER_ERRORS as exc:
         fail(str(exc))
     finally:

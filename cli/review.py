@@ -41,19 +41,13 @@ def register(app: typer.Typer) -> None:
 
 @contextmanager
 def _session(ctx: typer.Context) -> Iterator[Wiring]:
-    """wiring(), plus exit 3 on a conflict. Exits are raised outside wiring(), which would report
-    typer.Exit (a RuntimeError) as an error."""
-    code: int | None = None
+    """wiring(), plus exit 3 on a conflict."""
     with wiring(ctx) as wired:
         try:
             yield wired
         except ConflictError as exc:
             _error(str(exc))
-            code = 3
-        except typer.Exit as exc:
-            code = exc.exit_code
-    if code is not None:
-        raise typer.Exit(code)
+            raise typer.Exit(3) from None
 
 
 def _error(message: str) -> None:
