@@ -19,8 +19,7 @@ def _aware(value: datetime | None) -> datetime | None:
 def batch_summary(wiring: Wiring, batch_id: int) -> dict[str, Any]:
     with wiring.uow() as uow:
         batch = uow.batches.get(batch_id)
-        chunks = uow.batches.chunks(batch_id)
-        done, failed = sum(c.n_done for c in chunks), sum(c.n_failed for c in chunks)
+        done, failed = uow.batches.record_counts(batch_id)
         states = uow.batches.count_chunks(batch_id)
         totals = uow.batches.draft_totals(batch_id)
         errors = uow.batches.top_errors(batch_id)

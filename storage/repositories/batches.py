@@ -134,6 +134,13 @@ class BatchRepository:
                 .values(status="queued", finished_at=None, enqueued_at=now, updated_at=now))
         return self._run(stmt).rowcount or 0
 
+    def record_counts(self, batch_id: int) -> tuple[int, int]:
+        """(records done, records failed) as the chunks last reported them."""
+        stmt = select(func.coalesce(func.sum(Chunk.n_done), 0), func.coalesce(func.sum(Chunk.n_failed), 0)).where(
+            Chunk.batch_id == batch_id)
+        done, failed = self.session.execute(stmt).one()
+        return int(done), int(failed)
+
     def count_chunks(self, batch_id: int) -> dict[str, int]:
         stmt = select(Chunk.status, func.count()).where(Chunk.batch_id == batch_id).group_by(Chunk.status)
         return {status: n for status, n in self.session.execute(stmt)}
