@@ -41,5 +41,16 @@ def run_here(wiring: Wiring, batch_id: int, on_progress: Callable[[Totals], None
         totals = totals.plus(outcome.stats)
         outcomes.append(outcome)
         if outcome.followup:
-            dispatch.run_followup_here(wiring, *outcome.followup)
+            _followup(wiring, *outcome.followup)
     return outcomes
+
+
+class FollowupError(RuntimeError):
+    pass
+
+
+def _followup(wiring: Wiring, batch_id: int, then: str) -> None:
+    try:
+        dispatch.run_followup_here(wiring, batch_id, then)
+    except (LookupError, ValueError) as exc:
+        raise FollowupError(f"batch {batch_id} finished, but its follow-up '{then}' failed: {exc}") from exc
