@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import uuid
 from collections.abc import Callable
@@ -10,11 +9,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from storage.uow import UnitOfWork
 from training import examples as ex
 from training.formats import resolve_formats, write_all
 from training.manifest import MANIFEST_NAME, build_manifest, file_hashes, sha256_file
 from training.split import split
+
+MANIFEST_JSON = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
 
 
 @dataclass
@@ -91,8 +94,7 @@ def write_build(rows, template, params, out: Path, parent_manifest) -> dict[str,
     try:
         write_all(scratch, splits, params["dataset"], params["formats"])
         manifest = build_manifest(splits, dropped, template, params, file_hashes(scratch), parent_manifest)
-        text = json.dumps(manifest, indent=1, ensure_ascii=False, sort_keys=True) + "\n"
-        (scratch / MANIFEST_NAME).write_text(text, encoding="utf-8")
+        (scratch / MANIFEST_NAME).write_bytes(orjson.dumps(manifest, option=MANIFEST_JSON) + b"\n")
         if out.exists():
             out.rmdir()
         scratch.rename(out)

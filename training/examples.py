@@ -11,6 +11,7 @@ import re
 import string
 import tomllib
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from generation.restructure import restructure, translation_directive
@@ -61,24 +62,25 @@ class Example:
     input: str
     prompt: str
     completion: str
-
-    @property
-    def digest(self) -> str:
-        return hashlib.sha256(f"{self.prompt}\x00{self.completion}".encode()).hexdigest()[:16]
+    digest: str  # of prompt and completion: what the next build's diff compares
 
     def normalised(self) -> tuple[str, str]:
         return " ".join(self.prompt.split()), " ".join(self.completion.split())
 
 
+@lru_cache(maxsize=16)
+def _blocks(fmt: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The template's paragraphs (separators kept) with the placeholders each one uses; parsed once."""
+    return tuple((block, tuple(n for _, n, _, _ in string.Formatter().parse(block) if n))
+                 for block in re.split(r"(\n\n+)", fmt))
+
+
 def _render(fmt: str, values: dict[str, str]) -> str:
-    blocks = [b for b in re.split(r"(\n\n+)", fmt)]
-    out = []
-    for block in blocks:
-        names = [n for _, n, _, _ in string.Formatter().parse(block) if n]
-        if names and all(not values.get(n) for n in names):
-            continue
-        out.append(block.format(**values))
-    return re.sub(r"\n{3,}", "\n\n", "".join(out))
+    blocks = _blocks(fmt)
+    kept = [block for block, names in blocks if not names or any(values.get(n) for n in names)]
+    if len(kept) == len(blocks):  # the common case: one format call, no clean-up
+        return fmt.format(**values)
+    return re.sub(r"\n{3,}", "\n\n", "".join(kept)).format(**values)
 
 
 def reasoning_with_directive(lang: str, reasoning: str) -> str:
@@ -91,20 +93,24 @@ def reasoning_with_directive(lang: str, reasoning: str) -> str:
 
 
 def make_example(row, template: SftTemplate) -> Example:  # type: ignore[no-untyped-def]
-    """``row`` is a (record, draft) pair of column tuples from BuildRepository.approved_rows."""
-    record, draft = row
-    view = restructure(record)
+    """``row``: a record with its draft's columns (draft_id, draft_reasoning...), from BuildRepository.approved_rows."""
+    view = restructure(row)
     values = dict(
         instruction=view.instruction.strip(), input=view.input.strip(), lang=view.lang,
         field=view.field or "", uniqueness=view.uniqueness or "", key=view.key,
-        reasoning=reasoning_with_directive(view.lang, draft.reasoning),
-        transformed_input=(draft.transformed_input or "").strip(), response=(draft.response or "").strip(),
+        reasoning=reasoning_with_directive(view.lang, row.draft_reasoning),
+        transformed_input=(row.draft_transformed_input or "").strip(), response=(row.draft_response or "").strip(),
     )
+    prompt, completion = _render(template.prompt, values), _render(template.completion, values).strip()
     return Example(
-        key=view.key, draft_id=draft.id, lang=view.lang, field=view.field or "", uniqueness=view.uniqueness or "",
-        template_hash=draft.template_hash, instruction=values["instruction"], input=values["input"],
-        prompt=_render(template.prompt, values), completion=_render(template.completion, values).strip(),
+        key=view.key, draft_id=row.draft_id, lang=view.lang, field=view.field or "", uniqueness=view.uniqueness or "",
+        template_hash=row.draft_template_hash, instruction=values["instruction"], input=values["input"],
+        prompt=prompt, completion=completion, digest=_digest(prompt, completion),
     )
+
+
+def _digest(prompt: str, completion: str) -> str:
+    return hashlib.sha256(f"{prompt}\x00{completion}".encode()).hexdigest()[:16]
 
 
 def dedupe(examples: list[Example]) -> tuple[list[Example], list[int]]:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import orjson
@@ -17,17 +19,27 @@ Splits = dict[str, list[Example]]
 SPLITS = ("train", "eval")
 
 
+@dataclass
+class BuildData:
+    """What every writer gets: the rows of each split, the dataset name, and Arrow tables made once."""
+
+    splits: Splits
+    dataset: str
+
+    @cached_property
+    def tables(self) -> dict:
+        return {name: _table(self.splits[name]) for name in SPLITS}
+
+
 def _jsonl(path: Path, rows) -> None:  # type: ignore[no-untyped-def]
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("wb") as fh:
-        for row in rows:
-            fh.write(orjson.dumps(row) + b"\n")
+    path.write_bytes(b"".join(orjson.dumps(row) + b"\n" for row in rows))
 
 
-def _per_split(folder: str, to_row: Callable[[Example], dict]) -> Callable[[Path, Splits, str], None]:
-    def write(root: Path, splits: Splits, dataset: str) -> None:
+def _per_split(folder: str, to_row: Callable[[Example], dict]) -> Callable[[Path, BuildData], None]:
+    def write(root: Path, data: BuildData) -> None:
         for name in SPLITS:
-            _jsonl(root / folder / f"{name}.jsonl", (to_row(e) for e in splits[name]))
+            _jsonl(root / folder / f"{name}.jsonl", (to_row(e) for e in data.splits[name]))
 
     return write
 
@@ -54,15 +66,15 @@ def _table(rows: list[Example]):  # type: ignore[no-untyped-def]
     return pa.table({c: [getattr(e, c) for e in rows] for c in COLUMNS}, schema=schema)
 
 
-def write_parquet(root: Path, splits: Splits, dataset: str) -> None:
+def write_parquet(root: Path, data: BuildData) -> None:
     import pyarrow.parquet as pq
 
     (root / "parquet").mkdir(parents=True, exist_ok=True)
     for name in SPLITS:
-        pq.write_table(_table(splits[name]), root / "parquet" / f"{name}.parquet")
+        pq.write_table(data.tables[name], root / "parquet" / f"{name}.parquet")
 
 
-def write_hf_dataset(root: Path, splits: Splits, dataset: str) -> None:
+def write_hf_dataset(root: Path, data: BuildData) -> None:
     """`datasets` save_to_disk, with fingerprints derived from the content so the folder is reproducible."""
     import hashlib
 
@@ -71,21 +83,20 @@ def write_hf_dataset(root: Path, splits: Splits, dataset: str) -> None:
     disable_progress_bars()  # the CLI shows its own progress
     parts = {}
     for name in SPLITS:
-        table = _table(splits[name])
-        digest = hashlib.sha256("".join(e.digest for e in splits[name]).encode()).hexdigest()[:16]
-        parts[name] = Dataset(table, fingerprint=f"{name}-{digest}")
+        digest = hashlib.sha256("".join(e.digest for e in data.splits[name]).encode()).hexdigest()[:16]
+        parts[name] = Dataset(data.tables[name], fingerprint=f"{name}-{digest}")
     DatasetDict(parts).save_to_disk(str(root / "hf_dataset"))
 
 
-def write_llama_factory(root: Path, splits: Splits, dataset: str) -> None:
+def write_llama_factory(root: Path, data: BuildData) -> None:
     """dataset_info.json for LLaMA-Factory (use this folder as --dataset_dir)."""
     info = {}
     for name in SPLITS:
-        info[f"{dataset}_alpaca_{name}"] = {
+        info[f"{data.dataset}_alpaca_{name}"] = {
             "file_name": f"alpaca/{name}.jsonl",
             "columns": {"prompt": "instruction", "query": "input", "response": "output"},
         }
-        info[f"{dataset}_sharegpt_{name}"] = {
+        info[f"{data.dataset}_sharegpt_{name}"] = {
             "file_name": f"sharegpt/{name}.jsonl", "formatting": "sharegpt",
             "columns": {"messages": "conversations"},
             "tags": {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt"},
@@ -106,7 +117,7 @@ def _axolotl_entry(split: str) -> list[str]:
     ]
 
 
-def write_axolotl(root: Path, splits: Splits, dataset: str) -> None:
+def write_axolotl(root: Path, data: BuildData) -> None:
     """A `datasets:` snippet to paste into an axolotl config (paths are relative to this build folder)."""
     lines = ["# reasongen build: run axolotl from this folder or make the paths absolute.",
              "train_on_inputs: false", "datasets:", *_axolotl_entry("train"), "test_datasets:",
@@ -114,7 +125,7 @@ def write_axolotl(root: Path, splits: Splits, dataset: str) -> None:
     (root / "axolotl.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-WRITERS: dict[str, Callable[[Path, Splits, str], None]] = {
+WRITERS: dict[str, Callable[[Path, BuildData], None]] = {
     "prompt_completion": _per_split("prompt_completion", lambda e: {"prompt": e.prompt, "completion": e.completion}),
     "messages": _per_split("messages", _messages),
     "alpaca": _per_split("alpaca", _alpaca),
@@ -139,5 +150,6 @@ def resolve_formats(names: list[str] | tuple[str, ...] | None) -> list[str]:
 
 
 def write_all(root: Path, splits: Splits, dataset: str, formats: list[str]) -> None:
+    data = BuildData(splits, dataset)
     for name in formats:
-        WRITERS[name](root, splits, dataset)
+        WRITERS[name](root, data)

@@ -74,16 +74,21 @@ def read_split(build_dir: Path, split: str):  # type: ignore[no-untyped-def]
 
 
 def make_trainer(cfg: TrainConfig, build_dir: Path, output_dir: Path, callbacks: list):  # type: ignore[no-untyped-def]
-    from trl import SFTTrainer
-
     gpu = use_gpu(cfg)
     train, evaluation = read_split(build_dir, "train"), read_split(build_dir, "eval")
     if train is None:
         raise ValueError(f"Build folder {build_dir} has no training examples (prompt_completion/train.jsonl)")
+    model, tokenizer = load_model(cfg.base_model, gpu), load_tokenizer(cfg.base_model)
+    return trainer_for(cfg, model, tokenizer, train, evaluation, output_dir, callbacks, gpu)
+
+
+def trainer_for(cfg, model, tokenizer, train, evaluation, output_dir, callbacks, gpu):  # type: ignore[no-untyped-def]
+    """The SFTTrainer over given objects (the benches pass a model built in memory)."""
+    from trl import SFTTrainer
+
     return SFTTrainer(
-        model=load_model(cfg.base_model, gpu), args=sft_config(cfg, output_dir, evaluation is not None, gpu),
-        train_dataset=train, eval_dataset=evaluation, processing_class=load_tokenizer(cfg.base_model),
-        peft_config=lora_config(cfg), callbacks=callbacks,
+        model=model, args=sft_config(cfg, output_dir, evaluation is not None, gpu), train_dataset=train,
+        eval_dataset=evaluation, processing_class=tokenizer, peft_config=lora_config(cfg), callbacks=callbacks,
     )
 
 

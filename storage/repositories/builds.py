@@ -12,7 +12,13 @@ from storage.models import Build, Draft, Record
 from storage.repositories.records import RECORD_FILTERS
 
 
-class RecordCols(NamedTuple):
+RECORD_COLUMNS = ("id", "key", "lang", "instruction", "input", "output", "field", "uniqueness", "content_hash")
+DRAFT_COLUMNS = ("id", "template_hash", "transformed_input", "reasoning", "response")
+
+
+class ApprovedRow(NamedTuple):
+    """A record's columns, then its draft's prefixed with draft_ (a tuple: fast to build and read)."""
+
     id: int
     key: str
     lang: str
@@ -22,14 +28,11 @@ class RecordCols(NamedTuple):
     field: str | None
     uniqueness: str | None
     content_hash: str
-
-
-class DraftCols(NamedTuple):
-    id: int
-    template_hash: str
-    transformed_input: str | None
-    reasoning: str | None
-    response: str | None
+    draft_id: int
+    draft_template_hash: str
+    draft_transformed_input: str | None
+    draft_reasoning: str | None
+    draft_response: str | None
 
 
 class BuildNotFoundError(LookupError):
@@ -41,13 +44,13 @@ class BuildRepository:
     def __init__(self, session: Session):
         self.session = session
 
-    def approved_rows(self, dataset_id: int, where: dict[str, str] | None = None) -> list[tuple[RecordCols, DraftCols]]:
+    def approved_rows(self, dataset_id: int, where: dict[str, str] | None = None) -> list[ApprovedRow]:
         """The current approved draft of each live record, sorted by record key.
 
         A record may have several current drafts (one per template and model); the newest approved wins.
         """
         stmt = (
-            select(*(getattr(Record, c) for c in RecordCols._fields), *(getattr(Draft, c) for c in DraftCols._fields))
+            select(*(getattr(Record, c) for c in RECORD_COLUMNS), *(getattr(Draft, c) for c in DRAFT_COLUMNS))
             .join(Draft, Draft.record_id == Record.id)
             .where(Record.dataset_id == dataset_id, Record.deleted_at.is_(None),
                    Draft.status == "approved", Draft.is_current.is_(True))
@@ -56,13 +59,12 @@ class BuildRepository:
             if name not in RECORD_FILTERS:
                 raise ValueError(f"Unknown filter {name!r}; use one of: {', '.join(RECORD_FILTERS)}")
             stmt = stmt.where(RECORD_FILTERS[name] == value)
-        newest: dict[int, tuple[RecordCols, DraftCols]] = {}
-        n = len(RecordCols._fields)
-        for row in self.session.execute(stmt):
-            record, draft = RecordCols(*row[:n]), DraftCols(*row[n:])
-            if record.id not in newest or newest[record.id][1].id < draft.id:
-                newest[record.id] = (record, draft)
-        return sorted(newest.values(), key=lambda pair: (pair[0].key, pair[0].id))
+        newest: dict[int, ApprovedRow] = {}
+        for values in self.session.execute(stmt).tuples():
+            row = ApprovedRow(*values)
+            if row.id not in newest or newest[row.id].draft_id < row.draft_id:
+                newest[row.id] = row
+        return sorted(newest.values(), key=lambda row: (row.key, row.id))
 
     def get(self, build_id: int) -> Build:
         found = self.session.get(Build, build_id)
