@@ -45,14 +45,20 @@ class Stages:
 
 @dataclass
 class _Rejections:
-    """Collects a batch's rejections and reports them in line order once the batch is written."""
+    """Collects a batch's rejections and reports them in line order once the batch is written.
+
+    A file of nothing but bad lines never fills a batch, so they are also reported every ``limit``.
+    """
 
     summary: IngestSummary
     report: Report
+    limit: int
     pending: list[Rejection] = field(default_factory=list)
 
     def __call__(self, rejection: Rejection) -> None:
         self.pending.append(rejection)
+        if len(self.pending) >= self.limit:
+            self.flush()
 
     def flush(self) -> None:
         for rejection in sorted(self.pending, key=lambda r: (r.file, r.line)):
@@ -73,7 +79,7 @@ def ingest_file(
     stages = stages or Stages()
     validate = stages.validate or Validator(options.max_record_bytes)
     summary = IngestSummary(dataset=options.dataset, file=str(path))
-    rejections = _Rejections(summary, on_reject)
+    rejections = _Rejections(summary, on_reject, options.batch_size)
     items = iter(stages.read(path, options.fmt))  # a missing file or bad format fails before any write
     with uow_factory() as uow:
         dataset_id = uow.records.get_or_create_dataset(options.dataset).id

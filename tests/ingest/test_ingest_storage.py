@@ -218,3 +218,21 @@ def test_a_file_that_breaks_midway_writes_nothing(write, ingest, wired):
         assert uow.session.scalar(select(func.count()).select_from(Dataset)) == 0
     summary, _ = ingest(write("ok.jsonl", jsonl(EN)))  # the connection is clean for the next ingest
     assert summary.inserted == 1
+
+
+def test_rejections_are_reported_as_they_come_when_no_batch_fills(write, wired):
+    from storage.ingest import IngestOptions, Stages, ingest_file
+    from storage.ingest.readers import open_reader
+
+    read: list[int] = []
+
+    def counting_reader(path, fmt):
+        for item in open_reader(path, fmt):
+            read.append(item.line)
+            yield item
+
+    reported_after: list[int] = []
+    summary = ingest_file(wired.uow, write("junk.jsonl", "junk\n" * 25), IngestOptions("d", batch_size=10),
+                          stages=Stages(read=counting_reader), on_reject=lambda r: reported_after.append(len(read)))
+    assert summary.rejected == 25
+    assert reported_after[0] == 10 and reported_after[10] == 20 and reported_after[-1] == 25
