@@ -161,6 +161,7 @@ def worker(url: str, key: str, count: int, limit: float) -> None:
     start = time.time()
     drafts = backend.generate(prompts(count))
     end = time.time()
+    backend.close()
     client.delete(f"{key}:ready", f"{key}:requests", f"{key}:tokens")
     print(json.dumps({"ok": sum(not d.failed for d in drafts), "start": start, "end": end}))
 

@@ -112,3 +112,12 @@ def http_client_class(transport: str = "auto") -> Any:
             raise
         return openai.DefaultAsyncHttpxClient
     return openai.DefaultAioHttpClient
+
+
+def connections_per_client(transport: str, concurrency: int) -> int:
+    """aiohttp's connector stays cheap with many connections; httpx's pool does better split into small ones."""
+    import openai
+
+    from generation.backends.client_pool import PER_CLIENT
+
+    return concurrency if http_client_class(transport) is openai.DefaultAioHttpClient else PER_CLIENT

@@ -3,7 +3,8 @@
 httpx's pool looks at every connection it holds for each request, so one pool of hundreds of
 connections costs time proportional to its size per request and caps throughput on the client's own
 CPU. Several pools of at most ``per_client`` connections keep that cost flat; a slot is a client and a
-place in its pool, so no pool is ever asked for more connections than it has.
+place in its pool, so no pool is ever asked for more connections than it has. (The aiohttp transport
+does not need the split: its caller passes the whole concurrency as ``per_client``.)
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ PER_CLIENT = 8
 
 
 class ClientSlots:
-    def __init__(self, make_client: Callable[[int], Any], concurrency: int, per_client: int = PER_CLIENT):
+    def __init__(self, make_client: Callable[[int], Any], concurrency: int, per_client: int | None = None):
+        per_client = per_client or PER_CLIENT
         count = -(-concurrency // per_client)
         self.clients = [make_client(per_client) for _ in range(count)]
         self._free: asyncio.Queue[Any] = asyncio.Queue()

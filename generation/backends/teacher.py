@@ -26,11 +26,11 @@ from pydantic import SecretStr
 
 from generation.aio import LoopThread
 from generation.backends.base import Prompt
-from generation.backends.client_pool import ClientSlots
 from generation.backends.chat_format import (
-    MODES, REPAIR, Reply, describe_error, draft_from, estimate_tokens, format_args, http_client_class,
-    messages_for, pool_limits, raw_response_class,
+    MODES, REPAIR, Reply, connections_per_client, describe_error, draft_from, estimate_tokens, format_args,
+    http_client_class, messages_for, pool_limits, raw_response_class,
 )
+from generation.backends.client_pool import ClientSlots
 from generation.parse import parse_draft, parse_json_draft
 from generation.ratelimit import NoLimit, Rates, make_limiter
 from generation.records import DraftResult
@@ -133,7 +133,8 @@ class TeacherBackend:
         """Clients per event loop (an httpx pool cannot cross loops), as many slots as the concurrency."""
         loop = asyncio.get_running_loop()
         if loop not in self._sessions:
-            self._sessions[loop] = ClientSlots(self._new_client, self.concurrency)
+            per_client = connections_per_client(self.transport, self.concurrency)
+            self._sessions[loop] = ClientSlots(self._new_client, self.concurrency, per_client)
         return self._sessions[loop]
 
     def _new_client(self, connections: int) -> openai.AsyncOpenAI:
