@@ -102,7 +102,10 @@ class BatchRepository:
                     progress: dict[str, int]) -> bool:
         """The fence: still ours, and the batch still running? Extends the lease and records progress.
 
-        A batch stopped by its budget still takes results already paid for; a cancelled one takes nothing."""
+        A batch stopped by its budget still takes results already paid for; a cancelled one takes nothing. The
+        batch row is share-locked until commit, so once a cancel has committed no fenced commit can follow it.
+        """
+        self.session.execute(select(Batch.id).where(Batch.id == batch_id).with_for_update(read=True))
         running = select(Batch.id).where(Batch.id == batch_id, Batch.status.in_(("running", "stopped")))
         stmt = (
             update(Chunk)
