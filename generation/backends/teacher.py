@@ -223,12 +223,13 @@ class TeacherBackend:
         # The SDK's documented raw path: the same auth, timeouts and typed errors as chat.completions.create,
         # without its per-call walk over the parameter types and the model objects it builds for the reply,
         # which together are a third of the client's CPU per request.
-        call = client.post("/chat/completions", cast_to=raw_response_class(), body=body,
-                           options={"timeout": self.timeout_s})
         # The SDK timeout bounds each read; this bounds the whole call, so nothing hangs.
-        response = await asyncio.wait_for(call, self.timeout_s * 1.5 + 1)
+        async with asyncio.timeout(self.timeout_s * 1.5 + 1):
+            response = await client.post("/chat/completions", cast_to=raw_response_class(), body=body,
+                                         options={"timeout": self.timeout_s})
+            raw = await response.aread()
         try:
-            reply = Reply.from_body(await response.aread())
+            reply = Reply.from_body(raw)
         except ValueError as exc:
             raise TeacherFailure(f"the server's reply is not a chat completion: {exc}") from None
         tally.prompt_tokens += reply.prompt_tokens
