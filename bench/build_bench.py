@@ -104,15 +104,20 @@ def phases(url: str, out: Path) -> dict[str, float]:
     return times
 
 
-def run_cli(url: str, out: Path) -> tuple[float, dict]:
+def run_cli(url: str, out: Path) -> tuple[float, float, dict]:
+    """(wall seconds, CPU seconds of the child, its JSON summary). CPU time shows what the wall time would
+    be on an idle machine when other work shares the cores."""
     cmd = [str(Path(sys.executable).with_name("reasongen")), "--database-url", url, "build-sft", "--dataset",
            "bench", "--out", str(out), "--json"]
     start = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-    elapsed = time.perf_counter() - start
-    if done.returncode != 0:
-        sys.exit(f"build-sft failed: {done.stderr[-2000:]}")
-    return elapsed, json.loads(done.stdout)
+    with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
+        child = subprocess.Popen(cmd, stdout=stdout, stderr=stderr, cwd=ROOT)
+        _, status, usage = os.wait4(child.pid, 0)
+        elapsed = time.perf_counter() - start
+        stdout.seek(0), stderr.seek(0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            sys.exit(f"build-sft failed: {stderr.read()[-2000:].decode(errors='replace')}")
+        return elapsed, usage.ru_utime + usage.ru_stime, json.loads(stdout.read())
 
 
 def competitor(url: str, out: Path) -> float:
@@ -165,15 +170,16 @@ def main() -> None:
         fill(url, args.drafts)
         print(f"inserted {args.drafts:,} records + approved drafts in {time.perf_counter() - t0:.1f} s (not timed)")
         with tempfile.TemporaryDirectory() as tmp:
-            ours, summary = run_cli(url, Path(tmp) / "b1")
-            again, _ = run_cli(url, Path(tmp) / "b2")
+            ours, cpu, summary = run_cli(url, Path(tmp) / "b1")
+            again, _, _ = run_cli(url, Path(tmp) / "b2")
             (Path(tmp) / "c").mkdir()
             theirs = competitor(url, Path(tmp) / "c")
             breakdown = phases(url, Path(tmp) / "b3")
             size = sum(p.stat().st_size for p in (Path(tmp) / "b1").rglob("*") if p.is_file()) / 1e6
             same = identical(Path(tmp) / "b1", Path(tmp) / "b2")
         print(f"formats: {', '.join(summary['formats'])}  ({size:,.0f} MB written)")
-        print(f"reasongen build-sft (CLI, child process): {ours:.2f} s, again {again:.2f} s; "
+        print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+        print(f"reasongen build-sft (CLI, child process): {ours:.2f} s wall ({cpu:.2f} s CPU), again {again:.2f} s; "
               f"train {summary['counts']['train']:,} eval {summary['counts']['eval']:,}; byte-identical: {same}")
         print("in-process: " + ", ".join(f"{k} {v:.2f} s" for k, v in breakdown.items()))
         print(f"competitor (datasets writers only, in-process): {theirs:.2f} s")

@@ -55,7 +55,8 @@ def make_model(args, tiny_dir: Path, gpu: bool):  # type: ignore[no-untyped-def]
         return AutoModelForCausalLM.from_pretrained(tiny_dir, dtype=torch.float32)
     torch.manual_seed(0)
     with torch.device("cuda" if gpu else "cpu"):
-        return PhiForCausalLM(PhiConfig(**PHI2)).to(torch.bfloat16 if gpu else torch.float32)
+        config = PhiConfig(**{**PHI2, "num_hidden_layers": args.layers or PHI2["num_hidden_layers"]})
+        return PhiForCausalLM(config).to(torch.bfloat16 if gpu else torch.float32)
 
 
 def flops_per_token(model, seq_len: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
@@ -112,6 +113,7 @@ def main() -> None:
     p.add_argument("--seq-len", type=int, default=None, help="default 1024 with --phi2, else 256")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--layers", type=int, default=None, help="fewer Phi-2 layers (a CPU smoke test of --phi2)")
     p.add_argument("--peak-flops", type=float, default=989e12, help="peak bf16 dense FLOP/s (H100 SXM: 989e12)")
     args = p.parse_args()
     args.seq_len = args.seq_len or (1024 if args.phi2 else 256)
@@ -132,12 +134,14 @@ def report(args, model, trl_rate: float, bare_rate: float, gpu: bool) -> None:  
     lora_flops, full_flops = flops_per_token(model, args.seq_len)
     device = torch.cuda.get_device_name() if gpu else f"CPU ({torch.get_num_threads()} threads)"
     params = sum(p.numel() for p in model.parameters())
-    print(f"{'Phi-2 architecture' if args.phi2 else 'tiny Phi'} ({params / 1e6:,.2f} M params incl. LoRA) on {device}, "
+    name = f"Phi-2 architecture{f' cut to {args.layers} layers' if args.layers else ''}" if args.phi2 else "tiny Phi"
+    print(f"{name} ({params / 1e6:,.2f} M params incl. LoRA) on {device}, "
           f"{'bf16 + gradient checkpointing' if gpu else 'float32'}, seq {args.seq_len}, batch {args.batch_size}, "
           f"{args.steps} steps")
     print(f"reasongen (TRL SFTTrainer + PEFT LoRA): {trl_rate:,.0f} tokens/s")
     print(f"competitor (bare PyTorch loop, same LoRA model): {bare_rate:,.0f} tokens/s   "
           f"ratio trainer/bare: {trl_rate / bare_rate:.2f}x")
+    print(f"model FLOPs per token: {lora_flops / 1e9:.3f} G (4N + 6N_lora + 12LSd), {full_flops / 1e9:.3f} G (6N + 12LSd)")
     if gpu:
         print(f"MFU (4N + 6N_lora + 12LSd = {lora_flops / 1e9:.2f} GFLOP/token, peak {args.peak_flops:.3g}): "
               f"{trl_rate * lora_flops / args.peak_flops:.1%}; with the 6N figure "

@@ -45,9 +45,15 @@ def create_run(uow_factory: Callable[[], UnitOfWork], build_id: int, config: Tra
 
 
 def execute_run(uow_factory: Callable[[], UnitOfWork], run_id: int) -> RunOutcome:
-    """Train (or resume) one run. A failure is recorded on the run and re-raised."""
+    """Train (or resume) one run. A failure is recorded on the run and re-raised.
+
+    A completed run is not trained again (a redelivered task), it just reports what it has."""
     with uow_factory() as uow:
         run = uow.runs.get(run_id)
+        if run.status == "completed":
+            step = max((m.step for m in uow.runs.metrics(run_id, "train")), default=0)
+            return RunOutcome(run_id, step, step, run.tokens_per_s, run.final_train_loss, run.final_eval_loss,
+                              Path(run.output_dir))
         build = uow.builds.get(run.build_id)
         cfg, output_dir = TrainConfig.from_dict(run.config), Path(run.output_dir)
         build_dir, build_info = Path(build.out_dir), {"build_id": build.id, "manifest_sha256": build.manifest_sha256}

@@ -24,6 +24,12 @@ def test_loss_falls_metrics_are_stored_and_output_folder_is_complete(sqlite_wire
     info = json.loads((out / RUN_INFO).read_text())
     assert info["manifest_sha256"] == repeated_build.manifest_sha256 and info["reasongen_version"] == "0.1.0"
     assert info["config"]["target_modules"] == ["q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2"]
+    with sqlite_wired.uow() as uow:
+        finished = uow.runs.get(run_id).finished_at
+    again = execute_run(sqlite_wired.uow, run_id)  # a redelivered task: nothing is trained twice
+    with sqlite_wired.uow() as uow:
+        assert uow.runs.get(run_id).finished_at == finished
+    assert (again.global_step, again.final_eval_loss) == (30, outcome.final_eval_loss)
 
 
 def _lora_targets(model) -> list[str]:
