@@ -159,3 +159,23 @@ def test_teacher_chunks_reach_the_stub_and_the_key_stays_out_of_messages_and_dat
         assert key not in worker.log_path.read_text()
     finally:
         stub.stop()
+
+
+def test_gpu_queue_runs_local_model_chunks_in_a_solo_worker(queue_wired, start_worker, tmp_path):
+    from training.tiny import make_tiny_model
+
+    model_dir = make_tiny_model(tmp_path / "tiny-phi")
+    with queue_wired.uow() as uow:
+        add_records(uow, "ds", rows(6))
+    planned = plan_batch(queue_wired, BatchRequest(dataset="ds", backend="local", model=str(model_dir), chunk_size=3,
+                                                   backend_options={"max_new_tokens": 8, "device": "cpu"}))
+    assert planned.backend == "local"
+    dispatch.send_chunks(queue_wired.settings, planned.chunk_ids, planned.backend)
+    gpu = start_worker(queues="gpu")
+    batch = wait_for(lambda: finished(queue_wired, planned.batch_id), 90, what="batch end")
+    assert batch.status == "done"
+    assert_one_draft_per_record(queue_wired, 6)
+    with queue_wired.uow() as uow:
+        beat = uow.session.get(WorkerHeartbeat, gpu.hostname)
+        assert (beat.queues, beat.concurrency) == ([queue_name(queue_wired.settings, "gpu")], 1)
+        assert {d.backend for d in uow.session.scalars(select(Draft))} == {"local"}
