@@ -25,6 +25,8 @@ def generate(
     where: Optional[str] = typer.Option(None, "--where", "-w", help=WHERE_HELP),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most N records (in id order)."),
     chunk_size: Optional[int] = typer.Option(None, "--chunk-size", min=1, help="Records per chunk (one task each)."),
+    sub_batch_size: Optional[int] = typer.Option(None, "--sub-batch-size", min=1,
+                                                 help="Records per commit inside a chunk (default: the backend's)."),
     max_cost: Optional[float] = typer.Option(None, "--max-cost", min=0, help="Stop the batch at this spend (USD)."),
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="Stop the batch at this many tokens."),
     then: Optional[str] = typer.Option(None, "--then", help="When the batch completes: build or train (once)."),
@@ -33,7 +35,8 @@ def generate(
 ) -> None:
     """Generate reasoning drafts: in-process with a progress bar, or on Celery workers when a broker is set."""
     req = BatchRequest(dataset=dataset, backend=backend, model=model, template=template, where=where, limit=limit,
-                       chunk_size=chunk_size, max_cost=max_cost, max_tokens=max_tokens, then=then)
+                       chunk_size=chunk_size, sub_batch_size=sub_batch_size, max_cost=max_cost, max_tokens=max_tokens,
+                       then=then)
     with wiring(ctx) as wired:
         launch(wired, plan_batch(wired, req), wait=wait, as_json=as_json)
 
