@@ -7,6 +7,7 @@ from one sub-batch to the next instead of reconnecting every time.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import Coroutine
 from concurrent.futures import Future
@@ -25,6 +26,7 @@ class LoopThread:
     def __init__(self, name: str = "reasongen-loop"):
         self._name = name
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._pid = os.getpid()
         self._lock = threading.Lock()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -35,6 +37,8 @@ class LoopThread:
 
     def _ensure(self) -> asyncio.AbstractEventLoop:
         with self._lock:
+            if self._pid != os.getpid():  # forked (a prefork worker): the parent's loop thread does not exist here
+                self._loop, self._pid = None, os.getpid()
             if self._loop is None or self._loop.is_closed():
                 self._loop = asyncio.new_event_loop()
                 threading.Thread(target=_serve, args=(self._loop,), name=self._name, daemon=True).start()

@@ -161,3 +161,20 @@ def test_agenerate_runs_on_the_callers_loop(teacher):
             await backend.aclose()
 
     assert [d.response for d in asyncio.run(run())] == ["It is 2.", "It is 3.", "It is 4."]
+
+
+def test_a_forked_child_gets_its_own_loop(teacher):
+    import multiprocessing
+
+    backend, _ = teacher()
+    backend.generate(_prompts(1))  # the parent's loop thread now exists
+    ctx = multiprocessing.get_context("fork")
+    results = ctx.SimpleQueue()
+    child = ctx.Process(target=lambda: results.put(_child_generate(backend)))
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0 and results.get() == ["It is 2."]
+
+
+def _child_generate(backend):
+    return [d.response for d in backend.generate(_prompts(1))]
