@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
@@ -104,13 +107,31 @@ def _launch(wired: Wiring, run_id: int, *, wait: bool, quiet: bool) -> None:
         if wait:
             _follow(wired, run_id, quiet)
         return
+    from datasets import disable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    from training.callbacks import StepCallback
     from training.train import execute_run
 
-    if not quiet:
-        console.print(f"run [bold]{run_id}[/]: training here (no broker configured)")
+    disable_progress_bars()  # dataset preparation and shard bars: our bar (or --json) is the output
+    hf_logging.disable_progress_bar()
+
     # The trainer prints its log lines on stdout; with --json stdout must hold the JSON only.
-    with contextlib.redirect_stdout(sys.stderr) if quiet else contextlib.nullcontext():
-        execute_run(wired.uow, run_id)
+    if quiet:
+        with contextlib.redirect_stdout(sys.stderr):
+            execute_run(wired.uow, run_id)
+        return
+    console.print(f"run [bold]{run_id}[/]: training here (no broker configured)")
+    screen = Console(file=sys.stdout)  # kept while the trainer's own log lines go to /dev/null
+    with Progress(TextColumn("[bold]run {task.fields[run]}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("loss {task.fields[loss]}"), TimeRemainingColumn(), console=screen) as bar:
+        task = bar.add_task("train", total=None, run=run_id, loss="-")
+
+        def show(step: int, total: int, loss: float | None) -> None:
+            bar.update(task, completed=step, total=total, loss=_fmt(loss))
+
+        with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+            execute_run(wired.uow, run_id, callbacks=[StepCallback(show)])
 
 
 def _follow(wired: Wiring, run_id: int, quiet: bool, interval: float = 2.0) -> None:
@@ -193,8 +214,11 @@ def eval_run(
     max_new_tokens: int = typer.Option(256, "--max-new-tokens", min=1, help="Tokens to generate per answer."),
 ) -> None:
     """Generate with the base model and with the adapter for the same prompts; store them side by side."""
+    from transformers.utils import logging as hf_logging
+
     from training.evaluate import evaluate_run
 
+    hf_logging.disable_progress_bar()  # the spinner is the output
     if split not in ("train", "eval"):
         fail("--split must be train or eval")
     with wiring(ctx) as wired:

@@ -47,3 +47,17 @@ class ThroughputCallback(TrainerCallback):
         elapsed = time.perf_counter() - self._start
         tokens = state.num_input_tokens_seen - self._tokens
         self.tokens_per_s = tokens / elapsed if elapsed > 0 and tokens > 0 else None
+
+
+class StepCallback(TrainerCallback):
+    """Calls ``report(step, max_steps, last_train_loss)`` after every optimizer step (progress bars)."""
+
+    def __init__(self, report: Callable[[int, int, float | None], None]):
+        self.report = report
+        self.loss: float | None = None
+
+    def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[no-untyped-def]
+        self.loss = (logs or {}).get("loss", self.loss)
+
+    def on_step_end(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+        self.report(state.global_step, state.max_steps, self.loss)

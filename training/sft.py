@@ -56,7 +56,7 @@ def sft_config(cfg: TrainConfig, output_dir: Path, has_eval: bool, gpu: bool):  
         per_device_eval_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
         logging_steps=cfg.logging_steps, save_strategy="steps", save_steps=cfg.save_steps,
         save_total_limit=cfg.save_total_limit, seed=cfg.seed, max_length=cfg.max_length,
-        completion_only_loss=True, bf16=gpu, fp16=False, gradient_checkpointing=gpu, use_cpu=not gpu,
+        completion_only_loss=True, bf16=gpu, fp16=False, activation_checkpointing=gpu, use_cpu=not gpu,
         include_num_input_tokens_seen="non_padding", report_to=[], disable_tqdm=True,
         dataloader_num_workers=0, **steps, **evals,
     )

@@ -44,7 +44,7 @@ def create_run(uow_factory: Callable[[], UnitOfWork], build_id: int, config: Tra
         return run.id
 
 
-def execute_run(uow_factory: Callable[[], UnitOfWork], run_id: int) -> RunOutcome:
+def execute_run(uow_factory: Callable[[], UnitOfWork], run_id: int, callbacks: list | None = None) -> RunOutcome:
     """Train (or resume) one run. A failure is recorded on the run and re-raised.
 
     A completed run is not trained again (a redelivered task), it just reports what it has."""
@@ -60,7 +60,7 @@ def execute_run(uow_factory: Callable[[], UnitOfWork], run_id: int) -> RunOutcom
         uow.runs.mark_running(run)
         uow.commit()
     try:
-        outcome = _train(uow_factory, run_id, cfg, build_dir, output_dir, build_info)
+        outcome = _train(uow_factory, run_id, cfg, build_dir, output_dir, build_info, callbacks or [])
     except Exception as exc:
         _finish(uow_factory, run_id, error=f"{type(exc).__name__}: {exc}")
         raise
@@ -75,9 +75,10 @@ def _finish(uow_factory: Callable[[], UnitOfWork], run_id: int, **values: object
         uow.commit()
 
 
-def _train(uow_factory, run_id, cfg, build_dir, output_dir, build_info) -> RunOutcome:  # type: ignore[no-untyped-def]
+def _train(uow_factory, run_id, cfg, build_dir, output_dir, build_info, extra) -> RunOutcome:  # type: ignore[no-untyped-def]
     throughput = ThroughputCallback()
-    trainer = sft.make_trainer(cfg, build_dir, output_dir, [DbMetricsCallback(uow_factory, run_id), throughput])
+    callbacks = [DbMetricsCallback(uow_factory, run_id), throughput, *extra]
+    trainer = sft.make_trainer(cfg, build_dir, output_dir, callbacks)
     checkpoint = sft.last_checkpoint(output_dir)
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     final_eval = trainer.evaluate()["eval_loss"] if trainer.eval_dataset is not None else None
