@@ -115,15 +115,18 @@ def part_a(records: int, concurrency: int, rounds: int) -> dict:
 
 def part_b(waves: int, concurrency: int, latency: float) -> dict:
     url, proc = spawn_stub_process(latency_s=latency)
+    items = prompts(concurrency * waves)
     try:
-        rate, backend = teacher_rate(url, prompts(concurrency * waves), concurrency)
+        rate, backend = teacher_rate(url, items, concurrency)
         backend.close()
         in_flight = stats_of(url)["max_in_flight"]
+        bare = asyncio.run(bare_sdk(url, items, concurrency))  # context: what the SDK alone manages here
     finally:
         proc.terminate()
     ideal = concurrency / latency
-    return {"part": "b", "records": concurrency * waves, "concurrency": concurrency, "latency_s": latency,
+    return {"part": "b", "records": len(items), "concurrency": concurrency, "latency_s": latency,
             "teacher_rps": round(rate, 1), "ideal_rps": ideal, "ratio": round(rate / ideal, 3),
+            "bare_sdk_rps": round(bare, 1), "bare_sdk_ratio": round(bare / ideal, 3),
             "max_in_flight_at_server": in_flight, "target": ">= 0.90"}
 
 
