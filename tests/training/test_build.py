@@ -124,3 +124,19 @@ def test_bad_input_gives_clear_errors(sqlite_wired, tmp_path):
         build_sft(sqlite_wired.uow, BuildOptions("ds", out_dir=str(tmp_path / "full")))
     with sqlite_wired.uow() as uow:
         assert uow.builds.list() == []
+
+
+def test_custom_template_file(sqlite_wired, tmp_path):
+    approve_all(sqlite_wired, "ds", make_rows(3))
+    path = tmp_path / "short.toml"
+    path.write_text('prompt = "Q: {instruction}\\n\\nContext: {input}\\n\\nA: "\ncompletion = "{response}"\n')
+    result = build_sft(sqlite_wired.uow, BuildOptions("ds", out_dir=str(tmp_path / "a"), template=str(path),
+                                                       eval_fraction=0.0))
+    rows = [json.loads(x) for x in (tmp_path / "a/prompt_completion/train.jsonl").read_text().splitlines()]
+    assert rows[0] == {"prompt": "Q: What is supervised fine-tuning, case 0?\n\nA: ", "completion": "Answer number 0."}
+    assert rows[1]["prompt"].startswith("Q: Read the following Japanese text") and "Context: 直交表" in rows[1]["prompt"]
+    assert result.manifest["sft_template"]["name"] == "short"
+    assert result.manifest["sft_template"]["hash"] != DEFAULT_TEMPLATE.hash
+    path.write_text('prompt = "x"\n')
+    with pytest.raises(ValueError, match=r"short.toml: the SFT template needs string keys \['completion'\]"):
+        build_sft(sqlite_wired.uow, BuildOptions("ds", out_dir=str(tmp_path / "b"), template=str(path)))
