@@ -1,7 +1,7 @@
 """The teacher backend: any OpenAI-compatible chat API through the official async SDK.
 
-Throughput comes from requests in flight (bounded by a semaphore, with an HTTP pool to match), paced by
-a rate limiter shared through Redis. Structured output falls back json_schema -> json_object -> text
+Throughput comes from requests in flight (bounded by client slots, each a place in an HTTP pool), paced
+by a rate limiter shared through Redis. Structured output falls back json_schema -> json_object -> text
 (tolerant parsing) and the process remembers what the server accepts. Every request is bounded in
 time and in retries; a record that cannot be drafted becomes a failed draft with the reason, never an
 exception. The API key lives in a SecretStr and is only unwrapped to build the client.
@@ -144,8 +144,9 @@ class TeacherBackend:
                                   http_client=http)
 
     async def _draft(self, slots: ClientSlots, prompt: Prompt) -> DraftResult:
-        started, tally = time.monotonic(), _Tally()
+        tally = _Tally()
         async with slots.slot() as client:
+            started = time.monotonic()  # latency of this draft's requests, not of waiting for a slot
             try:
                 result = await self._write(client, messages_for(prompt), tally)
             except TeacherFailure as exc:
