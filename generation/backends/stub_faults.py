@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 FAULTS = ("ok", "error", "hang", "drop", "malformed", "length", "refusal", "ratelimit")
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
+_OPENING = re.compile(r'open with this sentence, verbatim: "([^"]+)"')
 _MARKER = re.compile(r"\[\[stub:(\w+)(:once)?\]\]")
 
 
@@ -122,20 +124,30 @@ def _tokens(text: str) -> int:
 
 
 def draft_for(body: dict[str, Any]) -> dict[str, str]:
-    """A plausible English draft from the prompt: the stub cannot translate, so it describes and echoes."""
+    """A plausible English draft from the prompt: the stub cannot translate, so it describes and echoes.
+
+    It keeps the reference's numbers and, when the system prompt names a sentence to open the reasoning
+    with (the default template does for ja/zh), opens with it.
+    """
     text = _last_user(body)
     reference = text.split("Reference answer:", 1)[1].strip() if "Reference answer:" in text else text
     source = text.split("Reference answer:", 1)[0]
     if "Input" in source:
         source = source.split("Input", 1)[1].partition("\n")[2]
     numbers = " ".join(re.findall(r"\d+(?:\.\d+)?", reference))
-    english = reference if reference.isascii() else f"The answer, in English, follows the reference. {numbers}"
+    english = f"The answer, in English, follows the reference. {numbers}" if _CJK.search(reference) else reference
+    opening = _OPENING.search(_system(body))
+    steps = ("First, read the instruction and the input carefully. Next, identify what is asked and which facts "
+             "in the input answer it. Finally, state the answer plainly in English.")
     return {
-        "transformed_input": source.strip() if source.isascii() else "The input text, rendered in English.",
-        "reasoning": "First, read the instruction and the input carefully. Next, identify what is asked and "
-                     "which facts in the input answer it. Finally, state the answer plainly in English.",
+        "transformed_input": source.strip() if not _CJK.search(source) else "The input text, rendered in English.",
+        "reasoning": f"{opening.group(1)} {steps}" if opening else steps,
         "response": english.strip() or "No answer.",
     }
+
+
+def _system(body: dict[str, Any]) -> str:
+    return " ".join(str(m.get("content") or "") for m in body.get("messages", []) if m.get("role") == "system")
 
 
 def completion(body: dict[str, Any], fault: str, request_no: int) -> dict[str, Any]:

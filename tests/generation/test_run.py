@@ -106,3 +106,17 @@ def test_fake_drafts_are_marked_fake(wired):
     generate_drafts(wired.uow, ids, create_backend("fake", wired.settings), load_template())
     with wired.uow() as uow:
         assert uow.session.scalar(select(func.count()).select_from(Draft).where(Draft.is_fake)) == 3
+
+
+def test_stub_drafts_for_japanese_records_pass_the_checks(wired, stub):
+    url, _ = stub()
+    backend = create_backend("teacher", Settings(database_url="sqlite://", openai_base_url=url, redis_url=None))
+    with wired.uow() as uow:
+        ids = add_records(uow, "d", ROWS)
+    try:
+        generate_drafts(wired.uow, ids, backend, load_template())
+    finally:
+        backend.close()
+    drafts = _drafts(wired)
+    assert [d.flags for d in drafts] == [[], [], []]
+    assert drafts[1].reasoning.startswith("Please translate the following Japanese input texts")

@@ -178,3 +178,26 @@ def test_a_forked_child_gets_its_own_loop(teacher):
 
 def _child_generate(backend):
     return [d.response for d in backend.generate(_prompts(1))]
+
+
+def test_retry_after_is_honoured_not_hammered(teacher):
+    backend, stub = teacher({"rps_limit": 1, "rps_burst": 1}, concurrency=1, backoff=FAST)
+    drafts = backend.generate(_prompts(2))
+    assert all(d.error is None for d in drafts)
+    assert stub.stats()["status_429"] == 1  # the FAST backoff alone would have hit the limit many times
+    assert drafts[1].latency_s >= 0.8
+
+
+def test_the_in_process_limiter_keeps_under_the_server_limit(teacher):
+    from generation.ratelimit import LocalLimiter, Rates
+
+    limiter = LocalLimiter(Rates(requests_per_s=20, burst_s=0.05))
+    backend, stub = teacher({"rps_limit": 20, "rps_burst": 4}, limiter=limiter, concurrency=32)
+    assert all(d.error is None for d in backend.generate(_prompts(30)))
+    assert stub.stats().get("status_429", 0) == 0 and stub.stats()["status_200"] == 30
+
+
+def test_json_object_is_used_when_only_json_schema_is_refused(teacher):
+    backend, stub = teacher({"reject_json_schema": True})
+    [draft] = backend.generate(_prompts())
+    assert draft.error is None and backend.response_mode == "json_object" and stub.stats()["status_400"] == 1
