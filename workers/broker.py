@@ -7,6 +7,7 @@ re-sending chunks queued for longer than ``requeue_after_s`` (a duplicate is har
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from reasongen.settings import Settings
@@ -38,8 +39,14 @@ def queue_depths(settings: Settings) -> dict[str, int] | None:
     return {kind: sum(client.llen(k) for k in _keys(queue_name(settings, kind))) for kind in QUEUE_KINDS}
 
 
-def held_chunk_ids(settings: Settings) -> set[int] | None:
-    """Chunk ids in the queues or reserved by a worker (kombu's 'unacked' hash); None if unknowable."""
+def held_chunk_ids(settings: Settings, reserved_within_s: float) -> set[int] | None:
+    """Chunk ids in the queues, or reserved by a worker within the last ``reserved_within_s`` seconds
+    (kombu's 'unacked' hash and its delivery-time index); None if unknowable.
+
+    An older reservation of a still-queued chunk belongs to a worker that died before claiming it (a live
+    worker claims the lease at once): kombu would only restore it after the visibility timeout (hours),
+    so it does not count as held and the sweeper re-sends the chunk.
+    """
     if not is_redis(settings):
         return None
     client = _client(settings)
@@ -48,8 +55,10 @@ def held_chunk_ids(settings: Settings) -> set[int] | None:
         for key in _keys(queue_name(settings, kind)):
             raw.extend(client.lrange(key, 0, -1))
     held = {_task_chunk(json.loads(m)) for m in raw}
-    for value in client.hvals("unacked"):
-        held.add(_task_chunk(json.loads(value)[0]))
+    fresh = client.zrangebyscore("unacked_index", time.time() - reserved_within_s, "+inf")
+    for value in client.hmget("unacked", fresh) if fresh else []:
+        if value is not None:
+            held.add(_task_chunk(json.loads(value)[0]))
     held.discard(None)
     return held  # type: ignore[return-value]
 

@@ -75,7 +75,8 @@ def _lost(wiring: Wiring, batch_id: int | None, force: bool, report: SweepReport
         candidates = uow.batches.queued_before(cutoff, batch_id)
     if not candidates:
         return
-    held = broker.held_chunk_ids(wiring.settings) if wiring.settings.broker_url else set()
+    settings = wiring.settings
+    held = broker.held_chunk_ids(settings, settings.requeue_after_s) if settings.broker_url else set()
     for chunk_id in candidates:
         if held is not None and chunk_id in held:
             continue
