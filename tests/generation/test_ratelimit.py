@@ -5,6 +5,7 @@ import time
 import uuid
 
 import pytest
+import redis
 
 from generation.ratelimit import LocalLimiter, NoLimit, Rates, RedisLimiter, make_limiter
 
@@ -49,7 +50,10 @@ def test_two_processes_share_one_limit_through_redis(stub, redis_url):
     cmd = [sys.executable, "-m", "tests.generation.limiter_worker", url, redis_url, key, str(count), "25"]
     start = time.monotonic()
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(2)]
-    failed = [int(p.communicate(timeout=60)[0]) for p in procs]
+    try:
+        failed = [int(p.communicate(timeout=60)[0]) for p in procs]
+    finally:
+        redis.Redis.from_url(redis_url).delete(f"{key}:ready", f"{key}:requests", f"{key}:tokens")
     elapsed = time.monotonic() - start
     stats = handle.stats()
     # Each process alone would send at 25/s: together 50/s against a server allowing 25/s with a burst of 10
