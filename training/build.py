@@ -47,22 +47,51 @@ def default_build_dir(dataset: str, build_id: int) -> Path:
 
 
 def build_sft(uow_factory: Callable[[], UnitOfWork], options: BuildOptions) -> BuildResult:
+    """Read in one short transaction, write the files outside any, record the build in a second one
+    (on SQLite a write transaction open while files are written would block every other writer)."""
     template = ex.load_sft_template(Path(options.template) if options.template else None)
     params = _params(options, resolve_formats(options.formats))
     with uow_factory() as uow:
         dataset = uow.records.dataset(options.dataset)
         rows = uow.builds.approved_rows(dataset.id, options.where)
-        if not rows:
-            raise ValueError(f"Dataset {options.dataset!r} has no approved drafts{_filters(options.where)}")
         parent = uow.builds.latest(dataset.id)
-        build = uow.builds.add(dataset.id, parent.id if parent else None, options.batch_id, params)
-        out = Path(options.out_dir) if options.out_dir else default_build_dir(options.dataset, build.id)
-        parent_manifest = {**parent.manifest, "build_id": parent.id} if parent else None
-        manifest = write_build(rows, template, params, out, parent_manifest)
+        dataset_id, parent_manifest = dataset.id, {**parent.manifest, "build_id": parent.id} if parent else None
+    if not rows:
+        raise ValueError(f"Dataset {options.dataset!r} has no approved drafts{_filters(options.where)}")
+    out = Path(options.out_dir) if options.out_dir else None
+    scratch = _scratch_dir(out or default_build_dir(options.dataset, 0))
+    try:
+        manifest = write_build(rows, template, params, scratch, parent_manifest)
+        return _record(uow_factory, options, dataset_id, parent_manifest, params, manifest, scratch, out)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _record(uow_factory, options, dataset_id, parent, params, manifest, scratch: Path, out: Path | None):  # type: ignore[no-untyped-def]
+    """The build row, and the folder moved to its final place (named after the row when no --out)."""
+    with uow_factory() as uow:
+        build = uow.builds.add(dataset_id, parent["build_id"] if parent else None, options.batch_id, params)
+        out = out or default_build_dir(options.dataset, build.id)
+        if out.exists():
+            out.rmdir()  # empty (checked before writing): rename needs it gone
+        scratch.rename(out)
         sha = sha256_file(out / MANIFEST_NAME)
-        uow.builds.finish(build, str(out.resolve()), manifest, sha)
-        uow.commit()
+        try:
+            uow.builds.finish(build, str(out.resolve()), manifest, sha)
+            uow.commit()
+        except BaseException:
+            shutil.rmtree(out, ignore_errors=True)  # no folder without its build row
+            raise
     return BuildResult(build.id, out, manifest, sha)
+
+
+def _scratch_dir(out: Path) -> Path:
+    """A fresh folder beside ``out`` (same file system, so the final move is a rename)."""
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} already holds files; choose an empty or new --out folder")
+    scratch = out.parent / f".{out.name}.{uuid.uuid4().hex[:8]}.tmp"
+    scratch.mkdir(parents=True)
+    return scratch
 
 
 def _params(options: BuildOptions, formats: list[str]) -> dict[str, Any]:
@@ -84,21 +113,9 @@ def make_splits(rows, template, params) -> tuple[dict[str, list[ex.Example]], di
     return splits, {"duplicates": duplicates, "too_long": too_long}
 
 
-def write_build(rows, template, params, out: Path, parent_manifest) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    """Write into a scratch folder next to ``out``, then move it in place: no half-written build."""
-    if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"{out} already holds files; choose an empty or new --out folder")
+def write_build(rows, template, params, folder: Path, parent_manifest) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     splits, dropped = make_splits(rows, template, params)
-    scratch = out.parent / f".{out.name}.{uuid.uuid4().hex[:8]}.tmp"
-    scratch.mkdir(parents=True)
-    try:
-        write_all(scratch, splits, params["dataset"], params["formats"])
-        manifest = build_manifest(splits, dropped, template, params, file_hashes(scratch), parent_manifest)
-        (scratch / MANIFEST_NAME).write_bytes(orjson.dumps(manifest, option=MANIFEST_JSON) + b"\n")
-        if out.exists():
-            out.rmdir()
-        scratch.rename(out)
-    except BaseException:
-        shutil.rmtree(scratch, ignore_errors=True)
-        raise
+    write_all(folder, splits, params["dataset"], params["formats"])
+    manifest = build_manifest(splits, dropped, template, params, file_hashes(folder), parent_manifest)
+    (folder / MANIFEST_NAME).write_bytes(orjson.dumps(manifest, option=MANIFEST_JSON) + b"\n")
     return manifest
