@@ -27,6 +27,7 @@ class LoopThread:
         self._name = name
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pid = os.getpid()
+        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -41,17 +42,22 @@ class LoopThread:
                 self._loop, self._pid = None, os.getpid()
             if self._loop is None or self._loop.is_closed():
                 self._loop = asyncio.new_event_loop()
-                threading.Thread(target=_serve, args=(self._loop,), name=self._name, daemon=True).start()
+                self._thread = threading.Thread(target=_serve, args=(self._loop,), name=self._name, daemon=True)
+                self._thread.start()
             return self._loop
 
     def close(self, final: Coroutine[Any, Any, Any] | None = None) -> None:
         """Run ``final`` (e.g. closing clients) on the loop, then stop it."""
         with self._lock:
             loop, self._loop = self._loop, None
+            if self._pid != os.getpid():  # the parent's loop: nothing runs it in this process
+                loop = None
         if loop is None:
             if final is not None:
                 final.close()
             return
         if final is not None:
-            asyncio.run_coroutine_threadsafe(final, loop).result(30)
+            done = asyncio.run_coroutine_threadsafe(final, loop)
+            if threading.current_thread() is not self._thread:  # waiting on our own thread would deadlock
+                done.result(30)
         loop.call_soon_threadsafe(loop.stop)

@@ -76,6 +76,8 @@ class TeacherBackend:
         self.counters: Counter[str] = Counter()
         self._loop = LoopThread("teacher-loop")
         self._sessions: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+        # Entry points rarely close backends: close the pools when this one is collected or the process exits.
+        self._finalizer = weakref.finalize(self, _shut_down, self._loop, self._sessions)
 
     @classmethod
     def from_settings(cls, settings: Any, model: str | None = None, rate_key: str | None = None,
@@ -119,9 +121,8 @@ class TeacherBackend:
         return list(await asyncio.gather(*(self._draft(slots, p) for p in prompts)))
 
     def close(self) -> None:
-        """Close the clients and stop the private loop (the process exiting does the same)."""
-        pools = list(self._sessions.values())
-        self._loop.close(_close_all(pools) if pools else None)
+        """Close the clients and stop the private loop (being collected, or the process exiting, does the same)."""
+        self._finalizer()
 
     async def aclose(self) -> None:
         """For async callers: close the clients made on the running loop."""
@@ -272,6 +273,14 @@ class TeacherBackend:
 
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _shut_down(loop: LoopThread, sessions: "weakref.WeakKeyDictionary[Any, ClientSlots]") -> None:
+    pools = list(sessions.values())
+    try:
+        loop.close(_close_all(pools) if pools else None)
+    except Exception:  # noqa: BLE001 - never fail a collection or an exiting process over a socket
+        log.debug("closing the teacher's clients failed", exc_info=True)
 
 
 async def _close_all(pools: list[ClientSlots]) -> None:

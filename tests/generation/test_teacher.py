@@ -201,3 +201,15 @@ def test_json_object_is_used_when_only_json_schema_is_refused(teacher):
     backend, stub = teacher({"reject_json_schema": True})
     [draft] = backend.generate(_prompts())
     assert draft.error is None and backend.response_mode == "json_object" and stub.stats()["status_400"] == 1
+
+
+def test_clients_are_closed_when_the_backend_is_collected(stub):
+    import gc
+
+    url, _ = stub()
+    backend = TeacherBackend("m", base_url=url, api_key="k")
+    backend.generate(_prompts(2))
+    clients = [c for slots in backend._sessions.values() for c in slots.clients]
+    del backend
+    gc.collect()
+    assert clients and all(c.is_closed() for c in clients)
