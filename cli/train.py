@@ -136,10 +136,10 @@ def _launch(wired: Wiring, run_id: int, *, wait: bool, quiet: bool) -> None:
 
 def _follow(wired: Wiring, run_id: int, quiet: bool, interval: float = 2.0) -> None:
     """Poll the database (the worker writes each logged loss there) until the run ends."""
-    with console.status(f"run {run_id}: queued") as status:
+    with contextlib.nullcontext() if quiet else console.status(f"run {run_id}: queued") as status:
         while True:
             row = _run_rows(wired, [run_id])[0]
-            if not quiet:
+            if status is not None:
                 status.update(f"run {run_id}: {row['status']}, step {row['step']}, loss {_fmt(row['train_loss'])}")
             if row["status"] in ("completed", "failed"):
                 return

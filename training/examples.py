@@ -34,6 +34,7 @@ class SftTemplate:
 
 
 DEFAULT_TEMPLATE = SftTemplate("seed", DEFAULT_PROMPT, DEFAULT_COMPLETION)
+FIELDS = {"instruction", "input", "reasoning", "transformed_input", "response", "lang", "field", "uniqueness", "key"}
 
 
 def load_sft_template(path: Path | None) -> SftTemplate:
@@ -47,6 +48,9 @@ def load_sft_template(path: Path | None) -> SftTemplate:
     missing = [k for k in ("prompt", "completion") if not isinstance(data.get(k), str)]
     if missing:
         raise ValueError(f"{path}: the SFT template needs string keys {missing}")
+    unknown = sorted({n for k in ("prompt", "completion") for _, names in _blocks(data[k]) for n in names} - FIELDS)
+    if unknown:
+        raise ValueError(f"{path}: unknown placeholder(s) {unknown}; use: {', '.join(sorted(FIELDS))}")
     return SftTemplate(Path(path).stem, data["prompt"], data["completion"])
 
 

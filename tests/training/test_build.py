@@ -137,6 +137,9 @@ def test_custom_template_file(sqlite_wired, tmp_path):
     assert rows[1]["prompt"].startswith("Q: Read the following Japanese text") and "Context: 直交表" in rows[1]["prompt"]
     assert result.manifest["sft_template"]["name"] == "short"
     assert result.manifest["sft_template"]["hash"] != DEFAULT_TEMPLATE.hash
+    path.write_text('prompt = "{question}"\ncompletion = "{response}"\n')
+    with pytest.raises(ValueError, match=r"short.toml: unknown placeholder\(s\) \['question'\]"):
+        build_sft(sqlite_wired.uow, BuildOptions("ds", out_dir=str(tmp_path / "b"), template=str(path)))
     path.write_text('prompt = "x"\n')
     with pytest.raises(ValueError, match=r"short.toml: the SFT template needs string keys \['completion'\]"):
         build_sft(sqlite_wired.uow, BuildOptions("ds", out_dir=str(tmp_path / "b"), template=str(path)))
