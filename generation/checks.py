@@ -33,6 +33,7 @@ _ARTIFACTS = re.compile(
 )
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
+_ENUMERATOR = re.compile(r"^\s*\d+[.)]\s", re.MULTILINE)  # "1. ", "2) ": list markers, not facts
 
 
 def check_draft(view: TrainingView, result: DraftResult, limits: Limits = Limits()) -> list[str]:
@@ -65,7 +66,7 @@ def _reasoning_flags(view: TrainingView, reasoning: str, limits: Limits) -> list
 
 
 def _numbers(text: str) -> set[str]:
-    plain = unicodedata.normalize("NFKC", text).replace(",", "")
+    plain = _ENUMERATOR.sub("", unicodedata.normalize("NFKC", text)).replace(",", "")
     return {n.rstrip("0").rstrip(".") if "." in n else n for n in _NUMBER.findall(plain)}
 
 

@@ -45,6 +45,12 @@ def test_missing_fields_dropped_numbers_and_length():
     assert "reasoning_long" in check_draft(_view(), _draft(reasoning="word " * 2000))
 
 
+def test_list_numbers_in_the_reference_are_not_facts_to_keep():
+    view = _view(reference="1. Measure twice.\n2. Cut 3 times.")
+    assert check_draft(view, _draft(response="Measure twice, then cut 3 times.")) == []
+    assert check_draft(view, _draft(response="Measure twice, then cut.")) == ["dropped_numbers"]
+
+
 def test_non_english_fields_and_artifacts_are_flagged():
     flags = check_draft(_view(), _draft(response="合計は1250円と3.5kgです。", transformed_input="Der Text enthält "
                                         "einige Wörter, die nicht englisch sind, und das ist falsch."))
