@@ -91,7 +91,7 @@ def write_hf_dataset(root: Path, data: BuildData) -> None:
 def write_llama_factory(root: Path, data: BuildData) -> None:
     """dataset_info.json for LLaMA-Factory (use this folder as --dataset_dir)."""
     info = {}
-    for name in SPLITS:
+    for name in (n for n in SPLITS if data.splits[n]):  # an empty eval split gets no entry
         info[f"{data.dataset}_alpaca_{name}"] = {
             "file_name": f"alpaca/{name}.jsonl",
             "columns": {"prompt": "instruction", "query": "input", "response": "output"},
@@ -120,8 +120,9 @@ def _axolotl_entry(split: str) -> list[str]:
 def write_axolotl(root: Path, data: BuildData) -> None:
     """A `datasets:` snippet to paste into an axolotl config (paths are relative to this build folder)."""
     lines = ["# reasongen build: run axolotl from this folder or make the paths absolute.",
-             "train_on_inputs: false", "datasets:", *_axolotl_entry("train"), "test_datasets:",
-             *_axolotl_entry("eval")]
+             "train_on_inputs: false", "datasets:", *_axolotl_entry("train")]
+    if data.splits["eval"]:
+        lines += ["test_datasets:", *_axolotl_entry("eval")]
     (root / "axolotl.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
