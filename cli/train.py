@@ -56,7 +56,9 @@ def train(
     lr: float = typer.Option(2e-4, "--lr", min=0.0, help="Learning rate."),
     batch_size: int = typer.Option(4, "--batch-size", min=1, help="Examples per device step."),
     grad_accum: int = typer.Option(1, "--grad-accum", min=1, help="Gradient accumulation steps."),
-    max_length: int = typer.Option(1024, "--max-length", min=8, help="Token limit passed to the trainer."),
+    max_length: int = typer.Option(1024, "--max-length", min=8,
+                                   help="Trainer token limit: TRL cuts longer examples, so build with "
+                                        "`build-sft --max-length N --tokenizer ...` to drop them instead."),
     logging_steps: int = typer.Option(10, "--logging-steps", min=1, help="Log (and evaluate) every N steps."),
     save_steps: int = typer.Option(50, "--save-steps", min=1, help="Checkpoint every N steps."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
