@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import secrets
+import shutil
 import sys
 import tempfile
 import time
@@ -168,6 +169,7 @@ def main() -> None:
         procs.stop_all()
         redis.stop()
         pg.stop()
+        shutil.rmtree(pg.data, ignore_errors=True)  # the logs stay for reading
 
 
 def _up(port: int) -> bool:
