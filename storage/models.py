@@ -117,6 +117,8 @@ class Batch(TimestampMixin, Base):
     max_tokens: Mapped[int | None] = mapped_column(BigInteger, default=None)
     then: Mapped[str | None] = mapped_column(String(20), default=None)  # build | train
     followup_enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    # Outbox: set once the follow-up message is on the broker; the sweeper re-sends one decided but never sent.
+    followup_sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
 

@@ -56,10 +56,21 @@ def send_train(settings: Settings, run_id: int) -> None:
     app_for(settings).send_task(TRAIN_TASK, args=[run_id], queue=queue_name(settings, "train"), ignore_result=True)
 
 
+def hand_out_followup(wiring: Any, batch_id: int, then: str) -> None:
+    """Send, then record it sent. A crash in between leaves it unsent, and the sweeper sends it again:
+    at least once on the wire, and the follow-up itself finds an existing build or run (idempotent)."""
+    from workers.batches import utcnow
+
+    send_followup(wiring.settings, batch_id, then)
+    with wiring.uow() as uow:
+        uow.batches.mark_followup_sent(batch_id, utcnow())
+        uow.commit()
+
+
 def deliver(wiring: Any, outcome: Any) -> None:
     """After a chunk: hand out the follow-up this chunk won, and re-send a chunk that will be retried."""
     if outcome.followup:
-        send_followup(wiring.settings, *outcome.followup)
+        hand_out_followup(wiring, *outcome.followup)
     if outcome.resend:
         with wiring.uow() as uow:
             backend = uow.batches.backend_of_chunk(outcome.chunk_id) or "fake"

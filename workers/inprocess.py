@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from generation.run import RunStats
 from reasongen.bootstrap import Wiring
 from workers import dispatch, sweeper
+from workers.batches import utcnow
 from workers.chunks import BackendSource, Outcome, process_chunk
 
 
@@ -50,6 +51,9 @@ class FollowupError(RuntimeError):
 
 
 def _followup(wiring: Wiring, batch_id: int, then: str) -> None:
+    with wiring.uow() as uow:  # handed out here and now: nothing for a sweeper to re-send
+        uow.batches.mark_followup_sent(batch_id, utcnow())
+        uow.commit()
     try:
         dispatch.run_followup_here(wiring, batch_id, then)
     except (LookupError, ValueError) as exc:

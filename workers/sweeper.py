@@ -38,6 +38,7 @@ def sweep(wiring: Wiring, *, batch_id: int | None = None, force: bool = False, s
     _expired(wiring, batch_id, report)
     _lost(wiring, batch_id, force, report)
     if send and wiring.settings.broker_url:
+        _unsent_followups(wiring, report)
         _send(wiring, report)
     return report
 
@@ -86,6 +87,18 @@ def _lost(wiring: Wiring, batch_id: int | None, force: bool, report: SweepReport
             uow.commit()
 
 
+def _unsent_followups(wiring: Wiring, report: SweepReport) -> None:
+    now = utcnow()
+    cutoff = now - timedelta(seconds=wiring.settings.requeue_after_s)
+    with wiring.uow() as uow:
+        candidates = uow.batches.unsent_followups(cutoff)
+    for batch_id, then in candidates:
+        with wiring.uow() as uow:
+            if uow.batches.reclaim_followup(batch_id, cutoff, now):
+                report.followups.append((batch_id, then))
+            uow.commit()
+
+
 def _send(wiring: Wiring, report: SweepReport) -> None:
     by_backend: dict[str, list[int]] = {}
     with wiring.uow() as uow:
@@ -94,6 +107,6 @@ def _send(wiring: Wiring, report: SweepReport) -> None:
     for backend, ids in by_backend.items():
         dispatch.send_chunks(wiring.settings, ids, backend)
     for followup in report.followups:
-        dispatch.send_followup(wiring.settings, *followup)
+        dispatch.hand_out_followup(wiring, *followup)
     if report.requeued or report.resent or report.failed:
         log.warning("sweeper: %s", report.as_dict())

@@ -168,6 +168,21 @@ class BatchRepository:
                 .values(status="queued", lease_owner=None, lease_expires_at=None, enqueued_at=now, updated_at=now))
         return self._run(stmt).rowcount == 1
 
+    def unsent_followups(self, cutoff: datetime) -> list[tuple[int, str]]:
+        """Follow-ups decided before ``cutoff`` whose message was never confirmed sent (a crash in between)."""
+        stmt = select(Batch.id, Batch.then).where(Batch.followup_enqueued_at < cutoff,
+                                                  Batch.followup_sent_at.is_(None), Batch.then.is_not(None))
+        return [(int(i), str(t)) for i, t in self.session.execute(stmt)]
+
+    def reclaim_followup(self, batch_id: int, cutoff: datetime, now: datetime) -> bool:
+        """Take an unsent follow-up for re-sending. Conditional, so of several sweepers exactly one does."""
+        stmt = (update(Batch).where(Batch.id == batch_id, Batch.followup_sent_at.is_(None),
+                                    Batch.followup_enqueued_at < cutoff).values(followup_enqueued_at=now))
+        return self._run(stmt).rowcount == 1
+
+    def mark_followup_sent(self, batch_id: int, now: datetime) -> None:
+        self._run(update(Batch).where(Batch.id == batch_id).values(followup_sent_at=now))
+
     def backend_of_chunk(self, chunk_id: int) -> str | None:
         return self.session.scalar(select(Batch.backend).join(Chunk, Chunk.batch_id == Batch.id)
                                    .where(Chunk.id == chunk_id))

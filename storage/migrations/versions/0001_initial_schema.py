@@ -54,6 +54,7 @@ def upgrade() -> None:
     sa.Column('max_tokens', sa.BigInteger(), nullable=True),
     sa.Column('then', sa.String(length=20), nullable=True),
     sa.Column('followup_enqueued_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('followup_sent_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('started_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('finished_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
