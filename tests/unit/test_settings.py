@@ -41,3 +41,26 @@ def test_importing_every_package_connects_to_nothing():
     code = "import cli.main, storage.models, storage.uow, generation.run, reasongen.bootstrap"
     env = {"REASONGEN_DATABASE_URL": "postgresql://nobody@192.0.2.1:1/x", "PATH": ""}
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60, env=env)
+
+
+def test_root_options_override_the_environment(monkeypatch):
+    import typer
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    seen = {}
+
+    @app.command("_probe", hidden=True)
+    def probe(ctx: typer.Context) -> None:
+        seen["settings"] = ctx.find_root().obj
+
+    monkeypatch.setenv("REASONGEN_TEACHER_RPM", "100")
+    try:
+        result = CliRunner().invoke(app, ["--teacher-rpm", "600", "--teacher-concurrency", "256",
+                                          "--openai-base-url", "http://127.0.0.1:8000/v1", "_probe"])
+    finally:
+        app.registered_commands.pop()  # leave the shared app as it was
+    assert result.exit_code == 0, result.output
+    s = seen["settings"]
+    assert (s.teacher_rpm, s.teacher_concurrency, s.openai_base_url) == (600, 256, "http://127.0.0.1:8000/v1")
