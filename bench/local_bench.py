@@ -30,14 +30,14 @@ import torch  # noqa: E402
 from generation.backends.local import LocalBackend, load_model  # noqa: E402
 from generation.records import TrainingView  # noqa: E402
 from generation.templates import load_template  # noqa: E402
-from tests.generation.tiny_model import build_tiny_phi  # noqa: E402
+from training.tiny import make_tiny_model  # noqa: E402
 
 PHI2 = dict(hidden_size=2560, intermediate_size=10240, num_hidden_layers=32, num_attention_heads=32,
             num_key_value_heads=32, vocab_size=51200, partial_rotary_factor=0.4, max_position_embeddings=2048)
 
 
 def cpu_part(batches: list[int], new_tokens: int, repeats: int) -> list[dict]:
-    folder = build_tiny_phi(Path(tempfile.mkdtemp(prefix="tiny-phi-")))
+    folder = make_tiny_model(Path(tempfile.mkdtemp(prefix="tiny-phi-")), hidden=64)
     template = load_template("concise")
     rows = []
     for batch in batches:

@@ -11,12 +11,12 @@ from generation.backends.local import LocalBackend
 from generation.records import DraftResult, TrainingView
 from generation.templates import load_template
 from reasongen.settings import Settings
-from tests.generation.tiny_model import build_tiny_phi
+from training.tiny import make_tiny_model
 
 
 @pytest.fixture(scope="module")
 def tiny_path(tmp_path_factory):
-    return str(build_tiny_phi(tmp_path_factory.mktemp("tiny-phi")))
+    return str(make_tiny_model(tmp_path_factory.mktemp("tiny-phi"), hidden=64))
 
 
 def _prompts(n):
