@@ -52,7 +52,20 @@ class Dataset(TimestampMixin, Base):
     description: Mapped[str | None] = mapped_column(Text, default=None)
 
 
-class Record(TimestampMixin, Base):
+class RecordContent:
+    """What a record says; a record and each of its superseded versions carry the same columns."""
+
+    lang: Mapped[str] = mapped_column(String(8))
+    instruction: Mapped[str] = mapped_column(Text)
+    input: Mapped[str] = mapped_column(Text, default="")
+    output: Mapped[str] = mapped_column(Text)
+    field: Mapped[str | None] = mapped_column(String(200), default=None)
+    uniqueness: Mapped[str | None] = mapped_column(String(50), default=None)
+    meta: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    content_hash: Mapped[str] = mapped_column(String(64))
+
+
+class Record(RecordContent, TimestampMixin, Base):
     """One source record. A changed record keeps its id; its old content moves to record_versions."""
 
     __tablename__ = "records"
@@ -64,19 +77,11 @@ class Record(TimestampMixin, Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
     key: Mapped[str] = mapped_column(String(200))  # the record's id in the source file
-    lang: Mapped[str] = mapped_column(String(8))
-    instruction: Mapped[str] = mapped_column(Text)
-    input: Mapped[str] = mapped_column(Text, default="")
-    output: Mapped[str] = mapped_column(Text)
-    field: Mapped[str | None] = mapped_column(String(200), default=None)
-    uniqueness: Mapped[str | None] = mapped_column(String(50), default=None)
-    meta: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
-    content_hash: Mapped[str] = mapped_column(String(64))
     version: Mapped[int] = mapped_column(Integer, default=1)
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
 
 
-class RecordVersion(Base):
+class RecordVersion(RecordContent, Base):
     """A superseded content version of a record (written when ingest sees changed content)."""
 
     __tablename__ = "record_versions"
@@ -85,14 +90,6 @@ class RecordVersion(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     record_id: Mapped[int] = mapped_column(ForeignKey("records.id", ondelete="CASCADE"), index=True)
     version: Mapped[int] = mapped_column(Integer)
-    content_hash: Mapped[str] = mapped_column(String(64))
-    lang: Mapped[str] = mapped_column(String(8))
-    instruction: Mapped[str] = mapped_column(Text)
-    input: Mapped[str] = mapped_column(Text, default="")
-    output: Mapped[str] = mapped_column(Text)
-    field: Mapped[str | None] = mapped_column(String(200), default=None)
-    uniqueness: Mapped[str | None] = mapped_column(String(50), default=None)
-    meta: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     superseded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

@@ -25,3 +25,17 @@ def test_upgrade_is_idempotent(tmp_path):
     upgrade(url)
     upgrade(url)
     bootstrap(Settings(database_url=url)).close()
+
+
+def test_migrations_match_the_models_exactly(db_url):
+    # A column added to models.py without a migration (or the reverse) shows up here on either database.
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from storage.db import make_engine
+    from storage.models import Base
+
+    engine = make_engine(db_url)
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+    engine.dispose()
