@@ -15,22 +15,33 @@ from workers.rebuild import estimate, find_stale, rebuild_request
 BACKEND_HELP = "teacher (OpenAI-compatible server), local (transformers, e.g. Phi-2) or fake (offline demo)."
 WHERE_HELP = "Filters, comma separated: lang=ja,field=math (keys: lang, field, uniqueness, key)."
 
+# Options that generate and rebuild share (Typer reads each default as the option's definition).
+DATASET = typer.Option(..., "--dataset", "-d", help="Dataset name (as ingested).")
+BACKEND = typer.Option("teacher", "--backend", "-b", help=BACKEND_HELP)
+MODEL = typer.Option(None, "--model", "-m", help="Model; default from settings.")
+TEMPLATE = typer.Option("default", "--template", "-t", help="Prompt template name.")
+WHERE = typer.Option(None, "--where", "-w", help=WHERE_HELP)
+CHUNK_SIZE = typer.Option(None, "--chunk-size", min=1, help="Records per chunk (one task each).")
+MAX_COST = typer.Option(None, "--max-cost", min=0, help="Stop the batch at this spend (USD).")
+MAX_TOKENS = typer.Option(None, "--max-tokens", min=1, help="Stop the batch at this many tokens.")
+WAIT = typer.Option(False, "--wait", help="With a broker: follow the batch live until it ends.")
+
 
 def generate(
     ctx: typer.Context,
-    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset name (as ingested)."),
-    backend: str = typer.Option("teacher", "--backend", "-b", help=BACKEND_HELP),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model; default from settings."),
-    template: str = typer.Option("default", "--template", "-t", help="Prompt template name."),
-    where: Optional[str] = typer.Option(None, "--where", "-w", help=WHERE_HELP),
+    dataset: str = DATASET,
+    backend: str = BACKEND,
+    model: Optional[str] = MODEL,
+    template: str = TEMPLATE,
+    where: Optional[str] = WHERE,
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most N records (in id order)."),
-    chunk_size: Optional[int] = typer.Option(None, "--chunk-size", min=1, help="Records per chunk (one task each)."),
+    chunk_size: Optional[int] = CHUNK_SIZE,
     sub_batch_size: Optional[int] = typer.Option(None, "--sub-batch-size", min=1,
                                                  help="Records per commit inside a chunk (default: the backend's)."),
-    max_cost: Optional[float] = typer.Option(None, "--max-cost", min=0, help="Stop the batch at this spend (USD)."),
-    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="Stop the batch at this many tokens."),
+    max_cost: Optional[float] = MAX_COST,
+    max_tokens: Optional[int] = MAX_TOKENS,
     then: Optional[str] = typer.Option(None, "--then", help="When the batch completes: build or train (once)."),
-    wait: bool = typer.Option(False, "--wait", help="With a broker: follow the batch live until it ends."),
+    wait: bool = WAIT,
     as_json: bool = typer.Option(False, "--json", help="Print the batch summary as JSON."),
 ) -> None:
     """Generate reasoning drafts: in-process with a progress bar, or on Celery workers when a broker is set."""
@@ -43,17 +54,17 @@ def generate(
 
 def rebuild(
     ctx: typer.Context,
-    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset name."),
-    backend: str = typer.Option("teacher", "--backend", "-b", help=BACKEND_HELP),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model; default from settings."),
-    template: str = typer.Option("default", "--template", "-t", help="Prompt template name."),
-    where: Optional[str] = typer.Option(None, "--where", "-w", help=WHERE_HELP),
+    dataset: str = DATASET,
+    backend: str = BACKEND,
+    model: Optional[str] = MODEL,
+    template: str = TEMPLATE,
+    where: Optional[str] = WHERE,
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most N stale records this time."),
-    chunk_size: Optional[int] = typer.Option(None, "--chunk-size", min=1, help="Records per chunk."),
-    max_cost: Optional[float] = typer.Option(None, "--max-cost", min=0, help="Stop the batch at this spend (USD)."),
-    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="Stop the batch at this many tokens."),
+    chunk_size: Optional[int] = CHUNK_SIZE,
+    max_cost: Optional[float] = MAX_COST,
+    max_tokens: Optional[int] = MAX_TOKENS,
     dry_run: bool = typer.Option(False, "--dry-run", help="List what would be regenerated, with estimates."),
-    wait: bool = typer.Option(False, "--wait", help="With a broker: follow the batch live until it ends."),
+    wait: bool = WAIT,
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Regenerate stale records only: no draft yet, record or template changed, or rejected with a note."""
