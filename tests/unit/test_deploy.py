@@ -45,13 +45,20 @@ def test_every_setting_is_listed_in_env_example():
         assert any(n in listed for n in names), f"{names} missing from .env.example"
 
 
-def _compose_available() -> bool:
-    if not shutil.which("docker"):
-        return False
-    return subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0
+def _compose_command() -> list[str] | None:
+    """`docker compose` (v2) or `docker-compose` (1.29+), whichever is installed; None if neither."""
+    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+        return ["docker", "compose"]
+    return ["docker-compose"] if shutil.which("docker-compose") else None
 
 
-@pytest.mark.skipif(not _compose_available(), reason="docker compose is not installed here")
-def test_docker_compose_config_is_valid():
+COMPOSE_CMD = _compose_command()
+
+
+@pytest.mark.skipif(COMPOSE_CMD is None, reason="no docker compose client is installed here")
+def test_docker_compose_config_is_valid_and_refuses_an_open_flower():
     env = {**os.environ, "POSTGRES_PASSWORD": "x", "FLOWER_BASIC_AUTH": "a:b"}
-    subprocess.run(["docker", "compose", "config", "--quiet"], cwd=ROOT, env=env, check=True)
+    subprocess.run([*COMPOSE_CMD, "config", "--quiet"], cwd=ROOT, env=env, check=True)
+    del env["FLOWER_BASIC_AUTH"]
+    refused = subprocess.run([*COMPOSE_CMD, "config", "--quiet"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert refused.returncode != 0 and "FLOWER_BASIC_AUTH" in refused.stdout + refused.stderr
