@@ -28,16 +28,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import psycopg  # noqa: E402
 from sqlalchemy import insert  # noqa: E402
 
 from reasongen.bootstrap import bootstrap  # noqa: E402
 from reasongen.settings import Settings  # noqa: E402
-from storage.migrate import upgrade  # noqa: E402
+from benchdb import fresh_database  # noqa: E402
 from storage.models import Draft, Record  # noqa: E402
 
 TARGET_S = 10.0
-ADMIN = os.environ.get("REASONGEN_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 FIELDS = ("quality-engineering", "machine-learning", "math", "general")
 TEXTS = {
     "en": ("Explain step {i} of the inspection plan for lot {j}.", "The lot has {j} parts from line {k}."),
@@ -160,12 +158,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--drafts", type=int, default=100_000)
     args = parser.parse_args()
-    name = f"rgbench_build_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
-    try:
-        upgrade(url)
+    with fresh_database("rgbench_build") as url:
         t0 = time.perf_counter()
         fill(url, args.drafts)
         print(f"inserted {args.drafts:,} records + approved drafts in {time.perf_counter() - t0:.1f} s (not timed)")
@@ -185,9 +178,6 @@ def main() -> None:
         print(f"competitor (datasets writers only, in-process): {theirs:.2f} s")
         print(f"ratio competitor/ours: {theirs / ours:.2f}x   target {TARGET_S:.0f} s: "
               f"{'met' if ours < TARGET_S else 'MISSED'} ({ours / TARGET_S:.0%} of budget)")
-    finally:
-        with psycopg.connect(ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

@@ -32,7 +32,6 @@ from typing import Any, Iterator
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import psycopg  # noqa: E402
 import redis  # noqa: E402
 from sqlalchemy import func, insert, select  # noqa: E402
 
@@ -40,29 +39,14 @@ from generation.restructure import restructure  # noqa: E402
 from generation.templates import load_template  # noqa: E402
 from reasongen.bootstrap import Wiring, bootstrap  # noqa: E402
 from reasongen.settings import Settings  # noqa: E402
-from storage.migrate import upgrade  # noqa: E402
+from benchdb import fresh_database  # noqa: E402
 from storage.models import Batch, Draft, Record, WorkerHeartbeat  # noqa: E402
 from workers import dispatch  # noqa: E402
 from workers.app import queue_name  # noqa: E402
 from workers.planning import BatchRequest, plan_batch  # noqa: E402
 
-PG_ADMIN = os.environ.get("REASONGEN_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS = os.environ.get("REASONGEN_BENCH_REDIS", "redis://127.0.0.1:6379/12")
 API_KEY = "bench-key-not-secret"
-
-
-@contextmanager
-def fresh_database() -> Iterator[str]:
-    name = f"rg_qbench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
-    try:
-        upgrade(url)
-        yield url
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @contextmanager
@@ -216,7 +200,7 @@ def main() -> None:
     p.add_argument("--in-flight", type=int, default=64, help="requests in flight per process (both competitors)")
     args = p.parse_args()
     for part in ("a", "b") if args.part == "all" else (args.part,):
-        with fresh_database() as url:
+        with fresh_database("rg_qbench") as url:
             settings = Settings(database_url=url, broker_url=REDIS, queue_prefix=f"qb{uuid.uuid4().hex[:6]}-",
                                 teacher_concurrency=args.in_flight)
             try:

@@ -16,10 +16,8 @@ import io
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
-import psycopg
 from sqlalchemy import text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,11 +29,10 @@ from generation.templates import load_template  # noqa: E402
 from reasongen.bootstrap import bootstrap  # noqa: E402
 from reasongen.settings import Settings  # noqa: E402
 from review import bulk, exchange  # noqa: E402
-from storage.migrate import upgrade  # noqa: E402
+from benchdb import fresh_database  # noqa: E402
 from storage.models import Record  # noqa: E402
 from storage.repositories.reviews import DraftFilter  # noqa: E402
 
-ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 def seed(wired, n: int) -> None:  # type: ignore[no-untyped-def]
@@ -92,19 +89,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--drafts", type=int, default=5000)
     args = parser.parse_args()
-    name = f"rgbench_review_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = ADMIN.rsplit("/", 1)[0] + f"/{name}"
-    try:
-        upgrade(url)
+    with fresh_database("rgbench_review") as url:
         wired = bootstrap(Settings(database_url=url, broker_url=None))
         seed(wired, args.drafts)
         run(wired, args.drafts)
         wired.close()
-    finally:
-        with psycopg.connect(ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 if __name__ == "__main__":
