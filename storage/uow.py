@@ -1,63 +1,73 @@
 """Unit of work: one session, the repositories over it, and explicit commits.
 
-Nothing is committed unless ``commit()`` is called; leaving the block rolls back what is left.
+Nothing is committed unless ``commit()`` is called; leaving the block rolls back what is left. The
+repositories are plain typed attributes (as in cosmicpython's unit of work), so a type checker follows every
+call; building them is cheap (each only keeps the session).
 """
 
 from __future__ import annotations
 
-from importlib import import_module
 from types import TracebackType
-from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-# name -> "module:Class". Each stage owns one repository module.
-REPOSITORIES = {
-    "records": "storage.repositories.records:RecordRepository",
-    "drafts": "storage.repositories.drafts:DraftRepository",
-    "batches": "storage.repositories.batches:BatchRepository",
-    "reviews": "storage.repositories.reviews:ReviewRepository",
-    "builds": "storage.repositories.builds:BuildRepository",
-    "runs": "storage.repositories.runs:RunRepository",
-}
-
-
-def _load(path: str) -> type:
-    module, _, name = path.partition(":")
-    return getattr(import_module(module), name)
+from storage.repositories.batch_stats import BatchStatsRepository
+from storage.repositories.batches import BatchRepository
+from storage.repositories.builds import BuildRepository
+from storage.repositories.chunks import ChunkRepository
+from storage.repositories.drafts import DraftRepository
+from storage.repositories.followups import FollowupRepository
+from storage.repositories.heartbeats import WorkerRepository
+from storage.repositories.records import RecordRepository
+from storage.repositories.reviews import ReviewRepository
+from storage.repositories.runs import RunRepository
 
 
 class UnitOfWork:
+    records: RecordRepository
+    drafts: DraftRepository
+    batches: BatchRepository
+    chunks: ChunkRepository
+    followups: FollowupRepository
+    batch_stats: BatchStatsRepository
+    heartbeats: WorkerRepository
+    reviews: ReviewRepository
+    builds: BuildRepository
+    runs: RunRepository
+
     def __init__(self, session_factory: sessionmaker[Session]):
         self._factory = session_factory
-        self.session: Session | None = None
-        self._repos: dict[str, Any] = {}
+        self._session: Session | None = None
 
-    def __enter__(self) -> "UnitOfWork":
-        self.session = self._factory()
-        self._repos = {}
+    @property
+    def session(self) -> Session:
+        if self._session is None:
+            raise RuntimeError("UnitOfWork used outside its 'with' block")
+        return self._session
+
+    def __enter__(self) -> UnitOfWork:
+        session = self._session = self._factory()
+        self.records = RecordRepository(session)
+        self.drafts = DraftRepository(session)
+        self.batches = BatchRepository(session)
+        self.chunks = ChunkRepository(session)
+        self.followups = FollowupRepository(session)
+        self.batch_stats = BatchStatsRepository(session)
+        self.heartbeats = WorkerRepository(session)
+        self.reviews = ReviewRepository(session)
+        self.builds = BuildRepository(session)
+        self.runs = RunRepository(session)
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        assert self.session is not None
-        self.session.rollback()
-        self.session.close()
-        self.session = None
-
-    def __getattr__(self, name: str) -> Any:
-        # Repositories are built on first use so a stage only imports what it touches.
-        if name not in REPOSITORIES:
-            raise AttributeError(name)
-        if self.session is None:
-            raise RuntimeError("UnitOfWork used outside its 'with' block")
-        if name not in self._repos:
-            self._repos[name] = _load(REPOSITORIES[name])(self.session)
-        return self._repos[name]
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        session = self.session
+        session.rollback()
+        session.close()
+        self._session = None
 
     def commit(self) -> None:
-        assert self.session is not None
         self.session.commit()
 
     def rollback(self) -> None:
-        assert self.session is not None
         self.session.rollback()

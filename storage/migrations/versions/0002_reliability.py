@@ -1,0 +1,20 @@
+"""issue 10: queue reliability (attempt bases, follow-up/run uniqueness, leases, batch endpoint)
+
+Revision ID: 0002
+Revises: 0001
+"""
+from alembic import op
+import sqlalchemy as sa
+
+revision = '0002'
+down_revision = '0001'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass

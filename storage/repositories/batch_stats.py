@@ -1,0 +1,55 @@
+"""What a batch produced: spend, token totals, commonest errors, and the drafts it is compared against."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import and_, func, select
+
+from storage.models import Chunk, Draft, Record
+from storage.repositories.base import Repository
+
+
+class BatchStatsRepository(Repository):
+    def spend(self, batch_id: int) -> tuple[int, float]:
+        """(tokens, USD) of the drafts this batch wrote."""
+        stmt = select(func.coalesce(func.sum(Draft.prompt_tokens + Draft.completion_tokens), 0),
+                      func.coalesce(func.sum(Draft.cost_usd), 0.0)).where(Draft.batch_id == batch_id)
+        tokens, cost = self.session.execute(stmt).one()
+        return int(tokens), float(cost)
+
+    def draft_totals(self, batch_id: int) -> dict[str, Any]:
+        stmt = select(func.count(), func.coalesce(func.sum(Draft.prompt_tokens), 0),
+                      func.coalesce(func.sum(Draft.completion_tokens), 0),
+                      func.coalesce(func.sum(Draft.cost_usd), 0.0)).where(Draft.batch_id == batch_id)
+        n, prompt, completion, cost = self.session.execute(stmt).one()
+        return dict(drafts=n, prompt_tokens=int(prompt), completion_tokens=int(completion), cost_usd=float(cost))
+
+    def top_errors(self, batch_id: int, limit: int = 5) -> list[tuple[str, int]]:
+        drafts = (select(Draft.error, func.count()).where(Draft.batch_id == batch_id, Draft.error.is_not(None))
+                  .group_by(Draft.error))
+        chunks = (select(Chunk.last_error, func.count())
+                  .where(Chunk.batch_id == batch_id, Chunk.last_error.is_not(None)).group_by(Chunk.last_error))
+        counts = [(str(e), int(n)) for e, n in [*self.session.execute(drafts), *self.session.execute(chunks)]]
+        return sorted(counts, key=lambda p: -p[1])[:limit]
+
+    def current_drafts(self, record_ids: Sequence[int], template_name: str, model: str) -> dict[int, Draft]:
+        stmt = select(Draft).where(Draft.record_id.in_(list(record_ids)), Draft.template_name == template_name,
+                                   Draft.model == model, Draft.is_current.is_(True))
+        return {d.record_id: d for d in self.session.scalars(stmt)}
+
+    def completion_tokens_avg(self, model: str) -> float | None:
+        stmt = select(func.avg(Draft.completion_tokens)).where(Draft.model == model, Draft.error.is_(None))
+        value = self.session.scalar(stmt)
+        return float(value) if value else None
+
+
+    def stale_candidates(self, stmt_ids: Any, template_name: str, model: str) -> list[tuple[Record, Draft | None]]:
+        """Records (from a select of ids) with their current draft for this template and model, if any."""
+        join = and_(Draft.record_id == Record.id, Draft.template_name == template_name, Draft.model == model,
+                    Draft.is_current.is_(True))
+        stmt = (select(Record, Draft).outerjoin(Draft, join)
+                .where(Record.id.in_(stmt_ids.order_by(None).limit(None).subquery().select()))
+                .order_by(Record.id))
+        return [(r, d) for r, d in self.session.execute(stmt)]

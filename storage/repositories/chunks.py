@@ -1,0 +1,130 @@
+"""Chunks: the unit of work and of retry.
+
+Every state change of a chunk is one conditional UPDATE, so two workers (or a worker and the sweeper) racing
+for the same chunk cannot both win.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, insert, or_, select, update
+
+from storage.models import Batch, Chunk
+from storage.repositories.base import Repository
+
+
+class ChunkRepository(Repository):
+    def add(self, batch_id: int, id_lists: Sequence[Sequence[int]], now: datetime) -> list[int]:
+        rows = [dict(batch_id=batch_id, seq=i, record_ids=list(ids), status="queued", enqueued_at=now,
+                     created_at=now, updated_at=now) for i, ids in enumerate(id_lists)]
+        if not rows:
+            return []
+        return list(self.session.scalars(insert(Chunk).returning(Chunk.id), rows))
+
+    def get(self, chunk_id: int) -> Chunk | None:
+        return self.session.get(Chunk, chunk_id)
+
+    def for_batch(self, batch_id: int, statuses: Iterable[str] | None = None) -> Sequence[Chunk]:
+        stmt = select(Chunk).where(Chunk.batch_id == batch_id).order_by(Chunk.seq)
+        if statuses is not None:
+            stmt = stmt.where(Chunk.status.in_(list(statuses)))
+        return self.session.scalars(stmt).all()
+
+    def claim(self, chunk_id: int, owner: str, now: datetime, until: datetime, max_attempts: int) -> bool:
+        """Lease a queued chunk (or one whose lease expired) of a running batch; counts an attempt."""
+        claimable = or_(Chunk.status == "queued", and_(Chunk.status == "leased", Chunk.lease_expires_at < now))
+        stmt = (
+            update(Chunk)
+            .where(Chunk.id == chunk_id, claimable, Chunk.attempts < max_attempts,
+                   Chunk.batch_id.in_(select(Batch.id).where(Batch.status == "running")))
+            .values(status="leased", lease_owner=owner, lease_expires_at=until, attempts=Chunk.attempts + 1,
+                    started_at=func.coalesce(Chunk.started_at, now), updated_at=now)
+        )
+        return self._run(stmt).rowcount == 1
+
+    def renew_lease(self, chunk_id: int, batch_id: int, owner: str, now: datetime, until: datetime,
+                    progress: dict[str, int]) -> bool:
+        """The fence: still ours, and the batch still running? Extends the lease and records progress.
+
+        A batch stopped by its budget still takes results already paid for; a cancelled one takes nothing. The
+        batch row is share-locked until commit, so once a cancel has committed no fenced commit can follow it.
+        """
+        self.session.execute(select(Batch.id).where(Batch.id == batch_id).with_for_update(read=True))
+        running = select(Batch.id).where(Batch.id == batch_id, Batch.status.in_(("running", "stopped")))
+        stmt = (
+            update(Chunk)
+            .where(Chunk.id == chunk_id, Chunk.lease_owner == owner, Chunk.status == "leased",
+                   Chunk.batch_id.in_(running))
+            .values(lease_expires_at=until, updated_at=now, **progress)
+        )
+        return self._run(stmt).rowcount == 1
+
+    def finish(self, chunk_id: int, owner: str | None, now: datetime, *, expired_before: datetime | None = None,
+               **values: Any) -> bool:
+        """Move a leased chunk to its next state: with an owner, only if that owner still holds the lease; with
+        ``expired_before``, only if the lease (whoever holds it) ran out before then."""
+        cond = [Chunk.id == chunk_id, Chunk.status == "leased"]
+        if owner is not None:
+            cond.append(Chunk.lease_owner == owner)
+        if expired_before is not None:
+            cond.append(Chunk.lease_expires_at < expired_before)
+        stmt = update(Chunk).where(*cond).values(lease_owner=None, lease_expires_at=None, updated_at=now, **values)
+        return self._run(stmt).rowcount == 1
+
+    def cancel_queued(self, batch_id: int, now: datetime) -> int:
+        stmt = (update(Chunk).where(Chunk.batch_id == batch_id, Chunk.status == "queued")
+                .values(status="cancelled", finished_at=now, updated_at=now))
+        return self._run(stmt).rowcount or 0
+
+    def requeue_cancelled(self, batch_id: int, now: datetime) -> int:
+        stmt = (update(Chunk).where(Chunk.batch_id == batch_id, Chunk.status == "cancelled")
+                .values(status="queued", finished_at=None, enqueued_at=now, updated_at=now))
+        return self._run(stmt).rowcount or 0
+
+    def record_counts(self, batch_id: int) -> tuple[int, int]:
+        """(records done, records failed) as the chunks last reported them."""
+        stmt = select(func.coalesce(func.sum(Chunk.n_done), 0), func.coalesce(func.sum(Chunk.n_failed), 0)).where(
+            Chunk.batch_id == batch_id)
+        done, failed = self.session.execute(stmt).one()
+        return int(done), int(failed)
+
+    def count(self, batch_id: int) -> dict[str, int]:
+        stmt = select(Chunk.status, func.count()).where(Chunk.batch_id == batch_id).group_by(Chunk.status)
+        return {status: n for status, n in self.session.execute(stmt)}
+
+    def expired_leases(self, now: datetime, batch_id: int | None = None) -> list[tuple[int, int]]:
+        stmt = select(Chunk.id, Chunk.batch_id).where(Chunk.status == "leased", Chunk.lease_expires_at < now)
+        return [tuple(r) for r in self.session.execute(_for_batch(stmt, batch_id))]  # type: ignore[misc]
+
+    def queued_before(self, cutoff: datetime, batch_id: int | None = None) -> list[int]:
+        stmt = (select(Chunk.id).join(Batch, Batch.id == Chunk.batch_id)
+                .where(Chunk.status == "queued", Chunk.enqueued_at < cutoff, Batch.status == "running"))
+        return list(self.session.scalars(_for_batch(stmt, batch_id)))
+
+    def requeue(self, chunk_id: int, now: datetime, *, expired_before: datetime | None = None,
+                enqueued_before: datetime | None = None) -> bool:
+        """Mark a chunk re-sent. Conditional, so of several sweepers exactly one re-sends it."""
+        if expired_before is not None:
+            cond = [Chunk.status == "leased", Chunk.lease_expires_at < expired_before]
+        else:
+            cond = [Chunk.status == "queued", Chunk.enqueued_at < (enqueued_before or now)]
+        stmt = (update(Chunk).where(Chunk.id == chunk_id, *cond)
+                .values(status="queued", lease_owner=None, lease_expires_at=None, enqueued_at=now, updated_at=now))
+        return self._run(stmt).rowcount == 1
+
+    def record_ids(self, batch_id: int) -> list[int]:
+        ids: list[int] = []
+        for chunk in self.for_batch(batch_id):
+            ids.extend(chunk.record_ids)
+        return ids
+
+    def backend_of(self, chunk_id: int) -> str | None:
+        return self.session.scalar(select(Batch.backend).join(Chunk, Chunk.batch_id == Batch.id)
+                                   .where(Chunk.id == chunk_id))
+
+
+def _for_batch(stmt: Any, batch_id: int | None) -> Any:
+    return stmt if batch_id is None else stmt.where(Chunk.batch_id == batch_id)
