@@ -43,7 +43,7 @@ def finalize(uow: UnitOfWork, batch_id: int, now: datetime) -> FollowUp | None:
     commit; ``finished_at`` and ``followup_enqueued_at`` are set once, and only that caller gets the follow-up.
     """
     batch = uow.batches.lock(batch_id)
-    counts = uow.batches.count_chunks(batch_id)
+    counts = uow.chunks.count(batch_id)
     if batch.finished_at is not None or any(counts.get(s) for s in OPEN):
         return None
     if batch.status == "running":
@@ -64,7 +64,7 @@ def stop_batch(wiring: Wiring, batch_id: int, status: str, reason: str) -> bool:
         uow.batches.lock(batch_id)
         changed = uow.batches.set_status(batch_id, status, reason)
         if changed:
-            uow.batches.cancel_queued(batch_id, now)
+            uow.chunks.cancel_queued(batch_id, now)
             finalize(uow, batch_id, now)
         uow.commit()
     return changed
@@ -98,11 +98,11 @@ def reopen(wiring: Wiring, batch_id: int, max_cost: float | None = None, max_tok
             raise ValueError(f"batch {batch_id} is still stopping (chunks finishing a sub-batch); try again shortly")
         batch.max_cost_usd = batch.max_cost_usd if max_cost is None else max_cost
         batch.max_tokens = batch.max_tokens if max_tokens is None else max_tokens
-        reason = budget_reason(batch.max_cost_usd, batch.max_tokens, *uow.batches.spend(batch_id))
+        reason = budget_reason(batch.max_cost_usd, batch.max_tokens, *uow.batch_stats.spend(batch_id))
         if reason:
             raise ValueError(f"batch {batch_id}: {reason}; pass a higher --max-cost or --max-tokens to resume it")
         if batch.status != "running":
             batch.status, batch.status_reason, batch.finished_at = "running", None, None
-            uow.batches.requeue_cancelled(batch_id, utcnow())
+            uow.chunks.requeue_cancelled(batch_id, utcnow())
         uow.commit()
 

@@ -44,10 +44,10 @@ def claim(wiring: Wiring, chunk_id: int, owner: str) -> Lease | None:
     s = wiring.settings
     now = utcnow()
     with wiring.uow() as uow:
-        if not uow.batches.claim(chunk_id, owner, now, now + timedelta(seconds=s.lease_s), s.max_attempts):
+        if not uow.chunks.claim(chunk_id, owner, now, now + timedelta(seconds=s.lease_s), s.max_attempts):
             return None
         uow.commit()
-        chunk = uow.batches.chunk(chunk_id)
+        chunk = uow.chunks.get(chunk_id)
         assert chunk is not None
         return Lease(chunk.id, chunk.batch_id, owner, chunk.attempts, tuple(chunk.record_ids))
 
@@ -110,7 +110,7 @@ def close(wiring: Wiring, lease: Lease, guard: Guard | None, state: str) -> Outc
         batch = uow.batches.lock(lease.batch_id)
         if state == "cancelled" and batch.status == "running":
             return Outcome(lease.chunk_id, "lost")  # stopped because the lease moved on, not the batch
-        if not uow.batches.finish(lease.chunk_id, lease.owner, now, status=state, finished_at=now, **counts):
+        if not uow.chunks.finish(lease.chunk_id, lease.owner, now, status=state, finished_at=now, **counts):
             return Outcome(lease.chunk_id, "lost")
         followup = finalize(uow, lease.batch_id, now)
         if guard:
@@ -128,7 +128,7 @@ def release_after_error(wiring: Wiring, lease: Lease, exc: BaseException) -> Out
         batch = uow.batches.lock(lease.batch_id)
         state = next_state(batch.status, lease.attempts, wiring.settings.max_attempts)
         values = dict(enqueued_at=now) if state == "queued" else dict(finished_at=now)
-        if not uow.batches.finish(lease.chunk_id, lease.owner, now, status=state, last_error=error, **values):
+        if not uow.chunks.finish(lease.chunk_id, lease.owner, now, status=state, last_error=error, **values):
             return Outcome(lease.chunk_id, "lost")
         followup = None if state == "queued" else finalize(uow, lease.batch_id, now)
         uow.commit()

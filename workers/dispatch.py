@@ -63,7 +63,7 @@ def hand_out_followup(wiring: Any, batch_id: int, then: str) -> None:
 
     send_followup(wiring.settings, batch_id, then)
     with wiring.uow() as uow:
-        uow.batches.mark_followup_sent(batch_id, utcnow())
+        uow.followups.mark_sent(batch_id, utcnow())
         uow.commit()
 
 
@@ -73,7 +73,7 @@ def deliver(wiring: Any, outcome: Any) -> None:
         hand_out_followup(wiring, *outcome.followup)
     if outcome.resend:
         with wiring.uow() as uow:
-            backend = uow.batches.backend_of_chunk(outcome.chunk_id) or "fake"
+            backend = uow.chunks.backend_of(outcome.chunk_id) or "fake"
         send_chunks(wiring.settings, [outcome.chunk_id], backend, countdown=1.0)
 
 

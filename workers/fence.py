@@ -73,7 +73,7 @@ class Guard:
     def renew(self, uow: UnitOfWork) -> bool:
         now = utcnow()
         until = now + timedelta(seconds=self.wiring.settings.lease_s)
-        ok = uow.batches.renew_lease(self.lease.chunk_id, self.lease.batch_id, self.lease.owner, now, until,
+        ok = uow.chunks.renew_lease(self.lease.chunk_id, self.lease.batch_id, self.lease.owner, now, until,
                                      self.counts())
         if ok:
             self.report_worker(uow, self.lease.chunk_id)
@@ -83,7 +83,7 @@ class Guard:
         """This worker's heartbeat row: the chunk in hand and the records it has processed."""
         if self.worker:
             seen = self.stats.done + self.stats.failed
-            uow.batches.worker_progress(self.worker, chunk_id, seen - self._reported, utcnow())
+            uow.heartbeats.progress(self.worker, chunk_id, seen - self._reported, utcnow())
             self._reported = seen
 
     def should_stop(self) -> bool:
@@ -102,7 +102,7 @@ class Guard:
         if max_cost is None and max_tokens is None:
             return False
         with self.wiring.uow() as uow:
-            tokens, cost = uow.batches.spend(self.lease.batch_id)
+            tokens, cost = uow.batch_stats.spend(self.lease.batch_id)
         reason = budget_reason(max_cost, max_tokens, tokens, cost)
         if reason is None:
             return False

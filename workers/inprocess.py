@@ -32,7 +32,7 @@ def run_here(wiring: Wiring, batch_id: int, on_progress: Callable[[Totals], None
     """Run every open chunk of a batch in this process (expired leases included); follow-ups too."""
     sweeper.sweep(wiring, batch_id=batch_id, force=True, send=False)
     with wiring.uow() as uow:
-        chunk_ids = [c.id for c in uow.batches.chunks(batch_id, ["queued"])]
+        chunk_ids = [c.id for c in uow.chunks.for_batch(batch_id, ["queued"])]
     backends, totals, outcomes = BackendSource(wiring.settings), Totals(), []
     for chunk_id in chunk_ids:
         report = (lambda s, base=totals: on_progress(base.plus(s))) if on_progress else None
@@ -52,7 +52,7 @@ class FollowupError(RuntimeError):
 
 def _followup(wiring: Wiring, batch_id: int, then: str) -> None:
     with wiring.uow() as uow:  # handed out here and now: nothing for a sweeper to re-send
-        uow.batches.mark_followup_sent(batch_id, utcnow())
+        uow.followups.mark_sent(batch_id, utcnow())
         uow.commit()
     try:
         dispatch.run_followup_here(wiring, batch_id, then)

@@ -52,7 +52,7 @@ def _on_shutdown(sender: Any = None, **_: Any) -> None:
     if hostname:
         try:
             with runtime.current().wiring().uow() as uow:
-                uow.batches.forget_worker(hostname)
+                uow.heartbeats.forget(hostname)
                 uow.commit()
         except Exception:  # noqa: BLE001 - shutting down; the row just goes stale
             log.warning("could not remove heartbeat of %s", hostname)
@@ -78,7 +78,7 @@ def _maintain(info: dict[str, Any]) -> None:
 
 def _beat(rt: runtime.Runtime, info: dict[str, Any]) -> None:
     with rt.wiring().uow() as uow:
-        uow.batches.beat(info["hostname"], utcnow(), queues=info["queues"], pid=info["pid"],
+        uow.heartbeats.beat(info["hostname"], utcnow(), queues=info["queues"], pid=info["pid"],
                          concurrency=info["concurrency"])
         uow.commit()
 

@@ -19,10 +19,10 @@ def _aware(value: datetime | None) -> datetime | None:
 def batch_summary(wiring: Wiring, batch_id: int) -> dict[str, Any]:
     with wiring.uow() as uow:
         batch = uow.batches.get(batch_id)
-        done, failed = uow.batches.record_counts(batch_id)
-        states = uow.batches.count_chunks(batch_id)
-        totals = uow.batches.draft_totals(batch_id)
-        errors = uow.batches.top_errors(batch_id)
+        done, failed = uow.chunks.record_counts(batch_id)
+        states = uow.chunks.count(batch_id)
+        totals = uow.batch_stats.draft_totals(batch_id)
+        errors = uow.batch_stats.top_errors(batch_id)
         return _summary(batch, done, failed, states, totals, errors)
 
 
@@ -55,7 +55,7 @@ def workers_report(wiring: Wiring) -> dict[str, Any]:
     s = wiring.settings
     now = utcnow()
     with wiring.uow() as uow:
-        rows = uow.batches.workers()
+        rows = uow.heartbeats.all()
         live = [_worker(w, now) for w in rows
                 if (now - _aware(w.last_seen)).total_seconds() <= 3 * s.heartbeat_interval_s]  # type: ignore[operator]
     depths = broker.queue_depths(s) if s.broker_url else None

@@ -78,7 +78,7 @@ def plan_batch(wiring: Wiring, req: BatchRequest) -> Planned:
             total_records=len(ids), max_cost_usd=req.max_cost, max_tokens=req.max_tokens, then=req.then,
             started_at=now,
         )
-        chunk_ids = uow.batches.add_chunks(batch.id, split(ids, chunk_size), now)
+        chunk_ids = uow.chunks.add(batch.id, split(ids, chunk_size), now)
         uow.commit()
         return Planned(batch.id, backend.name, chunk_ids, len(ids))
 
@@ -100,9 +100,9 @@ def failed_records(wiring: Wiring, batch_id: int) -> list[int]:
     A retry batch needs no force: a failed draft gives its cache key up to the next attempt."""
     with wiring.uow() as uow:
         batch = uow.batches.get(batch_id)
-        in_failed_chunks = {i for c in uow.batches.chunks(batch_id, ["failed"]) for i in c.record_ids}
-        ids = uow.batches.batch_record_ids(batch_id)
-        status = {i: d.status for i, d in uow.batches.current_drafts(ids, batch.template_name, batch.model).items()}
+        in_failed_chunks = {i for c in uow.chunks.for_batch(batch_id, ["failed"]) for i in c.record_ids}
+        ids = uow.chunks.record_ids(batch_id)
+        status = {i: d.status for i, d in uow.batch_stats.current_drafts(ids, batch.template_name, batch.model).items()}
     return [i for i in ids if status.get(i) == "failed" or (i not in status and i in in_failed_chunks)]
 
 

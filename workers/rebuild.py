@@ -47,7 +47,7 @@ def find_stale(wiring: Wiring, req: BatchRequest) -> list[Stale]:
     with wiring.uow() as uow:
         ds = uow.records.dataset(req.dataset)
         ids = uow.records.select_ids(ds.id, parse_where(req.where))
-        for record, draft in uow.batches.stale_candidates(ids, template.name, backend.model):
+        for record, draft in uow.batch_stats.stale_candidates(ids, template.name, backend.model):
             why = why_stale(record, draft, template.hash)
             if why is None:
                 continue
@@ -61,7 +61,7 @@ def find_stale(wiring: Wiring, req: BatchRequest) -> list[Stale]:
 
 def estimate(wiring: Wiring, model: str, stale: list[Stale]) -> dict[str, Any]:
     with wiring.uow() as uow:
-        per_record = uow.batches.completion_tokens_avg(model) or DEFAULT_COMPLETION_TOKENS
+        per_record = uow.batch_stats.completion_tokens_avg(model) or DEFAULT_COMPLETION_TOKENS
     prompt = sum(s.prompt_tokens for s in stale)
     completion = int(per_record * len(stale))
     price = wiring.settings.prices.get(model)

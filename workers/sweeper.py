@@ -46,18 +46,18 @@ def sweep(wiring: Wiring, *, batch_id: int | None = None, force: bool = False, s
 def _expired(wiring: Wiring, batch_id: int | None, report: SweepReport) -> None:
     now = utcnow()
     with wiring.uow() as uow:
-        expired = uow.batches.expired_leases(now, batch_id)
+        expired = uow.chunks.expired_leases(now, batch_id)
     for chunk_id, owner_batch in expired:
         with wiring.uow() as uow:
             batch = uow.batches.lock(owner_batch)
-            chunk = uow.batches.chunk(chunk_id)
+            chunk = uow.chunks.get(chunk_id)
             if chunk is None or chunk.status != "leased":
                 continue
             state = next_state(batch.status, chunk.attempts, wiring.settings.max_attempts)
             if state == "queued":
-                if uow.batches.requeue(chunk_id, now, expired_before=now):
+                if uow.chunks.requeue(chunk_id, now, expired_before=now):
                     report.requeued.append(chunk_id)
-            elif uow.batches.finish(chunk_id, None, now, expired_before=now, status=state, finished_at=now,
+            elif uow.chunks.finish(chunk_id, None, now, expired_before=now, status=state, finished_at=now,
                                     last_error=_why(chunk.attempts)):
                 (report.failed if state == "failed" else report.cancelled).append(chunk_id)
                 report.followups.extend(filter(None, [finalize(uow, owner_batch, now)]))
@@ -73,7 +73,7 @@ def _lost(wiring: Wiring, batch_id: int | None, force: bool, report: SweepReport
     now = utcnow()
     cutoff = now if force else now - timedelta(seconds=wiring.settings.requeue_after_s)
     with wiring.uow() as uow:
-        candidates = uow.batches.queued_before(cutoff, batch_id)
+        candidates = uow.chunks.queued_before(cutoff, batch_id)
     if not candidates:
         return
     settings = wiring.settings
@@ -82,7 +82,7 @@ def _lost(wiring: Wiring, batch_id: int | None, force: bool, report: SweepReport
         if held is not None and chunk_id in held:
             continue
         with wiring.uow() as uow:
-            if uow.batches.requeue(chunk_id, now, enqueued_before=cutoff):
+            if uow.chunks.requeue(chunk_id, now, enqueued_before=cutoff):
                 report.resent.append(chunk_id)
             uow.commit()
 
@@ -91,10 +91,10 @@ def _unsent_followups(wiring: Wiring, report: SweepReport) -> None:
     now = utcnow()
     cutoff = now - timedelta(seconds=wiring.settings.requeue_after_s)
     with wiring.uow() as uow:
-        candidates = uow.batches.unsent_followups(cutoff)
+        candidates = uow.followups.unsent(cutoff)
     for batch_id, then in candidates:
         with wiring.uow() as uow:
-            if uow.batches.reclaim_followup(batch_id, cutoff, now):
+            if uow.followups.reclaim(batch_id, cutoff, now):
                 report.followups.append((batch_id, then))
             uow.commit()
 
@@ -103,7 +103,7 @@ def _send(wiring: Wiring, report: SweepReport) -> None:
     by_backend: dict[str, list[int]] = {}
     with wiring.uow() as uow:
         for chunk_id in report.requeued + report.resent:
-            by_backend.setdefault(uow.batches.backend_of_chunk(chunk_id) or "fake", []).append(chunk_id)
+            by_backend.setdefault(uow.chunks.backend_of(chunk_id) or "fake", []).append(chunk_id)
     for backend, ids in by_backend.items():
         dispatch.send_chunks(wiring.settings, ids, backend)
     for followup in report.followups:

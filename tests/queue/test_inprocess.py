@@ -68,7 +68,7 @@ def test_max_tokens_stops_the_batch_cleanly_and_says_so(wired, db_url):
         batch = uow.session.get(Batch, 1)
         assert (batch.status, batch.finished_at is not None) == ("stopped", True)
         assert batch.status_reason.startswith("budget reached")
-        states = uow.batches.count_chunks(1)
+        states = uow.chunks.count(1)
     drafted = count(wired, select(func.count()).select_from(Draft))
     assert 0 < drafted < 40 and set(states) <= {"done", "cancelled"} and states["cancelled"] > 0
     refused = cli(db_url, "resume", "1")
@@ -93,7 +93,7 @@ def test_cancel_mid_chunk_writes_nothing_after_the_sub_batch_boundary(wired):
     run_here(wired, planned.batch_id, on_progress=cancel_after_first)
     assert count(wired, select(func.count()).select_from(Draft)) == 2
     with wired.uow() as uow:
-        assert uow.batches.count_chunks(planned.batch_id) == {"cancelled": 2}
+        assert uow.chunks.count(planned.batch_id) == {"cancelled": 2}
         assert uow.session.get(Batch, planned.batch_id).status == "cancelled"
 
 
@@ -109,7 +109,7 @@ def test_retry_failed_reruns_only_failed_records(wired, db_url):
     assert result.exit_code == 0, result.output
     assert '"total": 2' in result.output and '"failed": 0' in result.output
     with wired.uow() as uow:
-        current = uow.batches.current_drafts(ids, "default", "fake-teacher")
+        current = uow.batch_stats.current_drafts(ids, "default", "fake-teacher")
         assert sorted(d.status for d in current.values()) == ["pending"] * 12
     assert count(wired, select(func.count()).select_from(Draft)) == 12  # the retries replaced the failed drafts
     nothing = cli(db_url, "retry-failed", "2")
@@ -126,7 +126,7 @@ def test_poison_chunk_fails_after_max_attempts(wired):
     outcomes = run_here(wired, planned.batch_id)
     assert [o.state for o in outcomes] == ["done", "failed"]
     with wired.uow() as uow:
-        failed = uow.batches.chunks(planned.batch_id, ["failed"])[0]
+        failed = uow.chunks.for_batch(planned.batch_id, ["failed"])[0]
         assert (failed.attempts, failed.last_error) == (3, "RuntimeError: poison record")
         assert uow.session.get(Batch, planned.batch_id).status == "failed"
 

@@ -73,7 +73,7 @@ def test_sigkilled_worker_mid_chunk_batch_still_ends_with_one_draft_per_record(q
     assert batch.status == "done"
     assert_one_draft_per_record(queue_wired, 24)
     with queue_wired.uow() as uow:
-        assert max(c.attempts for c in uow.batches.chunks(batch_id)) == 2  # the killed chunk ran again
+        assert max(c.attempts for c in uow.chunks.for_batch(batch_id)) == 2  # the killed chunk ran again
 
 
 def test_redis_flushed_mid_batch_the_sweeper_completes_it(queue_wired, start_worker, broker_url):
@@ -99,7 +99,7 @@ def test_cancel_stops_running_and_queued_chunks(queue_wired, start_worker):
     batch = wait_for(lambda: finished(queue_wired, batch_id), 30, what="batch end")
     assert batch.status == "cancelled"
     with queue_wired.uow() as uow:
-        assert uow.batches.count_chunks(batch_id) == {"cancelled": 4}
+        assert uow.chunks.count(batch_id) == {"cancelled": 4}
     # The sub-batch in flight when we cancelled was dropped by the fence: nothing was written after.
     assert scalar(queue_wired, select(func.count()).select_from(Draft)) == cancelled_at
 
@@ -117,10 +117,10 @@ def test_poison_chunk_that_kills_its_worker_ends_failed_after_max_attempts(queue
     batch = wait_for(ended_restarting_the_dead, 60, every=0.2, what="batch end")
     assert batch.status == "failed" and "1 chunk(s) failed" in batch.reason
     with queue_wired.uow() as uow:
-        poison = uow.batches.chunks(batch_id, ["failed"])
+        poison = uow.chunks.for_batch(batch_id, ["failed"])
         assert [c.attempts for c in poison] == [queue_wired.settings.max_attempts]
         assert "lease expired" in poison[0].last_error
-        assert uow.batches.count_chunks(batch_id) == {"done": 1, "failed": 1}
+        assert uow.chunks.count(batch_id) == {"done": 1, "failed": 1}
 
 
 def test_followup_is_sent_once_when_two_workers_race_to_finish(queue_wired, start_worker, broker_url):
