@@ -164,6 +164,9 @@ class Draft(TimestampMixin, Base):
             postgresql_where=text("is_current"),
         ),
         Index("ix_drafts_status", "status"),
+        # Keyset pagination of the web review queue (migration 0005).
+        Index("ix_drafts_current_status_id", "status", "id", sqlite_where=text("is_current = 1"),
+              postgresql_where=text("is_current")),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -299,3 +302,71 @@ class WorkerHeartbeat(Base):
     records_processed: Mapped[int] = mapped_column(BigInteger, default=0)
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+# -- web app (issue 15, migration 0005) ------------------------------------------------------------------
+class WebUser(Base):
+    """A person who signs in to the web app: reviewer or admin. Disabled users keep their history."""
+
+    __tablename__ = "web_users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    role: Mapped[str] = mapped_column(String(20))  # reviewer | admin
+    password_hash: Mapped[str | None] = mapped_column(String(200), default=None)
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class WebSession(Base):
+    """A signed-in browser: the cookie holds a random token, the table only its SHA-256."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("web_users.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ApiToken(Base):
+    """A bearer token for scripts (`reasongen users token NAME`); stored as its SHA-256 only."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("web_users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+
+class ReviewRequirement(Base):
+    """How many independent reviewer decisions a dataset's drafts need (absent: one)."""
+
+    __tablename__ = "review_requirements"
+
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True)
+    required_decisions: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class ReviewAssignment(Base):
+    """One reviewer's lease on, then decision about, one draft of a multi-reviewer dataset."""
+
+    __tablename__ = "review_assignments"
+    __table_args__ = (
+        UniqueConstraint("draft_id", "reviewer", name="uq_review_assignments_draft_reviewer"),
+        Index("ix_review_assignments_reviewer", "reviewer", "draft_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    draft_id: Mapped[int] = mapped_column(ForeignKey("drafts.id", ondelete="CASCADE"))
+    reviewer: Mapped[str] = mapped_column(String(200))
+    leased_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    decision: Mapped[str | None] = mapped_column(String(20), default=None)  # approve | reject
+    note: Mapped[str | None] = mapped_column(Text, default=None)
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
