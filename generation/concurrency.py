@@ -1,0 +1,253 @@
+"""Adaptive concurrency: how many requests to keep in flight, learned from latency, timeouts and 429s.
+
+One mechanism for every teacher: a self-hosted server that queues instead of batching (latency grows
+with the queue, requests time out in it), and a rate-limited API (429 bursts, ``Retry-After``). It is
+a gradient limiter after Netflix's concurrency-limits (Gradient2) with a TCP-like slow start:
+
+- every finished request is a sample of its latency (per completion token when the caller gives
+  tokens, so long and short answers compare); the baseline is the lowest sample seen, let drift up a
+  little per window so it follows a server that got slower for good;
+- once a window of samples is in (about as many as the limit, at least ``MIN_WINDOW``), the window's
+  median is compared with the baseline: ``gradient = clamp(tolerance * baseline / median, 0.5, 1)``;
+  in slow start the limit doubles while the gradient is 1, afterwards it moves to
+  ``limit * gradient + sqrt(limit)``, half-way per window (a server that batches keeps a gradient of
+  1 and the limit grows; one that queues sees latency rise with the limit and the limit settles
+  where the queue is a few requests deep);
+- a timeout halves the limit at once, a 429/503 cuts it by a quarter at once and holds every caller
+  back for its ``Retry-After``; a window whose slowest request took more than half the timeout cuts
+  it too, so requests are not left to time out in a server's queue;
+- samples of requests started under an older limit are ignored, so one burst of slow replies or
+  429s is one decrease, not one per reply.
+
+Interface (asyncio, one event loop; not thread-safe)::
+
+    limiter = AdaptiveConcurrency(max_limit=64, initial=4, timeout_s=120)
+    async with limiter.slot() as permit:          # waits while ``in_flight >= limit``
+        reply = await send()
+        permit.record(Outcome.OK, tokens=reply.completion_tokens)
+    # or: permit = await limiter.acquire(); ...; limiter.release(permit, Outcome.TIMEOUT)
+    limiter.limit, limiter.in_flight, limiter.snapshot()
+
+An exception escaping ``slot()`` without a ``record`` is classified by ``classify`` (default: a
+``TimeoutError`` is a timeout, anything else a neutral error that neither grows nor shrinks the limit).
+``adaptive=False`` gives a plain semaphore of ``max_limit`` with the same interface.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import math
+import statistics
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+MIN_WINDOW = 4
+TOLERANCE = 1.5  # latency may rise this much over the baseline before the limit comes down
+BASELINE_DRIFT = 1.02  # per window: the baseline creeps up toward the present, so it can follow a slower server
+TIMEOUT_FRACTION = 0.5  # a request slower than this share of the timeout counts as queueing
+
+
+class Outcome(enum.Enum):
+    OK = "ok"  # a reply: a latency sample
+    TIMEOUT = "timeout"  # the client gave up waiting: cut hard
+    OVERLOAD = "overload"  # 429 or 503: cut, and honour Retry-After
+    ERROR = "error"  # anything else (4xx, 500, dropped connection): neutral
+
+
+@dataclass
+class Permit:
+    """One granted request: when it started and under which limit (its epoch)."""
+
+    started: float
+    epoch: int
+    outcome: Outcome | None = None
+    tokens: int | None = None
+    retry_after_s: float | None = None
+    released: bool = field(default=False, repr=False)
+
+    def record(self, outcome: Outcome, *, tokens: int | None = None, retry_after_s: float | None = None) -> None:
+        self.outcome, self.tokens, self.retry_after_s = outcome, tokens, retry_after_s
+
+
+@dataclass(frozen=True)
+class LimitState:
+    """What ``status``/``workers`` show."""
+
+    limit: int
+    max_limit: int
+    in_flight: int
+    phase: str  # "slow start", "steady", "fixed"
+    baseline_s: float | None  # latency (per token when tokens are given) with no queue
+    recent_s: float | None  # median of the last window
+    reason: str  # why the limit last changed
+    timeouts: int
+    overloads: int
+
+    def as_dict(self) -> dict[str, object]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def default_classify(exc: BaseException) -> Outcome:
+    return Outcome.TIMEOUT if isinstance(exc, TimeoutError) else Outcome.ERROR
+
+
+class AdaptiveConcurrency:
+    def __init__(self, max_limit: int, *, initial: int | None = None, min_limit: int = 1,
+                 timeout_s: float | None = None, adaptive: bool = True, tolerance: float = TOLERANCE,
+                 classify: Callable[[BaseException], Outcome] = default_classify,
+                 clock: Callable[[], float] = time.monotonic):
+        if max_limit < 1 or min_limit < 1 or min_limit > max_limit:
+            raise ValueError(f"need 1 <= min_limit <= max_limit, got {min_limit} and {max_limit}")
+        self.max_limit, self.min_limit, self.adaptive = max_limit, min_limit, adaptive
+        self.timeout_s, self.tolerance, self.classify, self._clock = timeout_s, tolerance, classify, clock
+        start = max_limit if not adaptive or initial is None else initial
+        self._limit = float(min(max_limit, max(min_limit, start)))
+        self.in_flight = 0
+        self._epoch = 0
+        self._slow_start = adaptive
+        self._samples: list[float] = []
+        self._slowest = 0.0
+        self._peak = 0  # most in flight during the window: a limit never reached is not grown
+        self._baseline: float | None = None
+        self._recent: float | None = None
+        self._reason = "fixed" if not adaptive else "start"
+        self._hold_until = 0.0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._wake_handle: asyncio.TimerHandle | None = None
+        self.timeouts = self.overloads = 0
+
+    @property
+    def limit(self) -> int:
+        return max(self.min_limit, int(self._limit))
+
+    def snapshot(self) -> LimitState:
+        phase = "fixed" if not self.adaptive else "slow start" if self._slow_start else "steady"
+        return LimitState(self.limit, self.max_limit, self.in_flight, phase, self._baseline, self._recent,
+                          self._reason, self.timeouts, self.overloads)
+
+    async def acquire(self) -> Permit:
+        if not self._waiters and self._may_start():
+            self._grant()
+            return Permit(self._clock(), self._epoch)
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        self._wake()
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():  # granted, but the caller went away: give it back
+                self.in_flight -= 1
+                self._wake()
+            elif waiter in self._waiters:
+                self._waiters.remove(waiter)
+            raise
+        return Permit(self._clock(), self._epoch)
+
+    def release(self, permit: Permit, outcome: Outcome | None = None, *, tokens: int | None = None,
+                retry_after_s: float | None = None) -> None:
+        if permit.released:
+            return
+        permit.released = True
+        if outcome is not None:
+            permit.record(outcome, tokens=tokens, retry_after_s=retry_after_s)
+        self.in_flight -= 1
+        if self.adaptive:
+            self._learn(permit, self._clock() - permit.started)
+        elif permit.retry_after_s:
+            self._hold(permit.retry_after_s)
+        self._wake()
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[Permit]:
+        permit = await self.acquire()
+        try:
+            yield permit
+        except BaseException as exc:
+            if permit.outcome is None:
+                permit.outcome = Outcome.ERROR if isinstance(exc, asyncio.CancelledError) else self.classify(exc)
+            raise
+        finally:
+            self.release(permit, permit.outcome or Outcome.ERROR)
+
+    # -- learning ----------------------------------------------------------------------------------
+    def _learn(self, permit: Permit, latency: float) -> None:
+        outcome = permit.outcome or Outcome.ERROR
+        if outcome is Outcome.OVERLOAD:
+            self.overloads += 1
+            if permit.retry_after_s:
+                self._hold(permit.retry_after_s)
+            if permit.epoch == self._epoch:
+                self._set(self._limit * 0.75, "server overloaded (429/503)")
+            return
+        if outcome is Outcome.TIMEOUT:
+            self.timeouts += 1
+            if permit.epoch == self._epoch:
+                self._set(self._limit * 0.5, "request timed out")
+            return
+        if outcome is not Outcome.OK or permit.epoch != self._epoch:
+            return
+        self._samples.append(latency / max(1, permit.tokens) if permit.tokens is not None else latency)
+        self._slowest = max(self._slowest, latency)
+        if len(self._samples) >= max(MIN_WINDOW, math.ceil(self._limit)):
+            self._close_window()
+
+    def _close_window(self) -> None:
+        samples, slowest, peak = self._samples, self._slowest, self._peak
+        self._samples, self._slowest, self._peak = [], 0.0, self.in_flight
+        recent = statistics.median(samples)
+        low = min(samples)
+        self._baseline = low if self._baseline is None else min(self._baseline * BASELINE_DRIFT, low)
+        self._recent = recent
+        if self.timeout_s and slowest > self.timeout_s * TIMEOUT_FRACTION:
+            self._set(self._limit * 0.5, f"latency {slowest:.1f}s near the {self.timeout_s:.0f}s timeout")
+            return
+        gradient = max(0.5, min(1.0, self.tolerance * self._baseline / recent)) if recent > 0 else 1.0
+        if gradient >= 1.0 and peak < self.limit:
+            self._reason = "limit not reached: kept"
+            return
+        if self._slow_start and gradient >= 1.0:
+            self._set(self._limit * 2, "latency holds (slow start)")
+            return
+        self._slow_start = False
+        target = self._limit * gradient + math.sqrt(self._limit)
+        ratio = recent / self._baseline if self._baseline else 1.0
+        self._set((self._limit + target) / 2, f"latency {ratio:.1f}x baseline")
+
+    def _set(self, value: float, reason: str) -> None:
+        if reason.startswith(("request timed out", "server overloaded", "latency ")) and value < self._limit:
+            self._slow_start = False
+        value = min(float(self.max_limit), max(float(self.min_limit), value))
+        if value != self._limit:
+            self._epoch += 1
+            self._samples, self._slowest, self._peak = [], 0.0, self.in_flight
+        self._limit, self._reason = value, reason
+
+    # -- waking ------------------------------------------------------------------------------------
+    def _grant(self) -> None:
+        self.in_flight += 1
+        self._peak = max(self._peak, self.in_flight)
+
+    def _may_start(self) -> bool:
+        return self.in_flight < self.limit and self._clock() >= self._hold_until
+
+    def _hold(self, seconds: float) -> None:
+        self._hold_until = max(self._hold_until, self._clock() + seconds)
+
+    def _wake(self) -> None:
+        while self._waiters and self._may_start():
+            waiter = self._waiters.popleft()
+            if waiter.done():
+                continue
+            self._grant()
+            waiter.set_result(None)
+        if self._waiters and self.in_flight < self.limit and self._wake_handle is None:
+            delay = max(0.0, self._hold_until - self._clock())
+            self._wake_handle = asyncio.get_running_loop().call_later(delay, self._rewake)
+
+    def _rewake(self) -> None:
+        self._wake_handle = None
+        self._wake()
