@@ -116,6 +116,18 @@ class Batch(TimestampMixin, Base):
     followup_enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     # Outbox: set once the follow-up message is on the broker; the sweeper re-sends one decided but never sent.
     followup_sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    # The follow-up's own state (pending|running|done|failed) and error, and the lease of the worker running it.
+    followup_status: Mapped[str | None] = mapped_column(String(20), default=None)
+    followup_error: Mapped[str | None] = mapped_column(Text, default=None)
+    followup_owner: Mapped[str | None] = mapped_column(String(200), default=None)
+    followup_lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    # The teacher endpoint (OPENAI_BASE_URL) the batch was made for; never the key.
+    endpoint: Mapped[str | None] = mapped_column(Text, default=None)
+    # Hard budgets: estimated cost of sub-batches in flight, and the spend of work the fence threw away.
+    reserved_usd: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    reserved_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    discarded_usd: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    discarded_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
 
@@ -167,6 +179,8 @@ class Draft(TimestampMixin, Base):
         # Keyset pagination of the web review queue (migration 0005).
         Index("ix_drafts_current_status_id", "status", "id", sqlite_where=text("is_current = 1"),
               postgresql_where=text("is_current")),
+        # Records with identical content share a cache key; each still gets its own draft row (migration 0002).
+        UniqueConstraint("cache_key", "record_id", name="uq_drafts_key_record"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -174,7 +188,9 @@ class Draft(TimestampMixin, Base):
     # Indexed: a batch's progress, spend (budgets) and errors are read by batch id.
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id", ondelete="SET NULL"), default=None,
                                                  index=True)
-    cache_key: Mapped[str] = mapped_column(String(64), unique=True)
+    cache_key: Mapped[str] = mapped_column(String(64))
+    # Set when the text was reused from another record's draft with the same cache key (no second request).
+    shared_from_id: Mapped[int | None] = mapped_column(BigId, default=None)
     record_hash: Mapped[str] = mapped_column(String(64))
     template_name: Mapped[str] = mapped_column(String(200))
     template_hash: Mapped[str] = mapped_column(String(64))
@@ -224,6 +240,8 @@ class Build(Base):
     """A versioned SFT set written from approved drafts, with its manifest and lineage."""
 
     __tablename__ = "builds"
+    # One build per batch follow-up, however often the follow-up is delivered.
+    __table_args__ = (Index("uq_builds_batch", "batch_id", unique=True),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
@@ -242,6 +260,8 @@ class Run(TimestampMixin, Base):
     """A training run of a LoRA adapter on one build."""
 
     __tablename__ = "runs"
+    # One run per batch follow-up; a run is claimed (lease_owner, lease_expires_at) before it trains.
+    __table_args__ = (Index("uq_runs_batch", "batch_id", unique=True),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     build_id: Mapped[int] = mapped_column(ForeignKey("builds.id", ondelete="CASCADE"), index=True)
@@ -254,6 +274,8 @@ class Run(TimestampMixin, Base):
     final_train_loss: Mapped[float | None] = mapped_column(Float, default=None)
     final_eval_loss: Mapped[float | None] = mapped_column(Float, default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
+    lease_owner: Mapped[str | None] = mapped_column(String(200), default=None)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
 
