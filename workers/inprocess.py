@@ -1,20 +1,35 @@
-"""Without a broker: the same chunk code, run here one chunk after another."""
+"""Without a broker: the same chunk code, run here, several chunks at once when the backend can take them.
+
+A teacher keeps ``max_in_flight`` requests open; one chunk of 50 records cannot fill 256 slots, and a chunk
+that drains before the next starts leaves the slots idle at every boundary. So chunks run in *lanes* (threads,
+as a teacher worker runs them): enough that the records in hand always exceed the backend's concurrency, so
+the next chunk's requests are already queued on the backend's slots while the previous chunk commits its
+last sub-batch. Each chunk keeps its own lease, fence and per-sub-batch commits, exactly as on a worker.
+Backends that cannot overlap work (fake, local) get one lane: the old one-after-another order.
+"""
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from generation.run import RunStats
 from reasongen.bootstrap import Wiring
 from workers import dispatch, sweeper
-from workers.batches import utcnow
+from workers.batches import BatchSpec, utcnow
 from workers.chunks import BackendSource, Outcome, process_chunk
+
+log = logging.getLogger(__name__)
+
+MAX_LANES = 12  # each lane holds a database connection while it commits; the default pool has 15
 
 
 @dataclass
 class Totals:
-    """Progress of a whole batch: finished chunks plus the chunk in hand."""
+    """Progress of a whole batch: finished chunks plus the chunks in hand."""
 
     done: int = 0
     failed: int = 0
@@ -28,22 +43,88 @@ class Totals:
                       self.tokens + stats.prompt_tokens + stats.completion_tokens, self.cost_usd + stats.cost_usd)
 
 
+class _Progress:
+    """Totals over every lane, reported from whichever lane just committed."""
+
+    def __init__(self, on_progress: Callable[[Totals], None] | None):
+        self._on_progress = on_progress
+        self._finished = Totals()
+        self._in_hand: dict[int, RunStats] = {}
+        self._lock = threading.Lock()
+
+    def reporter(self, chunk_id: int) -> Callable[[RunStats], None]:
+        def report(stats: RunStats) -> None:
+            with self._lock:
+                self._in_hand[chunk_id] = stats
+                totals = self._sum()
+            if self._on_progress:
+                self._on_progress(totals)
+        return report
+
+    def finished(self, chunk_id: int, stats: RunStats | None) -> None:
+        with self._lock:
+            self._in_hand.pop(chunk_id, None)
+            self._finished = self._finished.plus(stats)
+
+    def _sum(self) -> Totals:
+        totals = self._finished
+        for stats in self._in_hand.values():
+            totals = totals.plus(stats)
+        return totals
+
+
+def lanes_for(backend: object, chunk_records: int) -> int:
+    """Chunks to run at once: one more than it takes for the records in hand to cover the backend's slots."""
+    if not hasattr(backend, "submit"):
+        return 1
+    in_flight = int(getattr(backend, "max_in_flight", 1))
+    return max(1, min(MAX_LANES, -(-in_flight // max(1, chunk_records)) + 1))
+
+
+def _lanes(backends: BackendSource, batch: BatchSpec, chunk_records: int) -> int:
+    try:
+        backend = backends.get(batch)
+    except Exception:  # noqa: BLE001 - each chunk reports it (and counts the attempt), as on a worker
+        return 1
+    return lanes_for(backend, chunk_records)
+
+
 def run_here(wiring: Wiring, batch_id: int, on_progress: Callable[[Totals], None] | None = None) -> list[Outcome]:
     """Run every open chunk of a batch in this process (expired leases included); follow-ups too."""
     sweeper.sweep(wiring, batch_id=batch_id, force=True, send=False)
     with wiring.uow() as uow:
-        chunk_ids = [c.id for c in uow.chunks.for_batch(batch_id, ["queued"])]
-    backends, totals, outcomes = BackendSource(wiring.settings), Totals(), []
-    for chunk_id in chunk_ids:
-        report = (lambda s, base=totals: on_progress(base.plus(s))) if on_progress else None
+        chunks = uow.chunks.for_batch(batch_id, ["queued"])
+        chunk_ids = [c.id for c in chunks]
+        largest = max((len(c.record_ids) for c in chunks), default=1)
+        batch = BatchSpec.of(uow.batches.get(batch_id))
+    backends, progress = BackendSource(wiring.settings), _Progress(on_progress)
+    lanes = _lanes(backends, batch, largest) if chunk_ids else 1
+    log.info("batch %s: %d chunks in %d lane(s)", batch_id, len(chunk_ids), lanes)
+
+    def one(chunk_id: int) -> Outcome:
+        report = progress.reporter(chunk_id)
         outcome = process_chunk(wiring, chunk_id, backends, on_progress=report)
         while outcome.state == "retry":
             outcome = process_chunk(wiring, chunk_id, backends, on_progress=report)
-        totals = totals.plus(outcome.stats)
-        outcomes.append(outcome)
+        progress.finished(chunk_id, outcome.stats)
+        log.info("chunk %s %s: %s", chunk_id, outcome.state, _brief(outcome.stats))
+        return outcome
+
+    if lanes == 1:
+        outcomes = [one(chunk_id) for chunk_id in chunk_ids]
+    else:
+        with ThreadPoolExecutor(lanes, thread_name_prefix="reasongen-lane") as pool:
+            outcomes = list(pool.map(one, chunk_ids))
+    for outcome in outcomes:  # at most one chunk finalised the batch, so at most one follow-up
         if outcome.followup:
             _followup(wiring, *outcome.followup)
     return outcomes
+
+
+def _brief(stats: RunStats | None) -> str:
+    if stats is None:
+        return "no drafts"
+    return f"{stats.done} done, {stats.failed} failed, {stats.skipped} skipped, {stats.records_per_s:.1f} rec/s"
 
 
 class FollowupError(RuntimeError):

@@ -1,0 +1,24 @@
+"""Fixtures for throughput tests: the loopback OpenAI-compatible server, and wiring that talks to it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from generation.backends.openai_stub import StubHandle, start_stub_server
+
+
+@pytest.fixture
+def stub() -> Iterator[Callable[..., tuple[str, StubHandle]]]:
+    handles: list[StubHandle] = []
+
+    def start(**faults: Any) -> tuple[str, StubHandle]:
+        url, handle = start_stub_server(**faults)
+        handles.append(handle)
+        return url, handle
+
+    yield start
+    for handle in handles:
+        handle.stop()
