@@ -19,7 +19,8 @@ WHERE_HELP = "Filters, comma separated: lang=ja,field=math (keys: lang, field, u
 DATASET = typer.Option(..., "--dataset", "-d", help="Dataset name (as ingested).")
 BACKEND = typer.Option("teacher", "--backend", "-b", help=BACKEND_HELP)
 MODEL = typer.Option(None, "--model", "-m", help="Model; default from settings.")
-TEMPLATE = typer.Option("default", "--template", "-t", help="Prompt template name.")
+TEMPLATE = typer.Option("reason", "--template", "-t",
+                        help="Prompt template name (`reasongen templates list`).")
 WHERE = typer.Option(None, "--where", "-w", help=WHERE_HELP)
 CHUNK_SIZE = typer.Option(None, "--chunk-size", min=1, help="Records per chunk (one task each).")
 MAX_COST = typer.Option(None, "--max-cost", min=0, help="Stop the batch at this spend (USD).")

@@ -1,129 +1,147 @@
 """Versioned prompt templates: a name, the file text, and its content hash (part of every cache key).
 
-A template is a text file ``<name>.txt`` with a ``[system]`` and a ``[user]`` section. Lines starting
-with ``#`` are comments (``# version:`` and ``# description:`` are shown by the CLI). Placeholders are
-``{name}`` (``{{``/``}}`` for literal braces); conditional blocks are ``{?cond}...{/?}`` where ``cond``
-is ``name`` (non-empty), ``name=a|b`` or ``name!=a|b``. Users add templates to ``Settings.templates_dir``;
-a file there shadows the built-in one of the same name.
+A prompt template is a file ``<name>.jinja`` with a ``[system]`` and a ``[user]`` section, each a Jinja2
+template (see ``generation.textfiles``); ``# version:`` and ``# description:`` lines before the first section are
+shown by ``reasongen templates list``. Users add templates to ``Settings.templates_dir``; a file there shadows
+the built-in one of the same name. The older ``<name>.txt`` files (``{name}``, ``{?cond}...{/?}``) still load and
+render the same, so drafts written with them keep their lineage; new batches default to ``DEFAULT_TEMPLATE``.
 
-Placeholders: instruction, input, reference_output, lang, language_name, field, uniqueness, note,
-translation_directive, original_instruction, original_input.
+Variables (``VARIABLES``): instruction, input, reference_output, lang, language_name, field, uniqueness, note,
+translation_directive, original_instruction, original_input, key.
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from generation.backends.base import Prompt
 from generation.records import TrainingView
 from generation.restructure import LANGUAGE_NAMES, translation_directive
+from generation.textfiles import TemplateError, TemplateNotFoundError, TextTemplate, find_file, list_files, load_file
+
+__all__ = ["DEFAULT_TEMPLATE", "VARIABLES", "Template", "TemplateError", "TemplateNotFoundError", "load_template",
+           "list_templates", "template_values", "validate_views"]
 
 BUILTIN_DIR = Path(__file__).with_name("templates")
-_BLOCK = re.compile(r"\{\?(\w+)(?:(!?=)([^}]*))?\}(.*?)\{/\?\}\n?", re.DOTALL)
-_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{(\w+)\}")
-
-
-class TemplateNotFoundError(LookupError):
-    pass
-
-
-class TemplateError(ValueError):
-    """A template file that cannot be rendered: the message names the file and the problem."""
+DEFAULT_TEMPLATE = "reason"
+SECTIONS = ("system", "user")
+VARIABLES = ("instruction", "input", "reference_output", "lang", "language_name", "field", "uniqueness", "note",
+             "translation_directive", "original_instruction", "original_input", "key")
+_SAMPLES = (
+    TrainingView(0, "sample-ja", "ja", "i", "x", "y", field="f", uniqueness="high"),
+    TrainingView(0, "sample-en", "en", "i", "", "y"),
+)
 
 
 @dataclass(frozen=True)
 class Template:
-    name: str
-    text: str
-    source: str = "<memory>"
+    """A prompt template: renders a record's ``TrainingView`` (and a reviewer's note) into a ``Prompt``."""
+
+    file: TextTemplate
+
+    @property
+    def name(self) -> str:
+        return self.file.name
+
+    @property
+    def text(self) -> str:
+        return self.file.text
+
+    @property
+    def source(self) -> str:
+        return self.file.source
+
+    @property
+    def syntax(self) -> str:
+        return self.file.syntax
 
     @property
     def hash(self) -> str:
-        return hashlib.sha256(self.text.encode()).hexdigest()
+        return self.file.hash
 
     @property
     def version(self) -> str:
-        return _header(self.text, "version") or self.hash[:12]
+        return self.file.version
 
     @property
     def description(self) -> str:
-        return _header(self.text, "description")
+        return self.file.description
 
     def render(self, view: TrainingView, note: str | None = None) -> Prompt:
-        system, user = _split_sections(self.text, self.source)
-        values = _values(view, note)
-        return Prompt(view=view, system=self._fill(system, values), user=self._fill(user, values))
+        try:
+            parts = self.file.render(template_values(view, note, legacy=self.syntax == "legacy"))
+        except TemplateError as exc:
+            raise TemplateError(f"record {view.key}: {exc}") from exc
+        return Prompt(view=view, system=parts["system"], user=parts["user"])
 
-    def _fill(self, text: str, values: dict[str, str]) -> str:
-        text = _BLOCK.sub(lambda m: m.group(4) if _holds(m, values) else "", text)
-        unknown = sorted(set(_PLACEHOLDER.findall(text)) - set(values) - {""})
-        if unknown:
-            raise TemplateError(f"{self.source}: unknown placeholder(s) {unknown}; known: {sorted(values)}")
-        # One pass, so braces inside values (a reviewer's note, say) are never read as template syntax.
-        return _PLACEHOLDER.sub(lambda m: values[m.group(1)] if m.group(1) else m.group(0)[0], text).strip()
-
-
-def _holds(match: re.Match[str], values: dict[str, str]) -> bool:
-    name, op, options = match.group(1), match.group(2), match.group(3)
-    value = values.get(name, "")
-    if op is None:
-        return bool(value)
-    inside = value in {o.strip() for o in options.split("|")}
-    return inside if op == "=" else not inside
+    @classmethod
+    def from_text(cls, name: str, text: str, syntax: str = "jinja", source: str = "<memory>") -> Template:
+        template = cls(TextTemplate(name, text, source, syntax, SECTIONS))
+        _validate(template)
+        return template
 
 
-def _values(view: TrainingView, note: str | None) -> dict[str, str]:
+def template_values(view: TrainingView, note: str | None = None, *, legacy: bool = False) -> dict[str, str]:
+    """What a template sees. Legacy (.txt) templates had no ``else``, so they read an empty input as "(none)"."""
     return dict(
-        instruction=view.instruction, input=view.input or "(none)", reference_output=view.reference_output,
-        lang=view.lang, language_name=LANGUAGE_NAMES.get(view.lang, view.lang), field=view.field or "",
+        instruction=view.instruction, input=view.input or ("(none)" if legacy else ""),
+        reference_output=view.reference_output, lang=view.lang,
+        language_name=LANGUAGE_NAMES.get(view.lang, view.lang), field=view.field or "",
         uniqueness=view.uniqueness or "", note=(note or "").strip(),
         translation_directive=translation_directive(view.lang) if view.lang != "en" else "",
-        original_instruction=view.original_instruction, original_input=view.original_input,
+        original_instruction=view.original_instruction, original_input=view.original_input, key=view.key,
     )
-
-
-def _header(text: str, key: str) -> str:
-    match = re.search(rf"^#\s*{key}:\s*(.+)$", text, re.MULTILINE)
-    return match.group(1).strip() if match else ""
-
-
-def _split_sections(text: str, source: str) -> tuple[str, str]:
-    body = "\n".join(line for line in text.splitlines() if not line.startswith("#"))
-    if "[system]" not in body or "[user]" not in body:
-        raise TemplateError(f"{source}: a template needs a [system] section and a [user] section")
-    _, _, rest = body.partition("[system]")
-    system, _, user = rest.partition("[user]")
-    return system, user
 
 
 def template_dirs(templates_dir: Path | None = None) -> list[Path]:
     return [Path(d) for d in filter(None, [templates_dir, BUILTIN_DIR])]
 
 
-def load_template(name: str = "default", templates_dir: Path | None = None) -> Template:
-    for folder in template_dirs(templates_dir):
-        path = folder / f"{name}.txt"
-        if path.is_file():
-            template = Template(name=name, text=path.read_text(encoding="utf-8"), source=str(path))
-            _validate(template)
-            return template
-    known = ", ".join(t.name for t in list_templates(templates_dir)) or "none"
-    raise TemplateNotFoundError(f"No template named {name!r} (known: {known})")
+def load_template(name: str = DEFAULT_TEMPLATE, templates_dir: Path | None = None) -> Template:
+    """The named template, checked: sections present, Jinja2 syntax, only known variables, renders non-empty."""
+    path = find_file(name, template_dirs(templates_dir))
+    if path is None:
+        known = ", ".join(t.name for t in list_templates(templates_dir)) or "none"
+        raise TemplateNotFoundError(f"No template named {name!r} (known: {known})")
+    template = Template(load_file(path, SECTIONS))
+    _validate(template)
+    return template
 
 
 def list_templates(templates_dir: Path | None = None) -> list[Template]:
-    """Every template visible from settings, user ones first; a user file shadows a built-in name."""
-    seen: dict[str, Template] = {}
-    for folder in template_dirs(templates_dir):
-        for path in sorted(folder.glob("*.txt")) if folder.is_dir() else []:
-            seen.setdefault(path.stem, Template(path.stem, path.read_text(encoding="utf-8"), str(path)))
-    return list(seen.values())
+    """Every template visible from settings, by name; a user file shadows a built-in name.
+
+    A file that does not parse is left out here; ``load_template`` names its problem."""
+    found: list[Template] = []
+    for path in list_files(template_dirs(templates_dir)):
+        try:
+            found.append(Template(load_file(path, SECTIONS)))
+        except TemplateError:
+            continue
+    return found
 
 
-def _validate(template: Template) -> None:
-    """Render once against a sample so a broken file fails at load, naming the file."""
-    sample = TrainingView(0, "sample", "ja", "i", "x", "y", field="f", uniqueness="high")
-    template.render(sample, note="n")
+def validate_views(template: Template, views: Iterable[TrainingView], notes: dict[int, str] | None = None,
+                   limit: int = 5) -> None:
+    """Render for every view; raise one TemplateError listing up to ``limit`` records that fail (before any request)."""
+    problems: list[str] = []
+    count = 0
+    for view in views:
+        try:
+            template.render(view, (notes or {}).get(view.record_id))
+        except TemplateError as exc:
+            count += 1
+            if len(problems) < limit:
+                problems.append(str(exc))
+    if problems:
+        more = f" (and {count - len(problems)} more)" if count > len(problems) else ""
+        raise TemplateError(f"template {template.name!r} fails for {count} record(s){more}: " + "; ".join(problems))
+
+
+def _validate(template: Template, samples: Sequence[TrainingView] = _SAMPLES) -> None:
+    """Unknown variables (in any branch) and broken renders fail at load, naming the file."""
+    template.file.check_variables(VARIABLES)
+    for view in samples:
+        template.file.render(template_values(view, "n", legacy=template.syntax == "legacy"), allow_empty=SECTIONS)

@@ -23,7 +23,7 @@ class BatchRequest:
     dataset: str
     backend: str = "fake"
     model: str | None = None
-    template: str = "default"
+    template: str = "reason"  # generation.templates.DEFAULT_TEMPLATE (kept literal: no import at module load)
     where: str | None = None
     limit: int | None = None
     chunk_size: int | None = None

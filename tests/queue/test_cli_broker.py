@@ -86,5 +86,5 @@ def test_retry_failed_on_workers_reruns_only_the_failed_records(queue_wired, sta
     retried = json.loads(cli(settings, "retry-failed", str(planned.batch_id), "--wait", "--json").output)
     assert (retried["kind"], retried["total"], retried["done"], retried["failed"]) == ("retry", 2, 2, 0)
     with queue_wired.uow() as uow:
-        current = uow.batch_stats.current_drafts(ids, "default", "fake-teacher")
+        current = uow.batch_stats.current_drafts(ids, "reason", "fake-teacher")
         assert sorted(d.status for d in current.values()) == ["pending"] * 10

@@ -109,7 +109,7 @@ def test_retry_failed_reruns_only_failed_records(wired, db_url):
     assert result.exit_code == 0, result.output
     assert '"total": 2' in result.output and '"failed": 0' in result.output
     with wired.uow() as uow:
-        current = uow.batch_stats.current_drafts(ids, "default", "fake-teacher")
+        current = uow.batch_stats.current_drafts(ids, "reason", "fake-teacher")
         assert sorted(d.status for d in current.values()) == ["pending"] * 12
     assert count(wired, select(func.count()).select_from(Draft)) == 12  # the retries replaced the failed drafts
     nothing = cli(db_url, "retry-failed", "2")

@@ -57,7 +57,7 @@ def test_rebuild_regenerates_stale_records_only(wired, db_url):
     summary = json.loads(done.output)
     assert (summary["kind"], summary["total"], summary["done"]) == ("rebuild", 3, 3)
     with wired.uow() as uow:
-        current = uow.batch_stats.current_drafts(ids, "default", "fake-teacher")
+        current = uow.batch_stats.current_drafts(ids, load_template().name, "fake-teacher")
         record = uow.session.get(Record, ids[2])
         prompt = load_template().render(restructure(record), "Use metric units.")
         assert "Use metric units." in prompt.user
