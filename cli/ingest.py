@@ -128,11 +128,15 @@ def show(
     stale = found.stale
     console.print(f"stale: {stale.total:,} ({stale.never_drafted:,} never drafted, "
                   f"{stale.changed:,} changed since their draft)", highlight=False)
+    if stale.shared:
+        console.print(f"{stale.shared:,} records share a draft with an identical record (one request each group)",
+                      highlight=False)
 
 
 def _breakdown_dict(found: Breakdown) -> dict[str, object]:
     groups = [{"lang": lang, "field": field, "uniqueness": uniq, "records": n} for lang, field, uniq, n in found.groups]
-    stale = {"total": found.stale.total, "never_drafted": found.stale.never_drafted, "changed": found.stale.changed}
+    stale = {"total": found.stale.total, "never_drafted": found.stale.never_drafted, "changed": found.stale.changed,
+             "shared": found.stale.shared}
     return {"dataset": found.dataset, "records": found.records, "groups": groups, "stale": stale}
 
 

@@ -100,7 +100,8 @@ def report(wired: Wiring, batch_id: int, as_json: bool, brief: bool = False) -> 
 def status_line(s: dict[str, Any]) -> str:
     reason = f" ({s['reason']})" if s["reason"] else ""
     return (f"batch {s['batch']} [bold]{s['status']}[/]{reason}: {s['done']} done, {s['failed']} failed, "
-            f"{s['pending']} pending of {s['total']}; {s['tokens']:,} tokens, ${s['cost_usd']:.4f}")
+            f"{s['pending']} pending of {s['total']}; {s['tokens']:,} tokens, ${s['cost_usd']:.4f}"
+            + (f"; {s['shared']} shared an identical record's draft" if s.get("shared") else ""))
 
 
 def status_table(summaries: list[dict[str, Any]]) -> Table:

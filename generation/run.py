@@ -36,6 +36,7 @@ class RunStats:
     done: int = 0
     failed: int = 0
     skipped: int = 0
+    shared: int = 0  # records given a copy of an identical record's draft (counted in skipped or failed too)
     flagged: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -69,6 +70,9 @@ class _Sub:
     views: list[TrainingView]
     keys: dict[int, str]
     results: Future[list[DraftResult]]
+    # Records whose identical twin (same cache key) is requested in this or an earlier sub-batch: they get a
+    # copy of its draft when this sub-batch is saved, instead of a second request.
+    followers: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -83,6 +87,7 @@ class _Run:
     notes: dict[int, str]
     stats: RunStats
     on_progress: Callable[[RunStats], None] | None
+    requested: set[str] = field(default_factory=set)  # cache keys sent in this call
 
 
 def cache_key(record_hash: str, template: Template, backend: Backend, extra: dict[str, Any] | None = None) -> str:
@@ -133,8 +138,22 @@ def _window(backend: Backend, size: int) -> int:
 
 def _start(run: _Run, ids: Sequence[int]) -> _Sub:
     views, keys = _pending_views(run, ids)
-    prompts = [run.template.render(v, run.notes.get(v.record_id)) for v in views]
-    return _Sub(views, keys, _submit(run.backend, prompts))
+    leaders, followers = _dedupe(run, views, keys)
+    prompts = [run.template.render(v, run.notes.get(v.record_id)) for v in leaders]
+    return _Sub(leaders, keys, _submit(run.backend, prompts), followers)
+
+
+def _dedupe(run: _Run, views: list[TrainingView], keys: dict[int, str]) -> tuple[list[TrainingView], dict[int, str]]:
+    """One request per cache key: a record identical to one already requested follows it."""
+    leaders, followers = [], {}
+    for view in views:
+        key = keys[view.record_id]
+        if key in run.requested:
+            followers[view.record_id] = key
+        else:
+            run.requested.add(key)
+            leaders.append(view)
+    return leaders, followers
 
 
 def _submit(backend: Backend, prompts: list[Any]) -> Future[list[DraftResult]]:
@@ -152,9 +171,11 @@ def _finish(run: _Run, sub: _Sub) -> None:
     rows = [_draft_values(run, v, sub.keys[v.record_id], r) for v, r in zip(sub.views, results, strict=True)]
     with run.uow_factory() as uow:
         uow.drafts.add_many(rows)
+        copied = uow.drafts.share(sub.followers, run.batch_id, include_failed=True)
         uow.commit()
     for result in results:
         run.stats.add(result)
+    _count_shared(run.stats, copied)
     if run.on_progress:
         run.on_progress(run.stats)
 
@@ -163,10 +184,21 @@ def _pending_views(run: _Run, ids: Sequence[int]) -> tuple[list[TrainingView], d
     with run.uow_factory() as uow:
         views = [restructure(r) for r in uow.records.by_ids(ids)]
         keys = {v.record_id: cache_key(v.content_hash, run.template, run.backend, _extra(v, run)) for v in views}
-        done = uow.drafts.existing_keys(keys.values())
-    todo = [v for v in views if keys[v.record_id] not in done]
-    run.stats.skipped += len(views) - len(todo)
+        done = uow.drafts.drafted(keys)
+        copied = {} if run.force else uow.drafts.share({r: k for r, k in keys.items() if r not in done},
+                                                        run.batch_id)
+        if copied:
+            uow.commit()
+    todo = [v for v in views if v.record_id not in done and v.record_id not in copied]
+    run.stats.skipped += len(done)
+    _count_shared(run.stats, copied)
     return todo, keys
+
+
+def _count_shared(stats: RunStats, copied: dict[int, bool]) -> None:
+    stats.shared += len(copied)
+    stats.failed += sum(copied.values())
+    stats.skipped += sum(not failed for failed in copied.values())
 
 
 def _extra(view: TrainingView, run: _Run) -> dict[str, Any]:

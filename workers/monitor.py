@@ -23,7 +23,9 @@ def batch_summary(wiring: Wiring, batch_id: int) -> dict[str, Any]:
         states = uow.chunks.count(batch_id)
         totals = uow.batch_stats.draft_totals(batch_id)
         errors = uow.batch_stats.top_errors(batch_id)
-        return _summary(batch, done, failed, states, totals, errors)
+        summary = _summary(batch, done, failed, states, totals, errors)
+        summary["shared"] = uow.batch_stats.shared(batch_id)
+        return summary
 
 
 def _summary(batch: Batch, done: int, failed: int, states: dict[str, int], totals: dict[str, Any],

@@ -26,6 +26,11 @@ class BatchStatsRepository(Repository):
         n, prompt, completion, cost = self.session.execute(stmt).one()
         return dict(drafts=n, prompt_tokens=int(prompt), completion_tokens=int(completion), cost_usd=float(cost))
 
+    def shared(self, batch_id: int) -> int:
+        """Drafts of this batch copied from an identical record's draft (no request of their own)."""
+        stmt = select(func.count()).where(Draft.batch_id == batch_id, Draft.shared_from_id.is_not(None))
+        return int(self.session.scalar(stmt) or 0)
+
     def top_errors(self, batch_id: int, limit: int = 5) -> list[tuple[str, int]]:
         drafts = (select(Draft.error, func.count()).where(Draft.batch_id == batch_id, Draft.error.is_not(None))
                   .group_by(Draft.error))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -29,6 +29,32 @@ class DraftRepository:
         query = select(Draft.cache_key).where(Draft.cache_key.in_(keys), Draft.status != "failed")
         return set(self.session.scalars(query))
 
+    def drafted(self, keys: dict[int, str]) -> set[int]:
+        """Records (of ``{record_id: cache_key}``) that already hold a good draft under their key."""
+        if not keys:
+            return set()
+        pairs = [(k, r) for r, k in keys.items()]
+        query = select(Draft.record_id).where(tuple_(Draft.cache_key, Draft.record_id).in_(pairs),
+                                              Draft.status != "failed")
+        return set(self.session.scalars(query))
+
+    def share(self, keys: dict[int, str], batch_id: int | None, *, include_failed: bool = False) -> dict[int, bool]:
+        """Give records (``{record_id: cache_key}``) a copy of another record's draft with the same key: records
+        with identical content reuse the text, no second request. Returns {record_id: copied draft failed}."""
+        wanted = {r: k for r, k in keys.items()}
+        if not wanted:
+            return {}
+        query = select(Draft).where(Draft.cache_key.in_(set(wanted.values())), Draft.is_current.is_(True))
+        if not include_failed:
+            query = query.where(Draft.status != "failed")
+        sources: dict[str, Draft] = {}
+        for d in self.session.scalars(query.order_by(Draft.id)):
+            sources.setdefault(d.cache_key, d)
+        rows = [_copy_of(sources[k], r, batch_id) for r, k in wanted.items()
+                if k in sources and sources[k].record_id != r]
+        self.add_many(rows)
+        return {row["record_id"]: row["status"] == "failed" for row in rows}
+
     def get(self, draft_id: int) -> Draft | None:
         return self.session.get(Draft, draft_id)
 
@@ -44,11 +70,12 @@ class DraftRepository:
         """
         if not rows:
             return 0
-        keys = [r["cache_key"] for r in rows]
-        self.session.execute(delete(Draft).where(Draft.cache_key.in_(keys), Draft.status == "failed"))
+        pairs = [(r["cache_key"], r["record_id"]) for r in rows]
+        self.session.execute(delete(Draft).where(tuple_(Draft.cache_key, Draft.record_id).in_(pairs),
+                                                 Draft.status == "failed"))
         insert = pg_insert if self.session.get_bind().dialect.name == "postgresql" else sqlite_insert
         stmt = (insert(Draft).values([{**r, "is_current": False} for r in rows])
-                .on_conflict_do_nothing(index_elements=["cache_key"])
+                .on_conflict_do_nothing(index_elements=["cache_key", "record_id"])
                 .returning(Draft.id, Draft.record_id, Draft.template_name, Draft.model))
         new = self.session.execute(stmt).all()
         for (template_name, model), group in _by_template_model(new).items():
@@ -70,6 +97,17 @@ class DraftRepository:
         if current_only:
             query = query.where(Draft.is_current.is_(True))
         return list(self.session.scalars(query))
+
+
+_COPIED = ("record_hash", "template_name", "template_hash", "backend", "model", "params", "transformed_input",
+           "reasoning", "response", "raw_text", "error", "finish_reason", "flags", "is_fake", "cache_key")
+
+
+def _copy_of(source: Draft, record_id: int, batch_id: int | None) -> dict[str, Any]:
+    """A new draft for ``record_id`` with the source's text; nothing was paid for it, so no tokens or cost."""
+    values = {name: getattr(source, name) for name in _COPIED}
+    return dict(values, record_id=record_id, batch_id=batch_id, shared_from_id=source.id,
+                status="failed" if source.status == "failed" else "pending")
 
 
 def _by_template_model(rows: Iterable[Any]) -> dict[tuple[str, str], list[tuple[int, int]]]:

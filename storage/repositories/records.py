@@ -33,6 +33,7 @@ class Staleness:
 
     never_drafted: int = 0
     changed: int = 0
+    shared: int = 0  # not stale: records whose current draft reuses an identical record's text
 
     @property
     def total(self) -> int:
@@ -109,11 +110,12 @@ class RecordRepository:
         current = and_(Draft.record_id == Record.id, Draft.is_current.is_(True))
         has_draft = exists().where(current)
         is_fresh = exists().where(current, Draft.record_hash == Record.content_hash)
+        is_shared = exists().where(current, Draft.shared_from_id.is_not(None))
         stmt = select(
-            func.count().filter(~has_draft), func.count().filter(has_draft, ~is_fresh)
+            func.count().filter(~has_draft), func.count().filter(has_draft, ~is_fresh), func.count().filter(is_shared)
         ).where(Record.dataset_id == dataset_id, Record.deleted_at.is_(None))
-        never, changed = self.session.execute(stmt).one()
-        return Staleness(never or 0, changed or 0)
+        never, changed, shared = self.session.execute(stmt).one()
+        return Staleness(never or 0, changed or 0, shared or 0)
 
     def by_ids(self, ids: Iterable[int]) -> list[Record]:
         ids = list(ids)
