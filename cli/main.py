@@ -7,18 +7,20 @@ from pathlib import Path
 
 import typer
 
+from cli.errors import CliGroup
 from reasongen import __version__
 from reasongen.settings import load_settings
 
 app = typer.Typer(
     name="reasongen",
+    cls=CliGroup,  # the one error layer: `error:` lines and documented exit codes (cli/errors.py)
     help="Generate reasoning drafts for a multilingual (en/ja/zh) SFT dataset, review them, build and train.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,  # locals could hold an API key
 )
 
 # Each module defines register(app). The order is the order of a record's path.
-COMMAND_MODULES = ["db", "ingest", "generate", "queue", "review", "build", "train", "demo"]
+COMMAND_MODULES = ["db", "ingest", "templates", "generate", "queue", "review", "build", "train", "demo"]
 
 
 def _version(value: bool) -> None:
@@ -49,6 +51,8 @@ def root(
     templates_dir: Path = typer.Option(None, "--templates-dir", envvar="REASONGEN_TEMPLATES_DIR", show_default=False,
                                        help="A folder of your own prompt templates."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    debug: bool = typer.Option(False, "--debug", envvar="REASONGEN_DEBUG",
+                               help="Show the traceback of an error (also: REASONGEN_DEBUG=1)."),
 ) -> None:
     ctx.obj = load_settings(
         database_url=database_url, broker_url=broker_url, openai_base_url=openai_base_url,

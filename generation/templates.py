@@ -18,11 +18,11 @@ from pathlib import Path
 
 from generation.backends.base import Prompt
 from generation.records import TrainingView
-from generation.restructure import LANGUAGE_NAMES, translation_directive
+from generation.restructure import LANGUAGE_NAMES, RecordLike, restructure, translation_directive
 from generation.textfiles import TemplateError, TemplateNotFoundError, TextTemplate, find_file, list_files, load_file
 
 __all__ = ["DEFAULT_TEMPLATE", "VARIABLES", "Template", "TemplateError", "TemplateNotFoundError", "load_template",
-           "list_templates", "template_values", "validate_views"]
+           "list_templates", "template_values", "validate_records", "validate_views"]
 
 BUILTIN_DIR = Path(__file__).with_name("templates")
 DEFAULT_TEMPLATE = "reason"
@@ -138,6 +138,11 @@ def validate_views(template: Template, views: Iterable[TrainingView], notes: dic
     if problems:
         more = f" (and {count - len(problems)} more)" if count > len(problems) else ""
         raise TemplateError(f"template {template.name!r} fails for {count} record(s){more}: " + "; ".join(problems))
+
+
+def validate_records(template: Template, records: Iterable[RecordLike], notes: dict[int, str] | None = None) -> None:
+    """``validate_views`` for stored records, as generation will restructure them (about 20 us a record)."""
+    validate_views(template, (restructure(r) for r in records), notes)
 
 
 def _validate(template: Template, samples: Sequence[TrainingView] = _SAMPLES) -> None:

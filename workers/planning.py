@@ -62,6 +62,8 @@ def resolve(wiring: Wiring, req: BatchRequest) -> tuple[Any, Any]:
 
 
 def plan_batch(wiring: Wiring, req: BatchRequest) -> Planned:
+    from generation.templates import validate_records
+
     backend, template = resolve(wiring, req)
     chunk_size = req.chunk_size or wiring.settings.chunk_size
     now = utcnow()
@@ -72,6 +74,8 @@ def plan_batch(wiring: Wiring, req: BatchRequest) -> Planned:
         if not ids:
             raise ValueError(f"No records to generate in dataset {req.dataset!r}"
                              + (f" matching {req.where!r}" if req.where else ""))
+        # Every prompt renders (no unknown variable, no empty section) before any request is sent.
+        validate_records(template, (r for part in split(ids, 5000) for r in uow.records.by_ids(part)), req.notes)
         batch = uow.batches.create(
             dataset_id=ds.id, kind=req.kind, backend=backend.name, model=backend.model, template_name=template.name,
             params=_params(req, template.hash), filters=where, status="running", chunk_size=chunk_size,

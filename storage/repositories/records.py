@@ -122,6 +122,14 @@ class RecordRepository:
         rows = {r.id: r for r in self.session.scalars(select(Record).where(Record.id.in_(ids)))}
         return [rows[i] for i in ids if i in rows]
 
+    def by_key(self, key: str, dataset: str | None = None) -> list[tuple[str, Record]]:
+        """(dataset name, record) of every live record with this key, in one dataset or in all."""
+        stmt = (select(Dataset.name, Record).join(Dataset, Dataset.id == Record.dataset_id)
+                .where(Record.key == key, Record.deleted_at.is_(None)).order_by(Dataset.name))
+        if dataset is not None:
+            stmt = stmt.where(Dataset.name == dataset)
+        return [(name, record) for name, record in self.session.execute(stmt).tuples()]
+
     def select_ids(self, dataset_id: int, where: dict[str, str] | None = None, limit: int | None = None) -> Select:
         """Live (not deleted) record ids of a dataset, filtered, in id order."""
         stmt = select(Record.id).where(Record.dataset_id == dataset_id, Record.deleted_at.is_(None))

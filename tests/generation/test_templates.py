@@ -119,3 +119,61 @@ def test_a_template_that_renders_empty_for_some_record_names_the_records(tmp_pat
     validate_views(template, [JA])
     with pytest.raises(TemplateError, match=r"fails for 1 record\(s\): record k2: .*jaonly\.jinja \[user\] renders empty"):
         validate_views(template, [JA, EN])
+
+
+# --- the CLI, and the check before any request is sent -------------------------------------------------------
+
+def _cli(db_url, *args):  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    return CliRunner().invoke(app, ["--database-url", db_url, *args], env={"COLUMNS": "80"})
+
+
+def test_cli_lists_shows_and_renders_exactly_the_prompt(wired, db_url):
+    from tests.helpers import add_records
+
+    with wired.uow() as uow:
+        add_records(uow, "ds", [{"key": "q1", "lang": "ja", "instruction": "質問", "input": "本文", "output": "答え"}])
+        add_records(uow, "other", [{"key": "q1", "instruction": "Q"}])
+    listed = json.loads(_cli(db_url, "templates", "list", "--json").output)
+    by_name = {t["name"]: t for t in listed}
+    assert by_name["reason"]["default"] and by_name["reason"]["hash"] == load_template().hash
+    assert by_name["default"]["syntax"] == "legacy" and by_name["default"]["version"] == "2"
+    table = _cli(db_url, "templates", "list").output
+    assert all(len(line) <= 80 for line in table.splitlines()) and "reason (default)" in table
+
+    shown = json.loads(_cli(db_url, "templates", "show", "reason", "--json").output)
+    assert "note" in shown["variables"] and shown["text"] == load_template().text
+
+    ambiguous = _cli(db_url, "templates", "render", "reason", "--record", "q1")
+    assert ambiguous.exit_code == 2 and "--dataset" in ambiguous.output
+    rendered = json.loads(_cli(db_url, "templates", "render", "reason", "-r", "q1", "-d", "ds", "--note", "Fix it.",
+                               "--json").output)
+    with wired.uow() as uow:
+        (_, record), = uow.records.by_key("q1", "ds")
+        from generation.restructure import restructure
+
+        expected = load_template().render(restructure(record), "Fix it.")
+    assert (rendered["system"], rendered["user"]) == (expected.system, expected.user)
+    missing = _cli(db_url, "templates", "render", "reason", "-r", "nope")
+    assert missing.exit_code == 2 and "no record with key 'nope'" in missing.output
+
+
+def test_generate_refuses_a_template_that_renders_empty_for_a_record_before_any_request(wired, db_url, tmp_path):
+    from sqlalchemy import func, select
+
+    from storage.models import Batch
+    from tests.helpers import add_records
+
+    (tmp_path / "jaonly.jinja").write_text("[system]\ns\n[user]\n{% if lang == 'ja' %}{{ input }}{% endif %}\n",
+                                           encoding="utf-8")
+    with wired.uow() as uow:
+        add_records(uow, "ds", [{"key": "j1", "lang": "ja", "instruction": "質問", "input": "本文"},
+                                {"key": "e1", "instruction": "Q"}])
+    result = _cli(db_url, "--templates-dir", str(tmp_path), "generate", "-d", "ds", "-b", "fake", "-t", "jaonly")
+    assert result.exit_code == 2
+    assert "fails for 1 record(s): record e1:" in result.output and "renders empty" in result.output
+    with wired.uow() as uow:
+        assert uow.session.scalar(select(func.count()).select_from(Batch)) == 0
