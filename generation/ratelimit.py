@@ -5,11 +5,21 @@ long to sleep until it, so callers are paced proactively (one Redis round trip p
 and the server's limit is never discovered through 429s. ``pause`` pushes every caller back after a 429
 that slipped through anyway (another client on the same key, say). Without Redis the same arithmetic
 runs in-process.
+
+Holding a limit exactly: servers count requests in a window (often one second). Slots are evenly spaced
+(no burst by default) and paced at ``headroom`` of the limit, because a request sent late on its slot (a
+busy event loop) lands in the same window as the on-time ones after it: with slots every 1/r seconds and
+sends up to D late, a window of W seconds can see (W + D) * r of them. At 0.97 of the limit a send may
+be about 30 ms late per second of window before the server sees one too many.
+
+When no limit is given, the limit is learned (:mod:`generation.ratelearn`): unpaced until the server
+answers 429, then paced just under the rate it accepted, probing upward slowly.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import threading
 import time
 from dataclasses import dataclass
@@ -20,11 +30,16 @@ from typing import Any, Protocol
 class Rates:
     requests_per_s: float = 0.0  # 0 = no limit
     tokens_per_s: float = 0.0
-    burst_s: float = 0.1  # how far ahead of the steady pace a caller may run
+    burst_s: float = 0.0  # how far ahead of the steady pace a caller may run (0: one request, evenly spaced)
+    headroom: float = 0.97  # share of the limit actually paced at (see the module doc)
 
     @classmethod
-    def per_minute(cls, rpm: int | None, tpm: int | None, burst_s: float = 0.1) -> "Rates":
+    def per_minute(cls, rpm: int | None, tpm: int | None, burst_s: float = 0.0) -> "Rates":
         return cls((rpm or 0) / 60, (tpm or 0) / 60, burst_s)
+
+    def paced(self) -> "Rates":
+        """The rates the limiter books at: the limits times the headroom."""
+        return Rates(self.requests_per_s * self.headroom, self.tokens_per_s * self.headroom, self.burst_s, 1.0)
 
     @property
     def active(self) -> bool:
@@ -75,7 +90,7 @@ class LocalLimiter:
     """In-process limiter: thread-safe, usable from any event loop."""
 
     def __init__(self, rates: Rates):
-        self.rates = rates
+        self.limits, self.rates = rates, rates.paced()
         self._tat = [0.0, 0.0]
         self._lock = threading.Lock()
 
@@ -151,7 +166,7 @@ class RedisLimiter:
     def __init__(self, rates: Rates, redis_url: str, key: str):
         import redis
 
-        self.rates = rates
+        self.limits, self.rates = rates, rates.paced()
         self.keys = [f"{key}:requests", f"{key}:tokens"]
         self._client = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
         self._acquire = self._client.register_script(_ACQUIRE)
@@ -160,6 +175,8 @@ class RedisLimiter:
     async def acquire(self, tokens: int) -> float:
         rb, tb = self.rates.bursts()
         args = [self.rates.requests_per_s, rb, self.rates.tokens_per_s, tb, tokens]
+        # The wait counts from when the answer is here, not from Redis's clock: late on a slot is safe (the
+        # headroom covers it), early would put two requests where the server expects one.
         wait = float(await asyncio.to_thread(self._acquire, keys=self.keys, args=args))
         if wait:
             await asyncio.sleep(wait)
@@ -174,8 +191,36 @@ class RedisLimiter:
         await asyncio.to_thread(self._shift, keys=self.keys, args=["pause", *self.rates.pause_offsets(seconds)])
 
 
-def make_limiter(rates: Rates, redis_url: str | None = None, key: str = "reasongen:ratelimit") -> Any:
-    """Redis when a URL is given, in-process otherwise, nothing when no limit is set."""
+def limiter_key(base_url: str | None, model: str) -> str:
+    """The Redis key a teacher's limiter uses: one per endpoint and model, never the API key."""
+    return f"reasongen:ratelimit:{hashlib.sha256(f'{base_url}|{model}'.encode()).hexdigest()[:16]}"
+
+
+def learned_limit(redis_url: str | None, base_url: str | None, model: str) -> dict[str, Any] | None:
+    """What the workers sharing Redis learned about this endpoint's rate (for ``status``); None if nothing."""
+    if not redis_url:
+        return None
+    import redis
+
+    from generation.ratelearn import read_learned
+
+    client = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        return read_learned(client, f"{limiter_key(base_url, model)}:learned")
+    except redis.RedisError:
+        return None
+    finally:
+        client.close()
+
+
+def make_limiter(rates: Rates, redis_url: str | None = None, key: str = "reasongen:ratelimit",
+                 learn: bool = False) -> Any:
+    """Redis when a URL is given, in-process otherwise; with no limit set, a learning limiter when ``learn``
+    (the limit is found from the server's 429s), else nothing."""
     if not rates.active:
-        return NoLimit()
+        if not learn:
+            return NoLimit()
+        from generation.ratelearn import LearnedLimiter, RedisLearnedLimiter
+
+        return RedisLearnedLimiter(redis_url, key) if redis_url else LearnedLimiter()
     return RedisLimiter(rates, redis_url, key) if redis_url else LocalLimiter(rates)

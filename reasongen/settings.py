@@ -40,8 +40,19 @@ class Settings(BaseSettings):
     teacher_concurrency: int = Field(default=64, ge=1, validation_alias=_env("REASONGEN_TEACHER_CONCURRENCY"))
     teacher_rpm: int | None = Field(default=None, ge=1, validation_alias=_env("REASONGEN_TEACHER_RPM"))
     teacher_tpm: int | None = Field(default=None, ge=1, validation_alias=_env("REASONGEN_TEACHER_TPM"))
+    # No RPM/TPM given: learn the request rate from the server's 429s (generation/ratelearn.py).
+    teacher_learn_rate: bool = Field(default=True, validation_alias=_env("REASONGEN_TEACHER_LEARN_RATE"))
     teacher_timeout_s: float = Field(default=120.0, gt=0, validation_alias=_env("REASONGEN_TEACHER_TIMEOUT"))
     teacher_max_retries: int = Field(default=6, ge=0, validation_alias=_env("REASONGEN_TEACHER_MAX_RETRIES"))
+    # Self-hosted teachers (generation/concurrency.py, breaker.py, context.py): the concurrency above is the
+    # ceiling; the limit starts at the initial value and follows the server's latency unless adaptive is off.
+    teacher_adaptive: bool = Field(default=True, validation_alias=_env("REASONGEN_TEACHER_ADAPTIVE"))
+    teacher_initial_concurrency: int = Field(default=4, ge=1,
+                                             validation_alias=_env("REASONGEN_TEACHER_INITIAL_CONCURRENCY"))
+    teacher_breaker_threshold: int = Field(default=8, ge=1, validation_alias=_env("REASONGEN_TEACHER_BREAKER"))
+    teacher_context_length: int | None = Field(default=None, ge=256,
+                                               validation_alias=_env("REASONGEN_TEACHER_CONTEXT_LENGTH"))
+    teacher_max_tokens: int = Field(default=1024, ge=16, validation_alias=_env("REASONGEN_TEACHER_MAX_TOKENS"))
     prices: dict[str, tuple[float, float]] = Field(
         default_factory=lambda: dict(DEFAULT_PRICES), validation_alias=_env("REASONGEN_PRICES")
     )
