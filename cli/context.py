@@ -1,4 +1,4 @@
-"""What every command shares: settings from the root options, wiring, and clear errors."""
+"""What every command shares: settings from the root options, wiring, output helpers."""
 
 from __future__ import annotations
 
@@ -11,15 +11,13 @@ from typing import Any, NoReturn
 import typer
 from rich.console import Console
 
+from cli.errors import print_error
 from reasongen.bootstrap import Wiring, bootstrap
+from reasongen.errors import ExitCode
 from reasongen.settings import Settings, load_settings
 
 console = Console()
 err_console = Console(stderr=True)
-
-# Errors whose message is the whole story: printed without a traceback, exit status 2.
-USER_ERRORS: tuple[type[BaseException], ...] = (LookupError, ValueError, RuntimeError, FileNotFoundError)
-
 
 def settings_from(ctx: typer.Context) -> Settings:
     root = ctx.find_root()
@@ -28,26 +26,30 @@ def settings_from(ctx: typer.Context) -> Settings:
     return root.obj
 
 
-def fail(message: str, code: int = 2) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
+def fail(message: str, code: int = ExitCode.BAD_INPUT) -> NoReturn:
+    """A command's own refusal: one `error:` line and the exit status (README "Exit codes")."""
+    print_error(message, err_console)
+    raise typer.Exit(int(code))
 
 
 @contextmanager
 def wiring(ctx: typer.Context, *, check_schema: bool = True) -> Iterator[Wiring]:
-    """Open the database for one command; turn known failures into one clear line."""
-    try:
-        wired = bootstrap(settings_from(ctx), check_schema=check_schema)
-    except USER_ERRORS as exc:
-        fail(str(exc))
+    """Open the database for one command. Failures propagate to the error layer (cli/errors.py), which
+    prints one line with the fix and exits with the documented status."""
+    wired = bootstrap(settings_from(ctx), check_schema=check_schema)
     try:
         yield wired
-    except (typer.Exit, typer.Abort):
-        raise  # click's Exit is a RuntimeError: a command's own exit code is not an error
-    except USER_ERRORS as exc:
-        fail(str(exc))
     finally:
         wired.close()
+
+
+def check_broker(settings: Settings) -> None:
+    """Fail now, in one line, when the broker is unreachable (a worker would retry for minutes)."""
+    from kombu import Connection
+
+    if settings.broker_url:
+        with Connection(settings.broker_url, connect_timeout=3) as conn:
+            conn.ensure_connection(max_retries=1)
 
 
 def print_json(data: Any) -> None:

@@ -10,7 +10,7 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
-from cli.context import console, fail, print_json, settings_from, wiring
+from cli.context import check_broker, console, fail, print_json, settings_from, wiring
 from cli.live import follow, launch, report, run_with_bar, status_table
 from workers import batches, monitor, sweeper
 from workers.planning import Planned, plan_batch, retry_request
@@ -38,6 +38,7 @@ def worker(
         fail(str(exc))
     with wiring(ctx):
         pass  # fail fast, with one clear line, when the database is unreachable or not migrated
+    check_broker(settings)  # likewise when Redis is down (Celery would retry for minutes)
     name = hostname or f"{'+'.join(kinds)}-{os.getpid()}@%h"
     app.worker_main(["worker", "-Q", ",".join(queue_name(settings, k) for k in kinds), "-P", pool, "-c", str(n),
                      "-n", name, "-l", loglevel, "-E", "--without-mingle", "--without-gossip"])

@@ -1,25 +1,25 @@
 """`reasongen review`: list, show, decide (one by one, in bulk, from a spreadsheet), edit, history.
 
-Exit status: 0 done, 1 some rows/drafts could not be decided (each one reported), 2 bad input,
-3 a conflict (the draft changed since it was loaded; nothing was overwritten).
+Exit status (README "Exit codes"): 0 done, 1 some rows could not be applied (each one reported), 2 bad input,
+3 a conflict (the draft changed since it was loaded, or its status does not allow the action; nothing was
+overwritten), 4 no such draft. Several ids that fail for one reason exit with that reason's status.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import typer
 from rich.text import Text
 
 from cli.context import console, err_console, fail, print_json, settings_from, wiring
+from cli.errors import classify, print_error
 from reasongen.bootstrap import Wiring
 from review import bulk, editor, exchange, render, service, terminal, views
 from review.filters import parse_filter
 from review.interactive import Terminal, review_loop
-from review.rules import EDITABLE_FIELDS, ConflictError, ReviewError, target_status
+from review.rules import EDITABLE_FIELDS, TRANSITIONS, ReviewError, target_status
 from storage.repositories.reviews import DraftRow
 
 review_app = typer.Typer(help="Review drafts: approve, reject, edit; bulk and spreadsheet decisions; history.",
@@ -39,19 +39,8 @@ def register(app: typer.Typer) -> None:
     app.add_typer(review_app, name="review")
 
 
-@contextmanager
-def _session(ctx: typer.Context) -> Iterator[Wiring]:
-    """wiring(), plus exit 3 on a conflict."""
-    with wiring(ctx) as wired:
-        try:
-            yield wired
-        except ConflictError as exc:
-            _error(str(exc))
-            raise typer.Exit(3) from None
-
-
 def _error(message: str) -> None:
-    err_console.print(Text(message, "red"), soft_wrap=True)
+    print_error(message, err_console)
 
 
 def _reviewer(ctx: typer.Context, explicit: str | None) -> str:
@@ -71,7 +60,7 @@ def list_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """List current drafts (oldest first)."""
-    with _session(ctx) as wired, wired.uow() as uow:
+    with wiring(ctx) as wired, wired.uow() as uow:
         flt = parse_filter(where, status=status, dataset=dataset, lang=lang, field=field, flag=flag)
         rows, total = uow.reviews.find(flt, limit=limit), uow.reviews.count(flt)
         if as_json:
@@ -84,7 +73,7 @@ def list_cmd(
 def show_cmd(ctx: typer.Context, draft_id: int = typer.Argument(..., metavar="ID"),
              as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Show a draft next to its source record and the restructured prompt."""
-    with _session(ctx) as wired, wired.uow() as uow:
+    with wiring(ctx) as wired, wired.uow() as uow:
         row = service.load(uow, draft_id)
         if as_json:
             print_json(views.draft_dict(row))
@@ -121,7 +110,7 @@ def _decide(ctx: typer.Context, action: str, ids: list[str] | None, where: str |
     if bool(ids) == bool(where):
         fail("give draft ids or --where (not both)")
     name = _reviewer(ctx, reviewer)
-    with _session(ctx) as wired:
+    with wiring(ctx) as wired:
         if where:
             result = bulk.bulk_decide(wired.uow, parse_filter(where), action, name, note=note, dry_run=dry_run)
             return _report_bulk(result, action, dry_run)
@@ -142,6 +131,9 @@ def _decide_one(wired: Wiring, draft_id: int, version: int | None, action: str, 
     try:
         with wired.uow() as uow:
             row = service.load(uow, draft_id, version)
+            if _already(row.draft.status, action):
+                console.print(f"draft {draft_id} is already {row.draft.status}; nothing to do")
+                return None
             if dry_run:
                 target_status(action, row.draft.status, draft_id)
                 console.print(f"would {action} draft {draft_id}")
@@ -155,9 +147,16 @@ def _decide_one(wired: Wiring, draft_id: int, version: int | None, action: str, 
     return None
 
 
+def _already(status: str, action: str) -> bool:
+    """Approving an approved draft (or rejecting a rejected one) is a no-op, not an error."""
+    return action in ("approve", "reject") and TRANSITIONS[action][1] == status
+
+
 def _exit_for(failures: list[ReviewError]) -> None:
-    if failures:
-        raise typer.Exit(3 if any(isinstance(f, ConflictError) for f in failures) else 1)
+    """The failures' common exit status (not found 4, conflict 3, bad input 2), else 1."""
+    codes = {classify(f)[0] for f in failures}
+    if codes:
+        raise typer.Exit(int(codes.pop()) if len(codes) == 1 else 1)
 
 
 def _report_bulk(result: bulk.BulkResult, action: str, dry_run: bool) -> None:
@@ -180,7 +179,7 @@ def auto_cmd(ctx: typer.Context, where: str = WHERE, dry_run: bool = DRY_RUN,
              yes: bool = typer.Option(False, "--yes", help="Really approve them."),
              reviewer: str = REVIEWER) -> None:
     """Approve every pending draft that no check flagged (needs --yes; --dry-run lists them)."""
-    with _session(ctx) as wired:
+    with wiring(ctx) as wired:
         result = bulk.auto_approve(wired.uow, parse_filter(where), _reviewer(ctx, reviewer), dry_run=not yes)
     if not yes and not dry_run:
         fail(f"{len(result.planned)} unflagged pending drafts would be approved; "
@@ -192,7 +191,7 @@ def auto_cmd(ctx: typer.Context, where: str = WHERE, dry_run: bool = DRY_RUN,
 def edit_cmd(ctx: typer.Context, draft_id: int = typer.Argument(..., metavar="ID"), reviewer: str = REVIEWER) -> None:
     """Edit a draft's text in $EDITOR; applied only if nobody changed the draft meanwhile."""
     name = _reviewer(ctx, reviewer)
-    with _session(ctx) as wired:
+    with wiring(ctx) as wired:
         with wired.uow() as uow:
             row = service.load(uow, draft_id)
         target_status("edit", row.draft.status, draft_id)
@@ -230,10 +229,19 @@ def _ask_retry(problem: str) -> bool:
 
 
 @review_app.command("next")
-def next_cmd(ctx: typer.Context, where: str = WHERE, reviewer: str = REVIEWER) -> None:
+def next_cmd(ctx: typer.Context, where: str = WHERE, reviewer: str = REVIEWER,
+             sample: int = typer.Option(None, "--sample", min=1, help="Spot-check N drafts a policy decided "
+                                        "(a reproducible sample) instead of reviewing pending ones."),
+             stratify: str = typer.Option(None, "--stratify", help="With --sample: equal shares per lang, field "
+                                          "and/or uniqueness, e.g. lang,field."),
+             seed: int = typer.Option(0, "--seed", help="With --sample: another seed draws another sample.")) -> None:
     """Review pending drafts one by one: a approve, r reject (with a note), e edit, s skip, q quit."""
     term = Terminal(console=console, read_key=terminal.read_key, read_line=terminal.read_line, edit=_edit_in_editor)
-    with _session(ctx) as wired:
+    if sample:
+        from judging.cli_sample import spot_check
+
+        return spot_check(ctx, term, sample, stratify, seed, where, _reviewer(ctx, reviewer))
+    with wiring(ctx) as wired:
         done = review_loop(wired.uow, parse_filter(where), _reviewer(ctx, reviewer), term)
     console.print("session: " + (", ".join(f"{k} {v}" for k, v in sorted(done.items())) or "no decisions"))
 
@@ -247,7 +255,7 @@ def export_cmd(
     out: Path = typer.Option(None, "--out", help="File to write (default: standard output).", dir_okay=False),
 ) -> None:
     """Export drafts with an empty 'decision' column to fill in (approve/reject/edit/reset) and import."""
-    with _session(ctx) as wired, wired.uow() as uow:
+    with wiring(ctx) as wired, wired.uow() as uow:
         fmt = exchange.format_of(out or Path("-"), fmt or (None if out else "jsonl"))
         flt = parse_filter(where, status=status)
         n = exchange.export_file(uow, flt, out, fmt) if out else exchange.export_drafts(uow, flt, sys.stdout, fmt)
@@ -259,7 +267,7 @@ def import_cmd(ctx: typer.Context, file: Path = typer.Argument(..., exists=True,
                fmt: str = typer.Option(None, "--format", help="jsonl or csv (default: from the file name)."),
                reviewer: str = REVIEWER) -> None:
     """Apply the decisions of an exported file; report every row that could not be applied."""
-    with _session(ctx) as wired:
+    with wiring(ctx) as wired:
         report = exchange.import_decisions(wired.uow, file, _reviewer(ctx, reviewer), fmt)
     for error in report.errors:
         _error(error)
@@ -272,7 +280,7 @@ def import_cmd(ctx: typer.Context, file: Path = typer.Argument(..., exists=True,
 def history_cmd(ctx: typer.Context, draft_id: int = typer.Argument(..., metavar="ID"),
                 as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Who did what to a draft, when, with the text before and after."""
-    with _session(ctx) as wired, wired.uow() as uow:
+    with wiring(ctx) as wired, wired.uow() as uow:
         events = service.history(uow, draft_id)
         if as_json:
             print_json([views.event_dict(e) for e in events])

@@ -53,8 +53,8 @@ def test_approve_reject_and_their_exit_codes(cli, wired, drafts):
     stale = cli("reject", f"{drafts['en-1']}@1", "--note", "late")
     assert stale.exit_code == 3
     assert f"draft {drafts['en-1']} changed since you loaded it (version 1 -> 2 by tester" in stale.stderr
-    illegal = cli("approve", str(drafts["en-bad"]))
-    assert illegal.exit_code == 1 and "its generation failed" in illegal.stderr
+    illegal = cli("approve", str(drafts["en-bad"]))  # its status does not allow it: a conflict, like a stale version
+    assert illegal.exit_code == 3 and "its generation failed" in illegal.stderr
     assert cli("reject", str(drafts["zh-1"])).exit_code == 2  # --note is required
     rejected = cli("reject", str(drafts["zh-1"]), "--note", "Translate first.", "--reviewer", "dana")
     assert rejected.exit_code == 0
@@ -106,7 +106,24 @@ def test_history_json(cli, drafts):
     assert history[1]["before"] == {"status": "rejected", "review_note": "wrong"}
     shown = cli("history", str(drafts["ja-1"]))
     assert "erin" in shown.stdout and "reset" in shown.stdout and "rejected -> pending" in shown.stdout
-    assert cli("history", "999").exit_code == 2
+    assert cli("history", "999").exit_code == 4
+
+
+@pytest.mark.parametrize("args", [("show", "999"), ("history", "999"), ("approve", "999"), ("reset", "999"),
+                                  ("reject", "999", "--note", "x"), ("edit", "999"), ("approve", "998", "999")])
+def test_a_missing_draft_is_exit_4_for_every_command(cli, drafts, args):
+    result = cli(*args)
+    assert result.exit_code == 4, result.output
+    assert result.stderr.startswith("error: no draft 99") and "Traceback" not in result.output
+
+
+def test_approving_an_approved_draft_is_a_no_op_with_a_note(cli, wired, drafts):
+    assert cli("approve", str(drafts["en-1"])).exit_code == 0
+    again = cli("approve", str(drafts["en-1"]))
+    assert again.exit_code == 0, again.output
+    assert f"draft {drafts['en-1']} is already approved; nothing to do" in again.stdout
+    assert draft(wired, drafts["en-1"]).version == 2  # no second decision recorded
+    assert [e.action for e in events(wired, drafts["en-1"])] == ["approve"]
 
 
 # -- edit with a scripted $EDITOR ------------------------------------------------------------------
