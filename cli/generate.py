@@ -41,15 +41,26 @@ def generate(
                                                  help="Records per commit inside a chunk (default: the backend's)."),
     max_cost: Optional[float] = MAX_COST,
     max_tokens: Optional[int] = MAX_TOKENS,
-    then: Optional[str] = typer.Option(None, "--then", help="When the batch completes: build or train (once)."),
+    then: Optional[str] = typer.Option(None, "--then", help="When the batch completes: build or train (once). "
+                                       "With --judge/--policy it waits until none of the batch's drafts is pending "
+                                       "(or `reasongen release BATCH`)."),
+    judge: Optional[str] = typer.Option(None, "--judge", help="Judge each draft right after it is written, in the "
+                                        "same chunk: teacher, local or fake."),
+    judge_model: Optional[str] = typer.Option(None, "--judge-model", help="Judge model (default from settings)."),
+    rubric: str = typer.Option("default", "--rubric", help="Judge rubric name."),
+    policy: Optional[str] = typer.Option(None, "--policy", help="Decide judged drafts with this policy "
+                                         "(reasongen policy set ...)."),
     wait: bool = WAIT,
     as_json: bool = typer.Option(False, "--json", help="Print the batch summary as JSON."),
 ) -> None:
     """Generate reasoning drafts: in-process with a progress bar, or on Celery workers when a broker is set."""
+    from judging.plan import judge_params
+
     req = BatchRequest(dataset=dataset, backend=backend, model=model, template=template, where=where, limit=limit,
                        chunk_size=chunk_size, sub_batch_size=sub_batch_size, max_cost=max_cost, max_tokens=max_tokens,
                        then=then)
     with wiring(ctx) as wired:
+        req.extra_params = judge_params(wired, judge, judge_model, rubric, policy)
         launch(wired, plan_batch(wired, req), wait=wait, as_json=as_json)
 
 

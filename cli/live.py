@@ -101,7 +101,9 @@ def status_line(s: dict[str, Any]) -> str:
     reason = f" ({s['reason']})" if s["reason"] else ""
     return (f"batch {s['batch']} [bold]{s['status']}[/]{reason}: {s['done']} done, {s['failed']} failed, "
             f"{s['pending']} pending of {s['total']}; {s['tokens']:,} tokens, ${s['cost_usd']:.4f}"
-            + (f"; {s['shared']} shared an identical record's draft" if s.get("shared") else ""))
+            + (f"; {s['shared']} shared an identical record's draft" if s.get("shared") else "")
+            + (f"; waiting for review: {s['waiting_for_review']} (decide them, or: reasongen release {s['batch']})"
+               if s.get("waiting_for_review") else ""))
 
 
 def status_table(summaries: list[dict[str, Any]]) -> Table:
@@ -112,6 +114,7 @@ def status_table(summaries: list[dict[str, Any]]) -> Table:
         eta = "-" if s["eta_s"] is None else f"{s['eta_s']:.0f}s"
         error = s["errors"][0]["error"][:60] + f" (x{s['errors'][0]['count']})" if s["errors"] else ""
         status = s["status"] + (f": {s['reason']}" if s["reason"] else "")
+        status += f"; waiting for review: {s['waiting_for_review']}" if s.get("waiting_for_review") else ""
         table.add_row(str(s["batch"]), s["kind"], status, str(s["done"]), str(s["failed"]), str(s["pending"]),
                       chunks, f"{s['records_per_min']:.0f}", f"{s['tokens']:,}", f"${s['cost_usd']:.4f}", eta, error)
     return table

@@ -128,6 +128,9 @@ class Batch(TimestampMixin, Base):
     reserved_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     discarded_usd: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     discarded_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # Quality gate: the batch finished but drafts of it still wait for a person; the follow-up fires when none
+    # remain pending or on `reasongen release` (judging/gate.py).
+    followup_waiting_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
 
@@ -392,3 +395,48 @@ class ReviewAssignment(Base):
     note: Mapped[str | None] = mapped_column(Text, default=None)
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Judgement(Base):
+    """A judge's scores for one draft under one rubric. ``cache_key`` = (draft text, judge, model, rubric hash):
+    the same judge never scores the same draft twice with the same rubric (a failed judgement gives its key up)."""
+
+    __tablename__ = "judgements"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    draft_id: Mapped[int] = mapped_column(BigId, ForeignKey("drafts.id", ondelete="CASCADE"), index=True)
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id", ondelete="SET NULL"), default=None,
+                                                 index=True)
+    cache_key: Mapped[str] = mapped_column(String(64), unique=True)
+    backend: Mapped[str] = mapped_column(String(50))
+    model: Mapped[str] = mapped_column(String(200))
+    rubric_name: Mapped[str] = mapped_column(String(200))
+    rubric_hash: Mapped[str] = mapped_column(String(64))
+    # criterion -> {"score": 1..5, "reason": one sentence}
+    scores: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    overall: Mapped[float | None] = mapped_column(Float, default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    raw_text: Mapped[str | None] = mapped_column(Text, default=None)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    latency_s: Mapped[float] = mapped_column(Float, default=0.0)
+    is_fake: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Policy(TimestampMixin, Base):
+    """Scores and check flags -> approve / reject / leave for people. ``hash`` names this exact definition in the
+    audit trail (reviewer ``policy:NAME@hash``)."""
+
+    __tablename__ = "policies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    approve_min: Mapped[float] = mapped_column(Float)
+    reject_max: Mapped[float] = mapped_column(Float)
+    require_no_flags: Mapped[bool] = mapped_column(Boolean, default=False)
+    judge_backend: Mapped[str | None] = mapped_column(String(50), default=None)
+    judge_model: Mapped[str | None] = mapped_column(String(200), default=None)
+    rubric_name: Mapped[str | None] = mapped_column(String(200), default=None)
+    hash: Mapped[str] = mapped_column(String(64))

@@ -18,6 +18,7 @@ from storage.repositories.chunks import ChunkRepository
 from storage.repositories.drafts import DraftRepository
 from storage.repositories.followups import FollowupRepository
 from storage.repositories.heartbeats import WorkerRepository
+from storage.repositories.judging import JudgementRepository, PolicyRepository
 from storage.repositories.records import RecordRepository
 from storage.repositories.reviews import ReviewRepository
 from storage.repositories.runs import RunRepository
@@ -34,6 +35,8 @@ class UnitOfWork:
     reviews: ReviewRepository
     builds: BuildRepository
     runs: RunRepository
+    judgements: JudgementRepository
+    policies: PolicyRepository
 
     def __init__(self, session_factory: sessionmaker[Session]):
         self._factory = session_factory
@@ -57,6 +60,8 @@ class UnitOfWork:
         self.reviews = ReviewRepository(session)
         self.builds = BuildRepository(session)
         self.runs = RunRepository(session)
+        self.judgements = JudgementRepository(session)
+        self.policies = PolicyRepository(session)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from judging import gate
 from reasongen.bootstrap import Wiring
 from storage.repositories.batches import OPEN
 from storage.uow import UnitOfWork
@@ -52,6 +53,8 @@ def finalize(uow: UnitOfWork, batch_id: int, now: datetime) -> FollowUp | None:
         batch.status_reason = f"{failed} chunk(s) failed after repeated attempts" if failed else None
     batch.finished_at = now
     if batch.status == "done" and batch.then and batch.followup_enqueued_at is None:
+        if not gate.may_fire(uow, batch, now):  # drafts still pending: held for review or `release`
+            return None
         batch.followup_enqueued_at = now
         return (batch.id, batch.then)
     return None

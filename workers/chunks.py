@@ -18,6 +18,7 @@ from typing import Any
 
 from generation.run import RunStats, generate_drafts
 from generation.templates import load_template
+from judging.step import run_judge_step
 from reasongen.bootstrap import Wiring
 from workers.batches import BatchSpec, FollowUp, finalize, utcnow
 from workers.fence import ChunkStopped, Guard, Lease
@@ -92,6 +93,9 @@ def _run(wiring: Wiring, lease: Lease, backends: BackendSource, worker: str | No
     with wiring.uow() as uow:
         batch = BatchSpec.of(uow.batches.get(lease.batch_id))
     guard = Guard(wiring, lease, batch, worker, on_progress)
+    if batch.kind == "judge":  # chunks of draft ids, judged (and decided by a policy) in judging/
+        guard.stats = run_judge_step(wiring, guard, lease, batch) or guard.stats
+        return guard
     template = load_template(batch.template_name, wiring.settings.templates_dir)
     notes = {int(k): v for k, v in (batch.params.get("notes") or {}).items()}
     guard.stats = generate_drafts(
@@ -99,6 +103,8 @@ def _run(wiring: Wiring, lease: Lease, backends: BackendSource, worker: str | No
         notes=notes, sub_batch_size=batch.params.get("sub_batch_size") or wiring.settings.sub_batch_size,
         should_stop=guard.should_stop, on_progress=guard.progress,
     )
+    if batch.params.get("judge") and not guard.stats.stopped:  # generate --judge: judged in the same chunk
+        run_judge_step(wiring, guard, lease, batch)
     return guard
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
+from judging import gate
 from reasongen.bootstrap import Wiring
 from storage.models import Batch
 from workers import broker
@@ -25,6 +26,7 @@ def batch_summary(wiring: Wiring, batch_id: int) -> dict[str, Any]:
         errors = uow.batch_stats.top_errors(batch_id)
         summary = _summary(batch, done, failed, states, totals, errors)
         summary["shared"] = uow.batch_stats.shared(batch_id)
+        summary.update(gate.summary(uow, batch))  # judge spend; "waiting for review: N" behind the gate
         return summary
 
 

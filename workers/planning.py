@@ -36,6 +36,7 @@ class BatchRequest:
     record_ids: Sequence[int] | None = None
     notes: dict[int, str] = field(default_factory=dict)
     parent_batch: int | None = None
+    extra_params: dict[str, Any] = field(default_factory=dict)  # e.g. judge and policy (judging.plan)
 
 
 @dataclass
@@ -95,6 +96,7 @@ def _params(req: BatchRequest, template_hash: str) -> dict[str, Any]:
         params["notes"] = {str(k): v for k, v in req.notes.items()}
     if req.parent_batch is not None:
         params["parent_batch"] = req.parent_batch
+    params.update(req.extra_params)
     return params
 
 

@@ -1,17 +1,21 @@
 """A deterministic, offline backend for demos and for testing everything downstream.
 
-Its drafts are marked fake (``is_fake``) wherever they appear.
+Its drafts are marked fake (``is_fake``) wherever they appear. For ja/zh records it still shows the seed's
+point, read the native text and answer in English: it cannot translate, so the English rendering and the
+English response are visibly marked stand-ins ("[stand-in translation]") that keep the reference's numbers.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Sequence
 from typing import Any
 
 from generation.backends.base import Prompt
 from generation.records import DraftResult
-from generation.restructure import translation_directive
+from generation.restructure import LANGUAGE_NAMES, translation_directive
+from generation.tokens import count_tokens, prompt_tokens
 
 
 class FakeBackend:
@@ -38,13 +42,29 @@ class FakeBackend:
             return DraftResult(error="fake failure requested for this record", raw_text="", finish_reason="error")
         tag = hashlib.sha256(prompt.user.encode()).hexdigest()[:8]
         opening = f"{translation_directive(view.lang)} " if view.lang != "en" else ""
-        transformed = view.input if view.lang == "en" else f"[fake English rendering of {view.lang} input {tag}]"
+        transformed = view.input if view.lang == "en" else _stand_in(view.lang, view.input, "input")
+        response = view.reference_output if view.lang == "en" else _stand_in(view.lang, view.reference_output,
+                                                                            "answer")
         reasoning = (
             f"{opening}The question asks: {view.instruction.strip()} "
             f"Working from the input and the reference answer, the answer follows in a few steps. [fake {tag}]"
         )
         return DraftResult(
-            transformed_input=transformed, reasoning=reasoning, response=view.reference_output,
+            transformed_input=transformed, reasoning=reasoning, response=response,
             raw_text=f"fake:{tag}", finish_reason="stop",
-            prompt_tokens=len(prompt.user) // 4, completion_tokens=len(reasoning) // 4,
+            prompt_tokens=prompt_tokens(prompt),
+            completion_tokens=count_tokens(transformed) + count_tokens(reasoning) + count_tokens(view.reference_output),
         )
+
+
+STAND_IN = "[stand-in translation]"
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
+def _stand_in(lang: str, text: str, what: str) -> str:
+    """An English placeholder for text the fake cannot translate: marked, and keeping the text's numbers."""
+    numbers = _NUMBER.findall(text)
+    kept = f" It keeps the figures {', '.join(numbers)}." if numbers else ""
+    language = LANGUAGE_NAMES.get(lang, lang)
+    return (f"{STAND_IN} An English rendering of the {language} {what} would stand here; the offline fake "
+            f"teacher cannot translate ({len(text)} characters of {language}).{kept}")

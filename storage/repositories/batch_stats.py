@@ -7,17 +7,20 @@ from typing import Any
 
 from sqlalchemy import and_, func, select
 
-from storage.models import Chunk, Draft, Record
+from storage.models import Chunk, Draft, Judgement, Record
 from storage.repositories.base import Repository
 
 
 class BatchStatsRepository(Repository):
     def spend(self, batch_id: int) -> tuple[int, float]:
-        """(tokens, USD) of the drafts this batch wrote."""
+        """(tokens, USD) of the drafts and judgements this batch wrote (budgets cover both)."""
         stmt = select(func.coalesce(func.sum(Draft.prompt_tokens + Draft.completion_tokens), 0),
                       func.coalesce(func.sum(Draft.cost_usd), 0.0)).where(Draft.batch_id == batch_id)
         tokens, cost = self.session.execute(stmt).one()
-        return int(tokens), float(cost)
+        judged = select(func.coalesce(func.sum(Judgement.prompt_tokens + Judgement.completion_tokens), 0),
+                        func.coalesce(func.sum(Judgement.cost_usd), 0.0)).where(Judgement.batch_id == batch_id)
+        j_tokens, j_cost = self.session.execute(judged).one()
+        return int(tokens) + int(j_tokens), float(cost) + float(j_cost)
 
     def draft_totals(self, batch_id: int) -> dict[str, Any]:
         stmt = select(func.count(), func.coalesce(func.sum(Draft.prompt_tokens), 0),
