@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cli.context import console, print_json
+from reasongen.errors import ServiceUnavailable
 from reasongen.bootstrap import Wiring
 from workers import dispatch, monitor
 from workers.app import queue_for_backend
@@ -55,7 +56,7 @@ def send_or_explain(wired: Wiring, planned: Planned) -> None:
         dispatch.send_chunks(wired.settings, planned.chunk_ids, planned.backend)
     except OperationalError as exc:
         reason = str(exc).rstrip(".")
-        raise RuntimeError(f"cannot reach the broker (REASONGEN_BROKER_URL): {reason}. Batch {planned.batch_id} "
+        raise ServiceUnavailable(f"cannot reach the broker (REASONGEN_BROKER_URL): {reason}. Batch {planned.batch_id} "
                            f"is saved; when the broker is back run: reasongen resume {planned.batch_id}") from exc
 
 

@@ -76,11 +76,11 @@ class MissingExtra(ReasongenError, ImportError):
     exit_code = ExitCode.MISSING_EXTRA
 
 
-# Optional modules -> the extra that installs them (pyproject.toml [project.optional-dependencies]).
-EXTRAS: dict[str, str] = {
-    "torch": "local", "transformers": "local", "tokenizers": "local",
-    "trl": "train", "peft": "train", "datasets": "train", "accelerate": "train", "matplotlib": "train",
-    "flower": "all",
+# Optional modules -> the extras that install them (pyproject.toml [project.optional-dependencies]).
+EXTRAS: dict[str, tuple[str, ...]] = {
+    "torch": ("local", "train"), "transformers": ("local", "train"), "tokenizers": ("local", "train"),
+    "trl": ("train",), "peft": ("train",), "datasets": ("train",), "accelerate": ("train",),
+    "matplotlib": ("train",), "flower": ("all",),
 }
 
 
@@ -88,20 +88,20 @@ def install_hint(extra: str) -> str:
     return f"bash scripts/install.sh {extra}   (or: pip install 'reasongen[{extra}]')"
 
 
-def missing_extra(module: str, what: str | None = None) -> MissingExtra:
-    """The error for an optional module that is not installed."""
+def missing_extra(module: str, what: str | None = None, extra: str | None = None) -> MissingExtra:
+    """The error for an optional module that is not installed, naming the extra that brings it."""
     root = module.split(".")[0]
-    extra = EXTRAS.get(root, "all")
-    needs = f"{what} needs" if what else "this command needs"
-    return MissingExtra(f"{needs} the '{extra}' extra ({root} is not installed); install it with: "
-                        f"{install_hint(extra)}")
+    extras = (extra,) if extra else EXTRAS.get(root, ("all",))
+    named = " or ".join(f"'{e}'" for e in extras)
+    return MissingExtra(f"{what or 'this command'} needs {root}, which is not installed (it comes with the {named} "
+                        f"extra); install it with: {install_hint(extras[-1])}")
 
 
-def require(module: str, what: str | None = None) -> None:
+def require(module: str, what: str | None = None, extra: str | None = None) -> None:
     """Import ``module`` or raise :class:`MissingExtra` naming the extra."""
     from importlib import import_module
 
     try:
         import_module(module)
     except ModuleNotFoundError as exc:
-        raise missing_extra(exc.name or module, what) from exc
+        raise missing_extra(exc.name or module, what, extra) from exc

@@ -19,7 +19,7 @@ def test_db_upgrade_creates_schema_and_reports_head(tmp_path):
 def test_db_upgrade_names_the_database_it_could_not_reach():
     url = "postgresql://postgres:hunter2@127.0.0.1:1/nowhere"
     result = runner.invoke(app, ["--database-url", url, "db", "upgrade"])
-    assert result.exit_code == 2
+    assert result.exit_code == 5  # database unavailable (README "Exit codes")
     assert "127.0.0.1:1/nowhere" in result.output and "hunter2" not in result.output
 
 
