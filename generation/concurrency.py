@@ -16,8 +16,8 @@ a gradient limiter after Netflix's concurrency-limits (Gradient2) with a TCP-lik
 - a timeout halves the limit at once, a 429/503 cuts it by a quarter at once and holds every caller
   back for its ``Retry-After``; a window whose slowest request took more than half the timeout cuts
   it too, so requests are not left to time out in a server's queue;
-- samples of requests started under an older limit are ignored, so one burst of slow replies or
-  429s is one decrease, not one per reply.
+- samples of requests started under a higher limit are ignored after a decrease, so one burst of
+  slow replies or 429s is one decrease, not one per reply.
 
 Interface (asyncio, one event loop; not thread-safe)::
 
@@ -221,8 +221,9 @@ class AdaptiveConcurrency:
         if reason.startswith(("request timed out", "server overloaded", "latency ")) and value < self._limit:
             self._slow_start = False
         value = min(float(self.max_limit), max(float(self.min_limit), value))
-        if value != self._limit:
+        if value < self._limit:  # replies to requests sent under the higher limit say nothing about this one
             self._epoch += 1
+        if value != self._limit:
             self._samples, self._slowest, self._peak = [], 0.0, self.in_flight
         self._limit, self._reason = value, reason
 

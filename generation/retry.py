@@ -79,3 +79,13 @@ def redact(text: str, secret: str | None) -> str:
     if secret:
         text = text.replace(secret, "[redacted]")
     return _KEYLIKE.sub("[redacted]", text)
+
+
+def load_outcome(exc: BaseException) -> tuple[str, float | None]:
+    """How a failed request reads to the concurrency limiter: ("timeout" | "overload" | "error", Retry-After)."""
+    cause = retry_cause(exc)
+    if cause == "timeout":
+        return "timeout", None
+    if cause in ("rate_limited", "status_503"):
+        return "overload", retry_after(exc)
+    return "error", None

@@ -22,6 +22,37 @@ REPAIR = ("Your previous reply was not valid JSON ({error}). Reply again with on
           "string fields transformed_input, reasoning and response, and nothing else.")
 
 
+class ModeMemory:
+    """Per process: (base_url, model) -> the structured-output mode the server really honours, and why."""
+
+    def __init__(self) -> None:
+        self._modes: dict[tuple[str, str], tuple[str, str]] = {}
+
+    def get(self, key: tuple[str, str]) -> str:
+        return self._modes.get(key, (MODES[0], ""))[0]
+
+    def reason(self, key: tuple[str, str]) -> str:
+        return self._modes.get(key, (MODES[0], "not yet seen"))[1]
+
+    def set(self, key: tuple[str, str], mode: str, reason: str) -> None:
+        self._modes[key] = (mode, reason)
+
+    def clear(self) -> None:
+        self._modes.clear()
+
+    def describe(self, key: tuple[str, str]) -> str:
+        mode, reason = self._modes.get(key, (MODES[0], ""))
+        return f"{mode} ({reason})" if reason else mode
+
+
+def is_strict_json_object(text: str) -> bool:
+    """What a server that honours response_format returns: the whole reply is one JSON object."""
+    try:
+        return isinstance(orjson.loads(text.strip()), dict)
+    except orjson.JSONDecodeError:
+        return False
+
+
 def messages_for(prompt: Prompt) -> list[dict[str, str]]:
     return [{"role": "system", "content": prompt.system}, {"role": "user", "content": prompt.user}]
 

@@ -22,25 +22,29 @@ from dataclasses import dataclass
 from typing import Any
 
 import openai
+import orjson
 from pydantic import SecretStr
 
 from generation.aio import LoopThread
 from generation.backends.base import Prompt
+from generation import context as ctx
 from generation.backends.chat_format import (
-    MODES, REPAIR, Reply, connections_per_client, describe_error, draft_from, estimate_tokens, format_args,
-    http_client_class, messages_for, pool_limits, raw_response_class,
+    MODES, REPAIR, ModeMemory, Reply, connections_per_client, describe_error, draft_from, estimate_tokens,
+    format_args, http_client_class, is_strict_json_object, messages_for, pool_limits, raw_response_class,
 )
 from generation.backends.client_pool import ClientSlots
-from generation.parse import parse_draft, parse_json_draft
+from generation.breaker import Breaker, CircuitOpen, classify
+from generation.concurrency import AdaptiveConcurrency, LimitState, Outcome
+from generation.parse import parse_draft
 from generation.ratelimit import NoLimit, Rates, make_limiter
 from generation.records import DraftResult
-from generation.retry import Backoff, redact, retry_after, retry_cause
+from generation.retry import Backoff, load_outcome, redact, retry_after, retry_cause
 
 log = logging.getLogger(__name__)
 
 _FORMAT_ERROR = re.compile(r"response_format|json_schema|json_object|structured|schema|grammar", re.IGNORECASE)
-# Per process: (base_url, model) -> the structured-output mode the server accepted last.
-_MODE_MEMORY: dict[tuple[str, str], str] = {}
+# Per process: (base_url, model) -> the structured-output mode the server honours, and why.
+_MODES = ModeMemory()
 
 
 class TeacherFailure(Exception):
@@ -64,18 +68,28 @@ class TeacherBackend:
                  concurrency: int = 64, timeout_s: float = 120.0, max_retries: int = 6, max_tokens: int = 1024,
                  temperature: float = 0.2, seed: int | None = None, prices: dict[str, Any] | None = None,
                  limiter: Any = None, backoff: Backoff = Backoff(), response_mode: str | None = None,
-                 transport: str = "auto"):
+                 transport: str = "auto", adaptive: bool = True, initial_concurrency: int | None = None,
+                 breaker_threshold: int = 8, context_length: int | None = None, **unknown: Any):
+        if unknown:  # options meant for a newer or older version: say so rather than fail a worker
+            log.warning("teacher backend: ignoring unknown options %s", ", ".join(sorted(unknown)))
         self.model, self.base_url = model, base_url
         self._api_key = api_key if isinstance(api_key, SecretStr) or api_key is None else SecretStr(api_key)
         self.concurrency, self.timeout_s, self.max_retries = concurrency, timeout_s, max_retries
         self.max_tokens, self.temperature, self.seed = max_tokens, temperature, seed
         self.price = (prices or {}).get(model)
         self.limiter, self.backoff, self.transport = limiter or NoLimit(), backoff, transport
+        self.adaptive, self.initial_concurrency = adaptive, initial_concurrency
+        self.breaker = Breaker(breaker_threshold)
+        self._context_setting = context_length
+        self._context: ctx.ContextInfo | None = None
+        self.tokens = ctx.TokenCounter(model)
         if response_mode:
-            _MODE_MEMORY[self._mode_key] = response_mode
+            _MODES.set(self._mode_key, response_mode, "configured")
         self.counters: Counter[str] = Counter()
         self._loop = LoopThread("teacher-loop")
         self._sessions: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+        self._limits: weakref.WeakKeyDictionary[Any, AdaptiveConcurrency] = weakref.WeakKeyDictionary()
+        self._last_limit: AdaptiveConcurrency | None = None
         # Entry points rarely close backends: close the pools when this one is collected or the process exits.
         self._finalizer = weakref.finalize(self, _shut_down, self._loop, self._sessions)
 
@@ -86,6 +100,11 @@ class TeacherBackend:
         rates = Rates.per_minute(settings.teacher_rpm, settings.teacher_tpm)
         key = rate_key or f"reasongen:ratelimit:{_digest(f'{settings.openai_base_url}|{model}')}"
         options.setdefault("limiter", make_limiter(rates, settings.effective_redis_url(), key))
+        for option, name in (("adaptive", "teacher_adaptive"), ("initial_concurrency", "teacher_initial_concurrency"),
+                             ("breaker_threshold", "teacher_breaker_threshold"),
+                             ("context_length", "teacher_context_length"), ("max_tokens", "teacher_max_tokens")):
+            if hasattr(settings, name):
+                options.setdefault(option, getattr(settings, name))
         return cls(model, base_url=settings.openai_base_url, api_key=settings.openai_api_key,
                    concurrency=settings.teacher_concurrency, timeout_s=settings.teacher_timeout_s,
                    max_retries=settings.teacher_max_retries, prices=settings.prices, **options)
@@ -102,11 +121,19 @@ class TeacherBackend:
 
     @property
     def response_mode(self) -> str:
-        return _MODE_MEMORY.get(self._mode_key, MODES[0])
+        return _MODES.get(self._mode_key)
+
+    def mode_report(self) -> str:
+        """The structured-output mode requests really run in, and why (recorded on the batch)."""
+        return _MODES.describe(self._mode_key)
 
     @property
     def max_in_flight(self) -> int:
         return self.concurrency
+
+    def concurrency_state(self) -> LimitState | None:
+        """The adaptive limit of the loop that sent last (what status and workers show)."""
+        return self._last_limit.snapshot() if self._last_limit else None
 
     def generate(self, prompts: Sequence[Prompt]) -> list[DraftResult]:
         """Sync entry: the whole sub-batch runs concurrently on the backend's own event loop."""
@@ -136,7 +163,10 @@ class TeacherBackend:
         if loop not in self._sessions:
             per_client = connections_per_client(self.transport, self.concurrency)
             self._sessions[loop] = ClientSlots(self._new_client, self.concurrency, per_client)
-        return self._sessions[loop]
+            self._limits[loop] = AdaptiveConcurrency(self.concurrency, initial=self.initial_concurrency,
+                                                     timeout_s=self.timeout_s, adaptive=self.adaptive)
+        self._last_limit = self._limits[loop]
+        return self._sessions[loop]  # type: ignore[no-any-return]
 
     def _new_client(self, connections: int) -> openai.AsyncOpenAI:
         http = http_client_class(self.transport)(limits=pool_limits(connections), timeout=self.timeout_s)
@@ -162,38 +192,79 @@ class TeacherBackend:
         result.extra.update(attempts=tally.attempts, mode=self.response_mode, priced=self.price is not None)
         return result
 
+    async def context_info(self, client: openai.AsyncOpenAI | None = None) -> ctx.ContextInfo:
+        """Asked once: the server's /v1/models, else the setting, else the model's local config."""
+        if self._context is None:
+            server = None
+            if client is not None and self.base_url:  # OpenAI's own /models says nothing about context
+                try:
+                    async with asyncio.timeout(min(self.timeout_s, 10.0)):
+                        response = await client.get("/models", cast_to=raw_response_class())
+                        server = ctx.from_models_payload(orjson.loads(await response.aread()), self.model)
+                except Exception:  # noqa: BLE001 - a server without /models still serves completions
+                    log.debug("no context length from %s/models", self.base_url, exc_info=True)
+            self._context = ctx.resolve(server, self._context_setting, self.model)
+        return self._context
+
     async def _write(self, client: openai.AsyncOpenAI, messages: list[dict[str, str]], tally: _Tally) -> DraftResult:
+        context = await self.context_info(client)
+        prompt_tokens = self.tokens.count(messages)
         budget = self.max_tokens
+        try:
+            ctx.check_fits(prompt_tokens, budget, context)
+        except ctx.DoesNotFit as exc:
+            raise TeacherFailure(f"not sent: {exc}", finish_reason="too_long") from None
         for round_no in (1, 2):
             reply = await self._complete(client, messages, budget, tally)
+            self.tokens.calibrate(messages, reply.prompt_tokens)
             problem = reply.incomplete_reason()
             if problem is None:
                 break
-            if round_no == 2:
-                raise TeacherFailure(f"{problem} (also with max_tokens={budget})", reply.content,
+            room = ctx.room(prompt_tokens, context)
+            bigger = budget * 2 if room is None else min(budget * 2, room)
+            if round_no == 2 or bigger <= budget:
+                limit = "" if bigger > budget else f"; the {context.length}-token context leaves no room for more"
+                raise TeacherFailure(f"{problem} (max_tokens={budget}{limit})", reply.content,
                                      reply.finish_reason or "error")
             self.counters["budget_retries"] += 1
-            budget *= 2
-        return await self._parsed(client, messages, reply, budget, tally)
+            budget = bigger
+        return await self._parsed(client, messages, reply, budget, tally, context)
 
     async def _parsed(self, client: openai.AsyncOpenAI, messages: list[dict[str, str]], reply: Reply,
-                      budget: int, tally: _Tally) -> DraftResult:
+                      budget: int, tally: _Tally, context: ctx.ContextInfo) -> DraftResult:
         text = reply.content or ""
-        try:
-            return draft_from(self._parse(text), text, reply.finish_reason)
+        self._observe_mode(text)
+        try:  # leniently first, whatever the mode: JSON in prose or fences, labelled sections
+            return draft_from(parse_draft(text), text, reply.finish_reason)
         except ValueError as exc:
             error = str(exc)
-        self.counters["repairs"] += 1
         repair = [*messages, {"role": "assistant", "content": text},
                   {"role": "user", "content": REPAIR.format(error=error[:200])}]
+        try:
+            ctx.check_fits(self.tokens.count(repair), budget, context, "the repair prompt")
+        except ctx.DoesNotFit as exc:
+            raise TeacherFailure(f"malformed reply ({error}); no repair sent: {exc}", text, "malformed") from None
+        self.counters["repairs"] += 1
         fixed = await self._complete(client, repair, budget, tally)
         try:
             return draft_from(parse_draft(fixed.content or ""), fixed.content, fixed.finish_reason)
         except ValueError as exc:
             raise TeacherFailure(f"malformed JSON after one repair attempt: {exc}", text, "malformed") from None
 
-    def _parse(self, text: str) -> dict[str, str]:
-        return parse_draft(text) if self.response_mode == "text" else parse_json_draft(text)
+    def _observe_mode(self, text: str) -> None:
+        """A server that honours response_format replies with bare JSON; one that ignores it shows it at once."""
+        mode = self.response_mode
+        if mode == "text" or not text.strip():
+            return
+        if is_strict_json_object(text):
+            if _MODES.reason(self._mode_key) == "not yet seen":
+                _MODES.set(self._mode_key, mode, "honoured by the server")
+            return
+        if text.lstrip().startswith("{"):  # JSON gone wrong (cut short, a stray comma): not proof of ignoring
+            return
+        _MODES.set(self._mode_key, "text", f"the server ignored response_format {mode}; parsed leniently")
+        self.counters["mode_ignored"] += 1
+        log.warning("%s ignores response_format %s: parsing its replies leniently from now on", self.model, mode)
 
     async def _complete(self, client: openai.AsyncOpenAI, messages: list[dict[str, str]], max_tokens: int,
                         tally: _Tally) -> Reply:
@@ -202,26 +273,61 @@ class TeacherBackend:
             mode = self.response_mode
             try:
                 return await self._request(client, messages, max_tokens, mode, tally)
+            except CircuitOpen as exc:
+                raise TeacherFailure(str(exc), finish_reason="breaker") from None
             except Exception as exc:  # noqa: BLE001 - classified below
                 last = exc
                 if self._fell_back(exc, mode):
                     continue
                 cause = retry_cause(exc)
                 if cause is None:
-                    raise TeacherFailure(describe_error(exc)) from None
+                    raise TeacherFailure(self._describe(exc)) from None
+                if self.breaker.open_reason:  # this very failure opened it: stop retrying now
+                    raise TeacherFailure(self.breaker.open_reason, finish_reason="breaker") from None
                 await self._wait_before_retry(exc, cause, attempt)
-        raise TeacherFailure(f"gave up after {self.max_retries + 1} attempts; last error: {describe_error(last)}")
+        raise TeacherFailure(f"gave up after {self.max_retries + 1} attempts; last error: {self._describe(last)}")
 
     async def _request(self, client: openai.AsyncOpenAI, messages: list[dict[str, str]], max_tokens: int,
                        mode: str, tally: _Tally) -> Reply:
+        self.breaker.check()
         estimate = estimate_tokens(messages) + max_tokens
         await self.limiter.acquire(estimate)
-        tally.attempts += 1
-        self.counters["requests"] += 1
         body = {"model": self.model, "messages": messages, "max_tokens": max_tokens,
                 "temperature": self.temperature, **format_args(mode)}
         if self.seed is not None:
             body["seed"] = self.seed
+        limit = self._limits.get(asyncio.get_running_loop()) or self._last_limit
+        assert limit is not None
+        permit = await limit.acquire()
+        if self.breaker.open_reason:  # it opened while this request waited for its place
+            limit.release(permit, Outcome.ERROR)
+            self.breaker.check()
+        tally.attempts += 1
+        self.counters["requests"] += 1
+        try:
+            raw = await self._post(client, body)
+        except Exception as exc:
+            kind, wait = load_outcome(exc)
+            limit.release(permit, Outcome(kind), retry_after_s=wait)
+            self.breaker.failure(classify(exc, self._secret()))
+            raise
+        except BaseException:
+            limit.release(permit, Outcome.ERROR)
+            raise
+        try:
+            reply = Reply.from_body(raw)
+        except ValueError as exc:
+            limit.release(permit, Outcome.ERROR)
+            raise TeacherFailure(f"the server's reply is not a chat completion: {exc}") from None
+        limit.release(permit, Outcome.OK, tokens=reply.completion_tokens or None)
+        self.breaker.success()
+        tally.prompt_tokens += reply.prompt_tokens
+        tally.completion_tokens += reply.completion_tokens
+        if reply.total_tokens:  # servers that report no usage keep the estimate
+            await self.limiter.settle(estimate, reply.total_tokens)
+        return reply
+
+    async def _post(self, client: openai.AsyncOpenAI, body: dict[str, Any]) -> bytes:
         # The SDK's documented raw path: the same auth, timeouts and typed errors as chat.completions.create,
         # without its per-call walk over the parameter types and the model objects it builds for the reply,
         # which together are a third of the client's CPU per request.
@@ -229,16 +335,7 @@ class TeacherBackend:
         async with asyncio.timeout(self.timeout_s * 1.5 + 1):
             response = await client.post("/chat/completions", cast_to=raw_response_class(), body=body,
                                          options={"timeout": self.timeout_s})
-            raw = await response.aread()
-        try:
-            reply = Reply.from_body(raw)
-        except ValueError as exc:
-            raise TeacherFailure(f"the server's reply is not a chat completion: {exc}") from None
-        tally.prompt_tokens += reply.prompt_tokens
-        tally.completion_tokens += reply.completion_tokens
-        if reply.total_tokens:  # servers that report no usage keep the estimate
-            await self.limiter.settle(estimate, reply.total_tokens)
-        return reply
+            return await response.aread()  # type: ignore[no-any-return]
 
     def _fell_back(self, exc: BaseException, mode: str) -> bool:
         """A 400/422 about response_format: step down one mode for the whole process and try again."""
@@ -246,7 +343,7 @@ class TeacherBackend:
         if mode == "text" or status not in (400, 422) or not _FORMAT_ERROR.search(str(exc)):
             return False
         fallback = MODES[MODES.index(mode) + 1]
-        _MODE_MEMORY[self._mode_key] = fallback
+        _MODES.set(self._mode_key, fallback, f"the server rejected response_format {mode}")
         self.counters["mode_fallbacks"] += 1
         log.warning("server rejected response_format %s; using %s for %s from now on", mode, fallback, self.model)
         return True
@@ -255,11 +352,15 @@ class TeacherBackend:
         delay = self.backoff.delay(attempt, retry_after(exc))
         self.counters[cause] += 1
         self.counters["retries"] += 1
-        log.info("teacher request: %s, retrying in %.2fs (attempt %d)", cause, delay, attempt + 1)
+        log.debug("teacher request: %s, retrying in %.2fs (attempt %d)", cause, delay, attempt + 1)
         if cause == "rate_limited":
             await self.limiter.pause(delay)  # every caller sharing the limiter backs off, not just this one
         if attempt < self.max_retries:
             await asyncio.sleep(delay)
+
+    def _describe(self, exc: BaseException | None) -> str:
+        failure = classify(exc, self._secret()) if exc is not None else None
+        return failure.message if failure else describe_error(exc)
 
     def _cost(self, tally: _Tally) -> float:
         if not self.price:
@@ -267,8 +368,11 @@ class TeacherBackend:
         per_prompt, per_completion = self.price
         return (tally.prompt_tokens * per_prompt + tally.completion_tokens * per_completion) / 1_000_000
 
+    def _secret(self) -> str | None:
+        return self._api_key.get_secret_value() if self._api_key else None
+
     def _redact(self, text: str) -> str:
-        return redact(text, self._api_key.get_secret_value() if self._api_key else None)
+        return redact(text, self._secret())
 
 
 def _digest(text: str) -> str:

@@ -5,7 +5,7 @@ import logging
 import pytest
 
 from generation.backends import create_backend
-from generation.backends.teacher import _MODE_MEMORY, TeacherBackend
+from generation.backends.teacher import _MODES, TeacherBackend
 from generation.records import TrainingView
 from generation.retry import Backoff
 from generation.templates import load_template
@@ -28,7 +28,7 @@ def teacher(stub):
 
     def make(faults=None, **options):
         url, handle = stub(api_key=KEY, **(faults or {}))
-        _MODE_MEMORY.clear()
+        _MODES.clear()
         options = {"timeout_s": 2.0, "backoff": FAST, "max_retries": 3, "api_key": KEY, **options}
         backend = TeacherBackend("gpt-4o-mini", base_url=url, prices={"gpt-4o-mini": (0.15, 0.60)}, **options)
         made.append(backend)
@@ -132,7 +132,9 @@ def test_wrong_key_fails_without_retrying_and_without_the_key(teacher, caplog):
     caplog.set_level(logging.DEBUG)
     backend, stub = teacher(api_key="sk-wrong-0123456789")
     [draft] = backend.generate(_prompts())
-    assert draft.failed and "401" in draft.error and stub.stats()["auth_bad"] == 1
+    # one chat request, never retried (the other 401 is the one-off /models look-up for the context length)
+    assert draft.failed and "401" in draft.error and backend.counters["requests"] == 1
+    assert stub.stats()["auth_bad"] == 2
     assert "sk-wrong-0123456789" not in draft.error + caplog.text + repr(backend)
 
 
@@ -145,7 +147,7 @@ def test_from_settings_uses_the_secret_key_and_never_shows_it(stub, caplog):
         [draft] = backend.generate(_prompts())
     finally:
         backend.close()
-    assert draft.error is None and handle.stats()["auth_ok"] == 1
+    assert draft.error is None and handle.stats()["auth_ok"] == 2  # the chat request and the /models look-up
     assert KEY not in repr(conf) + repr(backend) + caplog.text
 
 

@@ -1,0 +1,131 @@
+"""A circuit breaker per endpoint: the same error on N requests in a row means retrying cannot help.
+
+A server that answers every request with the same failure (HTTP 500 "model has no chat template", 404
+"model not found", 401, a refused connection) would otherwise cost every draft its full retry budget:
+seven requests and half a minute of backoff per record. The teacher reports each request's outcome
+here; once ``threshold`` consecutive requests, whichever drafts they belong to, failed with the same
+signature (status + the server's own message), the breaker opens: further requests fail at once with
+the reason, and the worker pauses the batch (``pause_reason``), so ``status`` shows why and ``resume``
+continues once the server is fixed. Any success closes it; so does ``reset`` (a chunk starting again).
+
+Timeouts and 429s never count: they are load, which the concurrency limiter handles.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import openai
+
+MESSAGE_CHARS = 300
+
+
+class CircuitOpen(Exception):
+    """Raised instead of sending a request while the breaker is open."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    signature: str  # what makes two failures "the same": status and the server's message
+    message: str  # for people: stored with the draft, shown by status
+
+
+def server_message(exc: BaseException, secret: str | None = None) -> str:
+    """The server's own reason: the ``error.message`` of a JSON body, else the body's text, redacted, short."""
+    from generation.retry import redact
+
+    body = getattr(exc, "body", None)
+    text = None
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        found = (inner.get("message") or inner.get("detail")) if isinstance(inner, dict) else inner
+        text = str(found) if found else str(body)
+    elif isinstance(body, str):
+        text = body
+    if not text:
+        response = getattr(exc, "response", None)
+        try:
+            text = response.text if response is not None else None
+        except Exception:  # noqa: BLE001 - a streamed or closed body: fall back to the exception text
+            text = None
+    text = " ".join(str(text or exc).split())
+    text = redact(text, secret)
+    return text if len(text) <= MESSAGE_CHARS else text[: MESSAGE_CHARS - 1] + "…"
+
+
+def classify(exc: BaseException, secret: str | None = None) -> Failure | None:
+    """A failure the breaker counts, or None for load (timeouts, 429) and for non-request errors."""
+    if isinstance(exc, openai.APIStatusError):
+        if exc.status_code == 429:
+            return None
+        message = server_message(exc, secret)
+        return Failure(f"{exc.status_code}|{message}", f"HTTP {exc.status_code} from the server: {message}")
+    if isinstance(exc, openai.APITimeoutError | TimeoutError):
+        return None
+    if isinstance(exc, openai.APIConnectionError):
+        cause = exc.__cause__ or exc.__context__
+        detail = " ".join(str(cause or exc).split())[:MESSAGE_CHARS]
+        return Failure(f"connection|{type(cause).__name__}", f"cannot connect to the server: {detail}")
+    return None
+
+
+class Breaker:
+    """Thread-safe: a teacher's requests may complete on several loops of one process."""
+
+    def __init__(self, threshold: int = 8):
+        self.threshold = max(1, threshold)
+        self._lock = threading.Lock()
+        self._last: Failure | None = None
+        self._streak = 0
+        self._open: Failure | None = None
+        self.trips = 0
+
+    @property
+    def open_reason(self) -> str | None:
+        failure = self._open
+        if failure is None:
+            return None
+        return f"circuit breaker open: {self._streak} requests in a row failed with {failure.message}"
+
+    def check(self) -> None:
+        """Before a request: raise CircuitOpen while open."""
+        reason = self.open_reason
+        if reason:
+            raise CircuitOpen(reason)
+
+    def success(self) -> None:
+        with self._lock:
+            self._last, self._streak, self._open = None, 0, None
+
+    def failure(self, failure: Failure | None) -> None:
+        if failure is None:  # load or a client-side problem: neither continues nor breaks the streak
+            return
+        with self._lock:
+            if self._last is not None and self._last.signature == failure.signature:
+                self._streak += 1
+            else:
+                self._last, self._streak = failure, 1
+            if self._streak >= self.threshold and self._open is None:
+                self._open = failure
+                self.trips += 1
+
+    def reset(self) -> None:
+        self.success()
+
+    def state(self) -> dict[str, Any]:
+        return {"open": self._open is not None, "reason": self.open_reason, "streak": self._streak,
+                "threshold": self.threshold, "trips": self.trips}
+
+
+def pause_reason(backend: Any) -> str | None:
+    """Why the batch using ``backend`` must pause now (its breaker is open), or None."""
+    breaker = getattr(backend, "breaker", None)
+    return breaker.open_reason if isinstance(breaker, Breaker) else None
+
+
+def reset(backend: Any) -> None:
+    breaker = getattr(backend, "breaker", None)
+    if isinstance(breaker, Breaker):
+        breaker.reset()
