@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     local_batch_size: int = Field(default=8, ge=1, validation_alias=_env("REASONGEN_LOCAL_BATCH_SIZE"))
 
     templates_dir: Path | None = Field(default=None, validation_alias=_env("REASONGEN_TEMPLATES_DIR"))
+    # A tokenizer.json (or a model folder holding one) for token estimates: dry-run cost, budgets, rate limits.
+    # Unset: a local model's own tokenizer, else a script-aware estimate (generation/tokens.py).
+    tokenizer_path: Path | None = Field(default=None, validation_alias=_env("REASONGEN_TOKENIZER_PATH"))
     max_record_bytes: int = Field(default=1_000_000, ge=1, validation_alias=_env("REASONGEN_MAX_RECORD_BYTES"))
     chunk_size: int = Field(default=50, ge=1, validation_alias=_env("REASONGEN_CHUNK_SIZE"))
     reviewer: str | None = Field(default=None, validation_alias=_env("REASONGEN_REVIEWER"))

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from generation.restructure import restructure
+from generation.tokens import counter_for, prompt_tokens
 from reasongen.bootstrap import Wiring
 from storage.repositories.records import parse_where
 from workers.planning import BatchRequest, resolve
 
-CHARS_PER_TOKEN = 4  # rough, language-independent enough for an estimate
 DEFAULT_COMPLETION_TOKENS = 400
 
 
@@ -43,6 +43,7 @@ def why_stale(record: Any, draft: Any, template_hash: str) -> tuple[str, str | N
 
 def find_stale(wiring: Wiring, req: BatchRequest) -> list[Stale]:
     backend, template = resolve(wiring, req)
+    counter = counter_for(wiring.settings.tokenizer_path, backend.model)  # a local model's own tokenizer
     found: list[Stale] = []
     with wiring.uow() as uow:
         ds = uow.records.dataset(req.dataset)
@@ -52,7 +53,7 @@ def find_stale(wiring: Wiring, req: BatchRequest) -> list[Stale]:
             if why is None:
                 continue
             prompt = template.render(restructure(record), why[1])
-            tokens = (len(prompt.system) + len(prompt.user)) // CHARS_PER_TOKEN
+            tokens = prompt_tokens(prompt, counter)
             found.append(Stale(record.id, record.key, record.lang, why[0], why[1], tokens))
             if req.limit is not None and len(found) >= req.limit:
                 break

@@ -10,6 +10,7 @@ import orjson
 from generation.backends.base import Prompt
 from generation.parse import FIELDS
 from generation.records import DraftResult
+from generation.tokens import TokenCounter, count_messages
 
 MODES = ("json_schema", "json_object", "text")  # best first; the teacher steps down when refused
 SCHEMA = {
@@ -103,9 +104,9 @@ def draft_from(fields: dict[str, str], raw: str | None, finish_reason: str | Non
     return DraftResult(raw_text=raw, finish_reason=finish_reason or "stop", **fields)
 
 
-def estimate_tokens(messages: list[dict[str, str]]) -> int:
-    # About 3 characters a token across en/ja/zh: a slight overestimate, corrected by settle().
-    return sum(len(m["content"]) for m in messages) // 3 + 8
+def estimate_tokens(messages: list[dict[str, str]], counter: TokenCounter | None = None) -> int:
+    # Reserved before the request (rate limits, budgets) and corrected by settle() from the server's usage.
+    return count_messages(messages, counter)
 
 
 def describe_error(exc: BaseException | None) -> str:
