@@ -171,3 +171,30 @@ def event_values(draft_id: int, state: Mapping[str, Any], values: Mapping[str, A
         to_status=values["status"], note=note, before={k: state[k] for k in changed},
         after={k: values[k] for k in changed}, created_at=values["reviewed_at"],
     )
+
+
+UNDO_NOTE = "undo"
+
+
+def undo_last(uow: UnitOfWork, reviewer: str) -> int:
+    """Take back this reviewer's latest change (approve, reject or edit) if nobody changed the draft since;
+    returns the draft id. The undo is itself a change in the history (note "undo"), never an erasure."""
+    event = uow.reviews.last_event(reviewer)
+    if event is None or event.note == UNDO_NOTE or event.action not in ("approve", "reject", "edit"):
+        raise IllegalTransitionError("nothing to undo: your last change was already undone, or there is none")
+    row = load(uow, event.draft_id)
+    if uow.reviews.events(event.draft_id)[-1].id != event.id:
+        raise IllegalTransitionError(f"cannot undo: draft {event.draft_id} changed after your decision")
+    version = row.draft.version
+    if event.action == "edit":
+        decide(uow, event.draft_id, version, "edit", reviewer, note=UNDO_NOTE, changes=_text_before(event), row=row)
+    elif event.from_status == "pending":
+        decide(uow, event.draft_id, version, "reset", reviewer, note=UNDO_NOTE, row=row)
+    else:  # back to the earlier decision (approve <-> reject)
+        action = "approve" if event.from_status == "approved" else "reject"
+        decide(uow, event.draft_id, version, action, reviewer, note=UNDO_NOTE, row=row)
+    return event.draft_id
+
+
+def _text_before(event: ReviewEvent) -> dict[str, Any]:
+    return {k: v for k, v in (event.before or {}).items() if k in EDITABLE_FIELDS}

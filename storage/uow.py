@@ -22,6 +22,7 @@ from storage.repositories.judging import JudgementRepository, PolicyRepository
 from storage.repositories.records import RecordRepository
 from storage.repositories.reviews import ReviewRepository
 from storage.repositories.runs import RunRepository
+from storage.repositories.users import UserRepository
 
 
 class UnitOfWork:
@@ -37,6 +38,7 @@ class UnitOfWork:
     runs: RunRepository
     judgements: JudgementRepository
     policies: PolicyRepository
+    users: UserRepository
 
     def __init__(self, session_factory: sessionmaker[Session]):
         self._factory = session_factory
@@ -62,6 +64,7 @@ class UnitOfWork:
         self.runs = RunRepository(session)
         self.judgements = JudgementRepository(session)
         self.policies = PolicyRepository(session)
+        self.users = UserRepository(session)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

@@ -26,7 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
-from storage.models import Dataset, Draft, Record, ReviewEvent
+from storage.models import Dataset, Draft, Judgement, Record, ReviewEvent
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,9 @@ class DraftFilter:
     is_fake: bool | None = None
     ids: tuple[int, ...] | None = None
     current_only: bool = True  # superseded drafts are history, not review work
+    after_id: int | None = None  # keyset pagination: only drafts with a larger id (the web desk's next page)
+    score_min: float | None = None  # a judgement's overall score at least / at most (judged drafts only)
+    score_max: float | None = None
 
 
 class DraftState(NamedTuple):
@@ -113,6 +116,11 @@ class ReviewRepository:
             self.session.expunge(event)
         return found
 
+    def last_event(self, reviewer: str) -> ReviewEvent | None:
+        """This reviewer's latest change to any draft (what an undo takes back)."""
+        stmt = select(ReviewEvent).where(ReviewEvent.reviewer == reviewer).order_by(ReviewEvent.id.desc()).limit(1)
+        return self.session.scalars(stmt).first()
+
     # -- writing ---------------------------------------------------------------------------------
     def update_versioned(self, draft_id: int, expected_version: int, values: dict[str, Any]) -> bool:
         """Apply ``values`` and bump the version only if the draft is still current and at ``expected_version``."""
@@ -165,12 +173,24 @@ class ReviewRepository:
                 yield column == getattr(flt, name)
         if flt.ids is not None:
             yield Draft.id.in_(flt.ids)
+        if flt.after_id is not None:
+            yield Draft.id > flt.after_id
+        if flt.score_min is not None or flt.score_max is not None:
+            yield self._scored(flt.score_min, flt.score_max)
         if flt.current_only:
             yield Draft.is_current.is_(True)
         if flt.flag is not None:
             yield self._has_flag(flt.flag)
         if flt.no_flags:
             yield self._flag_count() == 0
+
+    def _scored(self, low: float | None, high: float | None) -> ColumnElement[bool]:
+        found = select(literal_column("1")).where(Judgement.draft_id == Draft.id, Judgement.overall.is_not(None))
+        if low is not None:
+            found = found.where(Judgement.overall >= low)
+        if high is not None:
+            found = found.where(Judgement.overall <= high)
+        return exists(found)
 
     def _postgres(self) -> bool:
         return self.session.get_bind().dialect.name == "postgresql"
