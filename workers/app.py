@@ -12,6 +12,7 @@ stuck attempt cannot commit anything after that (see workers/fence.py).
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import Celery
@@ -73,11 +74,32 @@ def create_app(settings: Settings) -> Celery:
     return app
 
 
+REQUEST_LOGGERS = ("httpx", "httpx2", "httpcore", "openai", "aiohttp.client")  # httpx2: the SDK's transport
+
+
+class RequestsAtDebug(logging.Filter):
+    """HTTP clients log every request at INFO (thousands of lines per worker): a worker logs chunks at INFO and
+    requests at DEBUG, so they show with ``--loglevel DEBUG`` only."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.INFO:
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return record.levelno > logging.DEBUG or logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
+def quiet_request_logs() -> None:
+    for name in REQUEST_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RequestsAtDebug) for f in logger.filters):
+            logger.addFilter(RequestsAtDebug())
+
+
 def worker_app(settings: Settings) -> Celery:
     """The app a worker runs: the tasks registered and the worker's signal handlers connected."""
     import workers.tasks  # noqa: F401 - registers the shared tasks
     from workers import lifecycle
 
+    quiet_request_logs()
     app = create_app(settings)
     lifecycle.install(settings)
     return app

@@ -22,3 +22,6 @@ def stub() -> Iterator[Callable[..., tuple[str, StubHandle]]]:
     yield start
     for handle in handles:
         handle.stop()
+
+
+from tests.queue.conftest import broker_url, queue_settings, start_worker  # noqa: E402,F401 - real workers
