@@ -23,7 +23,9 @@ _LOCK = threading.Lock()
 def judge_for(settings: Any, spec: dict[str, Any]) -> Judge:
     """One judge per process and (backend, model, options), shared by its threads (as generation backends)."""
     options = dict(spec.get("options") or {})
-    key = (spec["backend"], spec.get("model"), repr(sorted(options.items())))
+    # Keyed by the settings too: another endpoint (or another test's server) is another judge.
+    key = (id(settings), getattr(settings, "openai_base_url", None), spec["backend"], spec.get("model"),
+           repr(sorted(options.items())))
     with _LOCK:
         if key not in _JUDGES:
             _JUDGES[key] = create_judge(spec["backend"], settings, model=spec.get("model"), **options)
