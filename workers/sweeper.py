@@ -40,6 +40,10 @@ def sweep(wiring: Wiring, *, batch_id: int | None = None, force: bool = False, s
     if send and wiring.settings.broker_url:
         _unsent_followups(wiring, report)
         _send(wiring, report)
+        if batch_id is None:  # follow-ups held for review whose drafts people have since decided (web, CLI)
+            from judging.gate import release_ready
+
+            release_ready(wiring)
     return report
 
 
