@@ -96,6 +96,8 @@ def report(wired: Wiring, batch_id: int, as_json: bool, brief: bool = False) -> 
         print_json(summary)
     elif not brief:
         console.print(status_line(summary))
+    if summary["status"] == "paused":  # the teacher's circuit breaker: the reason names the server's error
+        raise ServiceUnavailable(f"batch {batch_id} paused: {summary['reason']}")
 
 
 def status_line(s: dict[str, Any]) -> str:
@@ -104,7 +106,17 @@ def status_line(s: dict[str, Any]) -> str:
             f"{s['pending']} pending of {s['total']}; {s['tokens']:,} tokens, ${s['cost_usd']:.4f}"
             + (f"; {s['shared']} shared an identical record's draft" if s.get("shared") else "")
             + (f"; waiting for review: {s['waiting_for_review']} (decide them, or: reasongen release {s['batch']})"
-               if s.get("waiting_for_review") else ""))
+               if s.get("waiting_for_review") else "")
+            + teacher_line(s.get("teacher")))
+
+
+def teacher_line(teacher: dict[str, Any] | None) -> str:
+    """The endpoint as the batch saw it: the structured-output mode it really ran in, the adaptive limit."""
+    if not teacher:
+        return ""
+    limit = teacher.get("concurrency_limit")
+    return (f"; teacher mode {teacher['response_mode']}"
+            + (f", concurrency limit {limit} ({teacher.get('concurrency_reason')})" if limit else ""))
 
 
 def status_table(summaries: list[dict[str, Any]]) -> Table:

@@ -123,6 +123,11 @@ class Batch(TimestampMixin, Base):
     followup_lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     # The teacher endpoint (OPENAI_BASE_URL) the batch was made for; never the key.
     endpoint: Mapped[str | None] = mapped_column(Text, default=None)
+    # What the batch learned about that endpoint (generation/endpoint_state.py): the structured-output mode its
+    # requests really ran in, and the adaptive concurrency limit workers last reported, with why it moved.
+    response_mode: Mapped[str | None] = mapped_column(Text, default=None)
+    concurrency_limit: Mapped[int | None] = mapped_column(Integer, default=None)
+    concurrency_reason: Mapped[str | None] = mapped_column(Text, default=None)
     # Hard budgets: estimated cost of sub-batches in flight, and the spend of work the fence threw away.
     reserved_usd: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     reserved_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")

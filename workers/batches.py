@@ -95,7 +95,7 @@ def reopen(wiring: Wiring, batch_id: int, max_cost: float | None = None, max_tok
     chunks go back to the queue. A running batch only takes the new budget."""
     with wiring.uow() as uow:
         batch = uow.batches.lock(batch_id)
-        if batch.status not in ("running", "stopped", "cancelled"):
+        if batch.status not in ("running", "stopped", "cancelled", "paused"):  # paused: the teacher's breaker
             raise ValueError(f"batch {batch_id} is {batch.status}; nothing to resume")
         if batch.status != "running" and batch.finished_at is None:
             raise ValueError(f"batch {batch_id} is still stopping (chunks finishing a sub-batch); try again shortly")

@@ -13,14 +13,16 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from datetime import timedelta
 from typing import Any
 
+from generation import endpoint_state
 from generation.run import RunStats, generate_drafts
 from generation.templates import load_template
 from judging.step import run_judge_step
 from reasongen.bootstrap import Wiring
-from workers.batches import BatchSpec, FollowUp, finalize, utcnow
+from workers.batches import BatchSpec, FollowUp, finalize, stop_batch, utcnow
 from workers.fence import ChunkStopped, Guard, Lease
 
 log = logging.getLogger(__name__)
@@ -98,11 +100,15 @@ def _run(wiring: Wiring, lease: Lease, backends: BackendSource, worker: str | No
         return guard
     template = load_template(batch.template_name, wiring.settings.templates_dir)
     notes = {int(k): v for k, v in (batch.params.get("notes") or {}).items()}
+    backend = backends.get(batch)
+    pause = partial(stop_batch, wiring, status=endpoint_state.PAUSED)  # the teacher's breaker opened
     guard.stats = generate_drafts(
-        guard.uow, list(lease.record_ids), backends.get(batch), template, batch_id=batch.id,
+        guard.uow, list(lease.record_ids), backend, template, batch_id=batch.id,
         notes=notes, sub_batch_size=batch.params.get("sub_batch_size") or wiring.settings.sub_batch_size,
-        should_stop=guard.should_stop, on_progress=guard.progress,
+        should_stop=endpoint_state.watching(wiring.uow, batch.id, backend, guard.should_stop, pause),
+        on_progress=guard.progress,
     )
+    guard.stats.stopped |= endpoint_state.check(wiring.uow, batch.id, backend, pause)
     if batch.params.get("judge") and not guard.stats.stopped:  # generate --judge: judged in the same chunk
         run_judge_step(wiring, guard, lease, batch)
     return guard

@@ -45,6 +45,8 @@ def _summary(batch: Batch, done: int, failed: int, states: dict[str, int], total
         cost_usd=round(totals["cost_usd"], 6), max_cost_usd=batch.max_cost_usd, max_tokens=batch.max_tokens,
         then=batch.then, followup_enqueued_at=batch.followup_enqueued_at, finished=finished is not None,
         errors=[{"error": e, "count": n} for e, n in errors],
+        teacher=dict(response_mode=batch.response_mode, concurrency_limit=batch.concurrency_limit,
+                     concurrency_reason=batch.concurrency_reason) if batch.response_mode else None,
     )
 
 
