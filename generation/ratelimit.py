@@ -22,6 +22,8 @@ import asyncio
 import hashlib
 import threading
 import time
+from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -32,6 +34,11 @@ class Rates:
     tokens_per_s: float = 0.0
     burst_s: float = 0.0  # how far ahead of the steady pace a caller may run (0: one request, evenly spaced)
     headroom: float = 0.97  # share of the limit actually paced at (see the module doc)
+    window_s: float = 1.0  # the server's counting window: no window this long sees more than the limit's share
+
+    def window_cap(self) -> int:
+        """Most requests sent in any ``window_s`` (checked on the actual send times, so late sends cannot bunch)."""
+        return max(1, int(self.requests_per_s * self.window_s * self.headroom))
 
     @classmethod
     def per_minute(cls, rpm: int | None, tpm: int | None, burst_s: float = 0.0) -> "Rates":
@@ -39,7 +46,8 @@ class Rates:
 
     def paced(self) -> "Rates":
         """The rates the limiter books at: the limits times the headroom."""
-        return Rates(self.requests_per_s * self.headroom, self.tokens_per_s * self.headroom, self.burst_s, 1.0)
+        return Rates(self.requests_per_s * self.headroom, self.tokens_per_s * self.headroom, self.burst_s, 1.0,
+                     self.window_s)
 
     @property
     def active(self) -> bool:
@@ -86,6 +94,37 @@ def _reserve(tat: float, now: float, rate: float, burst: float, units: float) ->
     return new_tat, max(0.0, new_tat - burst * interval - now)
 
 
+class SendLog:
+    """When the last sends went out, so that no window sees more than ``cap`` of them.
+
+    Slots alone are not enough on a busy machine: a send that wakes late (measured: up to 90 ms at load 7)
+    lands in the same window as the on-time sends after it. This check runs on the actual send time.
+    """
+
+    def __init__(self, cap: int, window_s: float):
+        self.cap, self.window_s = cap, window_s
+        self._times: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def admit(self, now: float) -> float:
+        """0 when a request may go now (and it is logged), else how long until one may."""
+        with self._lock:
+            while self._times and self._times[0] <= now - self.window_s:
+                self._times.popleft()
+            if len(self._times) < self.cap:
+                self._times.append(now)
+                return 0.0
+            return self._times[0] + self.window_s - now
+
+
+async def _admitted(admit: Callable[[], Awaitable[float]]) -> float:
+    waited = 0.0
+    while (delay := await admit()) > 0:
+        await asyncio.sleep(delay)
+        waited += delay
+    return waited
+
+
 class LocalLimiter:
     """In-process limiter: thread-safe, usable from any event loop."""
 
@@ -93,12 +132,19 @@ class LocalLimiter:
         self.limits, self.rates = rates, rates.paced()
         self._tat = [0.0, 0.0]
         self._lock = threading.Lock()
+        self._log = SendLog(rates.window_cap(), rates.window_s) if rates.requests_per_s else None
 
     async def acquire(self, tokens: int) -> float:
         wait = self._book(tokens)
         if wait:
             await asyncio.sleep(wait)
+        if self._log is not None:
+            wait += await _admitted(self._admit)
         return wait
+
+    async def _admit(self) -> float:
+        assert self._log is not None
+        return self._log.admit(time.monotonic())
 
     def _book(self, tokens: int) -> float:
         r, (rb, tb) = self.rates, self.rates.bursts()
@@ -139,6 +185,22 @@ local w2 = book(KEYS[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 return string.format('%.6f', math.max(w1, w2))
 """
 
+# KEYS: send log (sorted set), sequence. ARGV: cap, window. 0 when admitted (and logged), else seconds to wait.
+_ADMIT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local window = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('ZADD', KEYS[1], now, string.format('%.6f:', now) .. redis.call('INCR', KEYS[2]))
+  redis.call('PEXPIRE', KEYS[1], math.ceil(window * 1000) + 1000)
+  redis.call('PEXPIRE', KEYS[2], math.ceil(window * 1000) + 60000)
+  return '0'
+end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return string.format('%.6f', tonumber(oldest[2]) + window - now)
+"""
+
 # KEYS: the keys to move. ARGV[1]: 'pause' (book each key at least ARGV[i+1] s ahead) or 'shift' (add it).
 _SHIFT = """
 local t = redis.call('TIME')
@@ -171,6 +233,8 @@ class RedisLimiter:
         self._client = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
         self._acquire = self._client.register_script(_ACQUIRE)
         self._shift = self._client.register_script(_SHIFT)
+        self._admit_script = self._client.register_script(_ADMIT)
+        self._log_keys = [f"{key}:sent", f"{key}:sent:seq"]
 
     async def acquire(self, tokens: int) -> float:
         rb, tb = self.rates.bursts()
@@ -180,7 +244,13 @@ class RedisLimiter:
         wait = float(await asyncio.to_thread(self._acquire, keys=self.keys, args=args))
         if wait:
             await asyncio.sleep(wait)
+        if self.rates.requests_per_s:
+            wait += await _admitted(self._admit)
         return wait
+
+    async def _admit(self) -> float:
+        args = [self.limits.window_cap(), self.limits.window_s]
+        return float(await asyncio.to_thread(self._admit_script, keys=self._log_keys, args=args))
 
     async def settle(self, estimated: int, actual: int) -> None:
         if self.rates.tokens_per_s and actual != estimated:

@@ -60,3 +60,36 @@ def test_two_processes_share_one_limit_through_redis(stub, redis_url):
     # (room for scheduling jitter on a busy machine, far below the 25 extra requests a second).
     assert failed == [0, 0] and stats.get("status_429", 0) == 0, stats
     assert stats["status_200"] == 2 * count and elapsed >= (2 * count - 13) / 25
+
+
+def _max_in_window(times, window=1.0):  # type: ignore[no-untyped-def]
+    import bisect
+
+    times = sorted(times)
+    return max(bisect.bisect_left(times, t + window) - i for i, t in enumerate(times))
+
+
+def test_no_one_second_window_sees_more_than_the_limit():
+    """A server counting per one-second window must never see more than its limit from us, burst or not."""
+    limiter = LocalLimiter(Rates(requests_per_s=20))
+    sent = []
+
+    async def one() -> None:
+        await limiter.acquire(0)
+        sent.append(time.monotonic())
+
+    async def run() -> None:
+        await asyncio.gather(*(one() for _ in range(45)))
+
+    asyncio.run(run())
+    assert _max_in_window(sent) <= 20
+    assert (max(sent) - min(sent)) <= 45 / (20 * 0.9)  # and still close to the limit
+
+
+def test_sends_that_wake_late_cannot_bunch_into_one_window():
+    from generation.ratelimit import SendLog
+
+    log = SendLog(cap=5, window_s=1.0)
+    assert [log.admit(10.0 + i * 0.01) for i in range(5)] == [0.0] * 5
+    assert log.admit(10.5) == pytest.approx(0.5)  # the sixth waits until the first leaves the window
+    assert log.admit(11.0) == 0.0
