@@ -87,7 +87,7 @@ class Breaker:
         failure = self._open
         if failure is None:
             return None
-        return f"circuit breaker open: {self._streak} requests in a row failed with {failure.message}"
+        return f"circuit breaker open: {self.threshold} requests in a row failed with {failure.message}"
 
     def check(self) -> None:
         """Before a request: raise CircuitOpen while open."""
