@@ -117,17 +117,26 @@ def agreement_cmd(
     print_json(report) if as_json else console.print(render_agreement(report))
 
 
-def release_after_review(result: object = None, **_: object) -> None:
-    """After every successful review command: follow-ups held for review fire once nothing of their batch is
-    pending any more (judging/gate.py)."""
-    import click
+def release_after_review(ctx: typer.Context) -> None:
+    # After every review command (when its context closes): follow-ups held for review fire once nothing of
+    # their batch is pending any more (judging/gate.py).
+    ctx.call_on_close(lambda: _release_held(ctx))
 
+
+def _release_held(ctx: typer.Context) -> None:
     from cli.context import err_console
     from judging import gate
+    from reasongen.bootstrap import bootstrap
 
-    with wiring(click.get_current_context()) as wired:
+    try:
+        wired = bootstrap(ctx.find_root().obj)
+    except Exception:  # noqa: BLE001 - the command itself already reported an unusable database
+        return
+    try:
         for batch_id, then in gate.release_ready(wired):
             err_console.print(f"batch {batch_id}: nothing pending any more; follow-up '{then}' released")
+    finally:
+        wired.close()
 
 
 def register(app: typer.Typer) -> None:
@@ -136,4 +145,4 @@ def register(app: typer.Typer) -> None:
 
     review_app.command("apply-policy")(apply_policy_cmd)
     review_app.command("agreement")(agreement_cmd)
-    review_app.info.result_callback = release_after_review
+    review_app.callback()(release_after_review)
