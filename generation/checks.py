@@ -11,12 +11,11 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any
 
 from generation.parse import FIELDS
 from generation.records import DraftResult, TrainingView
 from generation.restructure import translation_directive
+from storage.ingest.langid import detector  # one language list and one detector per process, shared with ingest
 
 
 @dataclass(frozen=True)
@@ -85,14 +84,4 @@ def _is_english(text: str, limits: Limits) -> bool:
     from lingua import Language
 
     # A sample decides as well as the whole text at half the cost (responses can run to pages).
-    return _detector().detect_language_of(text[:400]) in (Language.ENGLISH, None)
-
-
-@lru_cache(maxsize=1)
-def _detector() -> Any:
-    """Built once per process on first use: loading the language models takes a moment."""
-    from lingua import Language, LanguageDetectorBuilder
-
-    languages = [Language.ENGLISH, Language.JAPANESE, Language.CHINESE, Language.KOREAN, Language.FRENCH,
-                 Language.GERMAN, Language.SPANISH, Language.PORTUGUESE, Language.ITALIAN, Language.DUTCH]
-    return LanguageDetectorBuilder.from_languages(*languages).build()
+    return detector().detect_language_of(text[:400]) in (Language.ENGLISH, None)

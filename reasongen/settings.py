@@ -89,9 +89,12 @@ class Settings(BaseSettings):
         """Redis for the shared rate limiter: explicit, else the broker when it is Redis."""
         if self.redis_url:
             return self.redis_url
-        if self.broker_url and self.broker_url.startswith(("redis://", "rediss://")):
-            return self.broker_url
-        return None
+        return self.broker_url if is_redis_url(self.broker_url) else None
+
+
+def is_redis_url(url: str | None) -> bool:
+    """The one test for a Redis URL (the broker's priority queues, the limiter, result backend)."""
+    return (url or "").startswith(("redis://", "rediss://"))
 
 
 def load_settings(**overrides: object) -> Settings:

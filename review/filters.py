@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from review.rules import STATUSES
@@ -23,10 +22,6 @@ def parse_filter(where: str | None = None, **options: Any) -> DraftFilter:
     for name, value in {**parse_where(where), **{k: v for k, v in options.items() if v is not None}}.items():
         values.update(_one(name, value))
     return DraftFilter(**values)
-
-
-def with_status(flt: DraftFilter, status: str) -> DraftFilter:
-    return dataclasses.replace(flt, status=status)
 
 
 def _one(name: str, value: Any) -> dict[str, Any]:

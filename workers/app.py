@@ -17,7 +17,7 @@ from typing import Any
 
 from celery import Celery
 
-from reasongen.settings import Settings
+from reasongen.settings import Settings, is_redis_url
 
 QUEUE_KINDS = ("teacher", "gpu", "train")
 CHUNK_TASK = "reasongen.run_chunk"
@@ -41,7 +41,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         raise ValueError(f"REASONGEN_VISIBILITY_TIMEOUT ({settings.visibility_timeout_s}s) must be longer than "
                          f"REASONGEN_CHUNK_TIME_LIMIT ({limit}s), or running chunks would be redelivered")
     transport = {"visibility_timeout": settings.visibility_timeout_s}
-    redis = (settings.broker_url or "").startswith(("redis://", "rediss://"))
+    redis = is_redis_url(settings.broker_url)
     return dict(
         broker_url=settings.broker_url,
         result_backend=settings.broker_url if redis else None,

@@ -10,7 +10,7 @@ import json
 import time
 from typing import Any
 
-from reasongen.settings import Settings
+from reasongen.settings import Settings, is_redis_url
 from workers.app import QUEUE_KINDS, queue_name
 from workers.dispatch import chunk_id_of
 
@@ -19,7 +19,7 @@ PRIORITY_STEPS = (3, 6, 9)
 
 
 def is_redis(settings: Settings) -> bool:
-    return (settings.broker_url or "").startswith(("redis://", "rediss://"))
+    return is_redis_url(settings.broker_url)
 
 
 def _client(settings: Settings) -> Any:

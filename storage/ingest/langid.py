@@ -15,9 +15,10 @@ from storage.ingest.types import LANGUAGES, Rejection, SourceRecord
 if TYPE_CHECKING:
     from lingua import LanguageDetector
 
-# Each Latin-script candidate costs time on every English record; other scripts are told apart cheaply.
-CANDIDATES = ("ENGLISH", "JAPANESE", "CHINESE", "KOREAN", "FRENCH", "GERMAN", "SPANISH", "RUSSIAN", "ARABIC",
-              "HINDI")
+# The one candidate list (ingest and the drafts' English check use it). Each Latin-script candidate costs time
+# on every English text; other scripts are told apart cheaply.
+CANDIDATES = ("ENGLISH", "JAPANESE", "CHINESE", "KOREAN", "FRENCH", "GERMAN", "SPANISH", "PORTUGUESE", "ITALIAN",
+              "DUTCH", "RUSSIAN", "ARABIC", "HINDI")
 SAMPLE_CHARS = 1000  # enough text to decide; long inputs would only slow detection down
 
 

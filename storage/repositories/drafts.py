@@ -55,9 +55,6 @@ class DraftRepository:
         self.add_many(rows)
         return {row["record_id"]: row["status"] == "failed" for row in rows}
 
-    def get(self, draft_id: int) -> Draft | None:
-        return self.session.get(Draft, draft_id)
-
     def add(self, values: dict[str, Any]) -> bool:
         """Insert one draft unless its key is taken by a good draft; make it current. Returns whether it was new."""
         return self.add_many([values]) == 1
@@ -91,12 +88,6 @@ class DraftRepository:
                    Draft.model == model, Draft.is_current.is_(True))
             .values(is_current=False)
         )
-
-    def for_records(self, record_ids: Iterable[int], *, current_only: bool = True) -> list[Draft]:
-        query = select(Draft).where(Draft.record_id.in_(list(record_ids))).order_by(Draft.record_id, Draft.id)
-        if current_only:
-            query = query.where(Draft.is_current.is_(True))
-        return list(self.session.scalars(query))
 
 
 _COPIED = ("record_hash", "template_name", "template_hash", "backend", "model", "params", "transformed_input",
