@@ -61,7 +61,27 @@ def generate(
                        then=then)
     with wiring(ctx) as wired:
         req.extra_params = judge_params(wired, judge, judge_model, rubric, policy)
-        launch(wired, plan_batch(wired, req), wait=wait, as_json=as_json)
+        planned = plan_batch(wired, req)
+        launch(wired, planned, wait=wait, as_json=as_json)
+        check_outcome(wired, planned.batch_id)
+
+
+def check_outcome(wired, batch_id: int) -> None:  # type: ignore[no-untyped-def]
+    """Exit 1 (reasongen.errors.ExitCode.SOME_FAILED) when a batch that ended here has records without a good
+    draft, the last line saying how many and the commonest error; 0 only when every record has one. A batch
+    only queued (broker, no --wait) has not ended: 0."""
+    from reasongen.errors import SomeFailed
+    from workers import monitor
+
+    s = monitor.batch_summary(wired, batch_id)
+    if not s["finished"] or (s["status"] == "done" and not s["failed"] and not s["pending"]):
+        return
+    top = s["errors"][0] if s["errors"] else None
+    commonest = f"; commonest error: {top['error'][:200]} (x{top['count']})" if top else ""
+    how = (f"re-run them with: reasongen retry-failed {batch_id}" if s["status"] in ("done", "failed")
+           else f"go on with: reasongen resume {batch_id}")
+    raise SomeFailed(f"batch {batch_id} {s['status']}: {s['failed']} of {s['total']} records failed, "
+                     f"{s['pending']} not drafted{commonest}; {how}")
 
 
 def rebuild(
@@ -90,7 +110,9 @@ def rebuild(
         elif not stale:
             print_json({"batch": None, "stale": 0}) if as_json else console.print("Nothing is stale.")
         else:
-            launch(wired, plan_batch(wired, rebuild_request(req, stale)), wait=wait, as_json=as_json)
+            planned = plan_batch(wired, rebuild_request(req, stale))
+            launch(wired, planned, wait=wait, as_json=as_json)
+            check_outcome(wired, planned.batch_id)
 
 
 def plan_model(wired, req: BatchRequest) -> str:  # type: ignore[no-untyped-def]

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from cli.context import check_broker, console, fail, print_json, settings_from, wiring
 from cli.live import follow, launch, report, run_with_bar, status_table
+from reasongen.errors import ExitCode
 from workers import batches, monitor, sweeper
 from workers.planning import Planned, plan_batch, retry_request
 
@@ -77,7 +78,23 @@ def status(
         elif watch:
             _watch(current)
         else:
-            console.print(status_table(current()))
+            rows = current()
+            console.print(status_table(rows))
+            for line in filter(None, map(followup_line, rows)):
+                console.print(line, highlight=False)
+
+
+def followup_line(summary: dict) -> str | None:  # type: ignore[type-arg]
+    """One line per batch whose `--then` follow-up did not (yet) succeed, with what to do."""
+    f = summary.get("followup")
+    if not f or f["state"] in ("done", "not yet"):
+        return None
+    line = f"batch {summary['batch']} follow-up '{f['then']}': {f['state']}"
+    if f["error"]:
+        line += f": {f['error']}"
+    if f["state"] in ("failed", "skipped"):
+        line += f". Run it again with: reasongen retry-followup {summary['batch']}"
+    return line
 
 
 def _watch(current) -> None:  # type: ignore[no-untyped-def]
@@ -160,6 +177,38 @@ def retry_failed(
         launch(wired, plan_batch(wired, req), wait=wait, as_json=as_json)
 
 
+def retry_followup(
+    ctx: typer.Context,
+    batch: int = typer.Argument(..., help="Batch id whose --then follow-up failed or was skipped."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Run a batch's failed (or skipped) --then follow-up again: queued for a train worker with a broker,
+    here without one. Exit code 0 when it was handed out (or, here, succeeded)."""
+    from workers import dispatch
+    from workers.batches import utcnow
+
+    with wiring(ctx) as wired:
+        with wired.uow() as uow:
+            why_not = uow.followups.reopen(batch, utcnow())
+            then = uow.batches.get(batch).then
+            uow.commit()
+        if why_not:
+            fail(f"batch {batch}: cannot retry its follow-up: {why_not}")
+        if wired.settings.broker_url:
+            dispatch.hand_out_followup(wired, batch, str(then))
+            message = f"batch {batch}: follow-up '{then}' queued for a train worker; see: reasongen status {batch}"
+        else:
+            dispatch.run_followup_here(wired, batch, str(then))
+            message = f"batch {batch}: follow-up '{then}' ran here"
+        summary = monitor.batch_summary(wired, batch)
+        if as_json:
+            print_json(summary["followup"])
+        else:
+            console.print(followup_line(summary) or message, highlight=False)
+        if summary["followup"]["state"] == "failed":
+            raise typer.Exit(int(ExitCode.SOME_FAILED))
+
+
 def register(app: typer.Typer) -> None:
     app.command("worker")(worker)
     app.command("sweep")(sweep)
@@ -168,3 +217,4 @@ def register(app: typer.Typer) -> None:
     app.command("resume")(resume)
     app.command("cancel")(cancel)
     app.command("retry-failed")(retry_failed)
+    app.command("retry-followup")(retry_followup)

@@ -1,20 +1,25 @@
 """What runs when a generation batch completes with `--then build|train`.
 
-The queue stage calls run_followup once per batch; it is also safe to call again (a redelivered task):
-a batch's build and run are found by batch id and reused, and a completed run is not trained twice.
+Exactly once, however it is delivered: the follow-up is claimed on the batch row (a conditional UPDATE and a
+lease that a heartbeat renews while it runs), so a second delivery at the same time finds it taken and does
+nothing; the schema allows one build and one run per batch, and the run is claimed again before it trains.
+A follow-up that cannot run fails visibly: its state and error stay on the batch (`status` shows them) and
+`reasongen retry-followup BATCH` runs it again.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 
 from reasongen.bootstrap import Wiring
-from storage.models import Batch, Dataset
+from storage.models import FOLLOWUPS, Batch, Dataset
 from training.build import BuildOptions, build_sft
 from training.config import TrainConfig
-from training.train import create_run, execute_run
+from training.train import RunTaken, create_run, execute_run
 
-FOLLOWUPS = ("build", "train")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -23,13 +28,67 @@ class FollowupResult:
     run_id: int | None = None
 
 
-def run_followup(wiring: Wiring, batch_id: int, then: str) -> FollowupResult:
+class FollowupTaken(RuntimeError):
+    """Another delivery of the same follow-up is running it (or it already ran)."""
+
+
+class NothingToBuild(ValueError):
+    pass
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def run_followup(wiring: Wiring, batch_id: int, then: str, owner: str | None = None) -> FollowupResult:
+    """Run a batch's follow-up once. Raises FollowupTaken when another delivery has it or it is done."""
+    from workers.chunks import is_db_outage, new_owner
+    from workers.heartbeat import Heartbeat
+
     if then not in FOLLOWUPS:
         raise ValueError(f"Unknown follow-up {then!r}; use one of: {', '.join(FOLLOWUPS)}")
+    owner = owner or new_owner()
+    lease_s = wiring.settings.lease_s
+    with wiring.uow() as uow:
+        if not uow.followups.claim(batch_id, owner, _now(), _now() + timedelta(seconds=lease_s)):
+            uow.batches.get(batch_id)  # a missing batch says so
+            raise FollowupTaken(f"batch {batch_id}: follow-up already taken or done; nothing to do")
+        uow.commit()
+
+    def renew() -> bool:
+        with wiring.uow() as uow:
+            ok = uow.followups.touch(batch_id, owner, _now() + timedelta(seconds=lease_s))
+            uow.commit()
+        return ok
+
+    try:
+        with Heartbeat(renew, lease_s / 3, name=f"followup-{batch_id}"):
+            result = _run(wiring, batch_id, then)
+    except Exception as exc:
+        if not is_db_outage(exc):  # an outage keeps the claim: the retried task takes it back (same owner)
+            _finish(wiring, batch_id, owner, f"{type(exc).__name__}: {exc}"[:2000])
+        raise
+    _finish(wiring, batch_id, owner, None)
+    return result
+
+
+def _run(wiring: Wiring, batch_id: int, then: str) -> FollowupResult:
+    from workers.dispatch import followup_blocker
+
+    with wiring.uow() as uow:
+        blocker = followup_blocker(uow, batch_id)
+    if blocker:
+        raise NothingToBuild(blocker)
     build_id = _build_for(wiring, batch_id)
     if then == "build":
         return FollowupResult(build_id)
     return FollowupResult(build_id, _train_for(wiring, batch_id, build_id))
+
+
+def _finish(wiring: Wiring, batch_id: int, owner: str, error: str | None) -> None:
+    with wiring.uow() as uow:
+        uow.followups.finish(batch_id, owner, error)
+        uow.commit()
 
 
 def _build_for(wiring: Wiring, batch_id: int) -> int:
@@ -54,5 +113,8 @@ def _train_for(wiring: Wiring, batch_id: int, build_id: int) -> int:
         # The local model setting (Phi-2 by default) is also the model a follow-up fine-tunes.
         config = TrainConfig(base_model=wiring.settings.local_model)
         run_id = create_run(wiring.uow, build_id, config, batch_id=batch_id)
-    execute_run(wiring.uow, run_id)
+    try:
+        execute_run(wiring.uow, run_id, lease_s=wiring.settings.lease_s)
+    except RunTaken:
+        log.warning("run %s of batch %s is being trained by another worker", run_id, batch_id)
     return run_id

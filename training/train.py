@@ -6,8 +6,12 @@ A worker on the `train` queue calls execute_run with the run id; without a broke
 from __future__ import annotations
 
 import json
+import os
+import socket
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import reasongen
@@ -17,6 +21,11 @@ from training.callbacks import DbMetricsCallback, ThroughputCallback
 from training.config import TrainConfig
 
 RUN_INFO = "reasongen_run.json"
+DEFAULT_LEASE_S = 300.0
+
+
+class RunTaken(LookupError):
+    """Another process holds this run's lease (it is training it now): a second delivery does nothing."""
 
 
 @dataclass
@@ -44,34 +53,58 @@ def create_run(uow_factory: Callable[[], UnitOfWork], build_id: int, config: Tra
         return run.id
 
 
-def execute_run(uow_factory: Callable[[], UnitOfWork], run_id: int, callbacks: list | None = None) -> RunOutcome:
+def execute_run(uow_factory: Callable[[], UnitOfWork], run_id: int, callbacks: list | None = None, *,
+                lease_s: float = DEFAULT_LEASE_S, owner: str | None = None) -> RunOutcome:
     """Train (or resume) one run. A failure is recorded on the run and re-raised.
 
-    A completed run is not trained again (a redelivered task), it just reports what it has."""
+    A completed run is not trained again (a redelivered task), it just reports what it has. The run is claimed
+    first (a conditional UPDATE with a lease that a heartbeat renews while it trains), so of two deliveries at
+    the same time one trains and the other raises RunTaken; a run whose trainer died is taken over once its
+    lease runs out."""
+    from workers.heartbeat import Heartbeat
+
+    owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     with uow_factory() as uow:
         run = uow.runs.get(run_id)
         if run.status == "completed":
             step = max((m.step for m in uow.runs.metrics(run_id, "train")), default=0)
             return RunOutcome(run_id, step, step, run.tokens_per_s, run.final_train_loss, run.final_eval_loss,
                               Path(run.output_dir))
+        if not uow.runs.claim(run_id, owner, _now(), _now() + timedelta(seconds=lease_s)):
+            raise RunTaken(f"run {run_id} is being trained by another worker ({run.lease_owner}); nothing to do")
         build = uow.builds.get(run.build_id)
         cfg, output_dir = TrainConfig.from_dict(run.config), Path(run.output_dir)
         build_dir, build_info = Path(build.out_dir), {"build_id": build.id, "manifest_sha256": build.manifest_sha256}
-        uow.runs.mark_running(run)
         uow.commit()
+
+    def renew() -> bool:
+        with uow_factory() as uow:
+            ok = uow.runs.touch(run_id, owner, _now() + timedelta(seconds=lease_s))
+            uow.commit()
+        return ok
+
     try:
-        outcome = _train(uow_factory, run_id, cfg, build_dir, output_dir, build_info, callbacks or [])
+        with Heartbeat(renew, lease_s / 3, name=f"run-{run_id}-lease"):
+            outcome = _train(uow_factory, run_id, cfg, build_dir, output_dir, build_info, callbacks or [])
     except Exception as exc:
-        _finish(uow_factory, run_id, error=f"{type(exc).__name__}: {exc}")
+        _finish(uow_factory, run_id, owner, error=f"{type(exc).__name__}: {exc}")
         raise
-    _finish(uow_factory, run_id, tokens_per_s=outcome.tokens_per_s,
+    _finish(uow_factory, run_id, owner, tokens_per_s=outcome.tokens_per_s,
             final_train_loss=outcome.final_train_loss, final_eval_loss=outcome.final_eval_loss)
     return outcome
 
 
-def _finish(uow_factory: Callable[[], UnitOfWork], run_id: int, **values: object) -> None:
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _finish(uow_factory: Callable[[], UnitOfWork], run_id: int, owner: str, **values: object) -> None:
     with uow_factory() as uow:
-        uow.runs.mark_finished(uow.runs.get(run_id), **values)
+        run = uow.runs.get(run_id)
+        if run.lease_owner not in (owner, None):
+            return  # the lease ran out and another worker took the run over: its result counts
+        uow.runs.mark_finished(run, **values)
+        run.lease_owner, run.lease_expires_at = None, None
         uow.commit()
 
 

@@ -52,7 +52,12 @@ def finalize(uow: UnitOfWork, batch_id: int, now: datetime) -> FollowUp | None:
         batch.status = "failed" if failed else "done"
         batch.status_reason = f"{failed} chunk(s) failed after repeated attempts" if failed else None
     batch.finished_at = now
+    if batch.then and batch.followup_enqueued_at is None and batch.status != "done":
+        # Said, not silent: `status` shows it, and `retry-followup` can still run it.
+        batch.followup_status, batch.followup_error = "skipped", f"not run: the batch ended {batch.status}"
+        return None
     if batch.status == "done" and batch.then and batch.followup_enqueued_at is None:
+        batch.followup_status = "pending"
         if not gate.may_fire(uow, batch, now):  # drafts still pending: held for review or `release`
             return None
         batch.followup_enqueued_at = now

@@ -24,6 +24,7 @@ from judging.step import run_judge_step
 from reasongen.bootstrap import Wiring
 from workers.batches import BatchSpec, FollowUp, finalize, stop_batch, utcnow
 from workers.fence import ChunkStopped, Guard, Lease
+from workers.heartbeat import Heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -56,18 +57,46 @@ def claim(wiring: Wiring, chunk_id: int, owner: str) -> Lease | None:
 
 
 def process_chunk(wiring: Wiring, chunk_id: int, backends: "BackendSource", *, worker: str | None = None,
-                  on_progress: Callable[[RunStats], None] | None = None) -> Outcome:
-    lease = claim(wiring, chunk_id, new_owner(worker))
+                  on_progress: Callable[[RunStats], None] | None = None, owner: str | None = None) -> Outcome:
+    """``owner``: the lease owner of an earlier delivery of this same attempt (a retry after a database
+    outage takes its own lease back)."""
+    lease = claim(wiring, chunk_id, owner or new_owner(worker))
     if lease is None:  # done, taken, cancelled, or a duplicate message: all harmless
         return Outcome(chunk_id, "skipped")
     try:
-        guard = _run(wiring, lease, backends, worker, on_progress)
+        with heartbeat(wiring, lease) as beat:
+            guard = _run(wiring, lease, backends, worker, on_progress, beat)
     except ChunkStopped:
         return close(wiring, lease, None, "cancelled")
-    except Exception as exc:  # noqa: BLE001 - a bug or an outage: count the attempt, retry or fail the chunk
+    except Exception as exc:  # noqa: BLE001 - a bug: count the attempt, retry or fail the chunk
+        if is_db_outage(exc):
+            raise  # not the chunk's fault: the task retries with the same lease owner (workers/tasks.py)
         log.exception("chunk %s attempt %s failed", chunk_id, lease.attempts)
         return release_after_error(wiring, lease, exc)
     return close(wiring, lease, guard, "cancelled" if guard.stats.stopped else "done")
+
+
+def heartbeat(wiring: Wiring, lease: Lease) -> Heartbeat:
+    """Renew the lease every third of its length while the chunk runs, whatever the sub-batches are doing."""
+    s = wiring.settings
+
+    def renew() -> bool:
+        now = utcnow()
+        with wiring.uow() as uow:
+            ok = uow.chunks.touch_lease(lease.chunk_id, lease.owner, now, now + timedelta(seconds=s.lease_s))
+            uow.commit()
+        return ok
+
+    return Heartbeat(renew, s.lease_s / 3, max_s=s.chunk_time_limit_s, name=f"chunk-{lease.chunk_id}-lease")
+
+
+def is_db_outage(exc: BaseException) -> bool:
+    """A lost or refused database connection (a restart, a failover), as opposed to a bug or bad data."""
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, (OperationalError, InterfaceError))
 
 
 class BackendSource:
@@ -91,10 +120,11 @@ class BackendSource:
 
 
 def _run(wiring: Wiring, lease: Lease, backends: BackendSource, worker: str | None,
-         on_progress: Callable[[RunStats], None] | None) -> Guard:
+         on_progress: Callable[[RunStats], None] | None, beat: Heartbeat) -> Guard:
     with wiring.uow() as uow:
         batch = BatchSpec.of(uow.batches.get(lease.batch_id))
     guard = Guard(wiring, lease, batch, worker, on_progress)
+    guard.lease_lost = beat.lost
     if batch.kind == "judge":  # chunks of draft ids, judged (and decided by a policy) in judging/
         guard.stats = run_judge_step(wiring, guard, lease, batch) or guard.stats
         return guard

@@ -6,11 +6,14 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
+import logging
+
 from celery import Celery
 
 from reasongen.settings import Settings
 from workers.app import CHUNK_TASK, FOLLOWUP_TASK, TRAIN_TASK, create_app, queue_for_backend, queue_name
 
+log = logging.getLogger(__name__)
 _apps: dict[tuple[str | None, str], Celery] = {}
 
 
@@ -77,8 +80,26 @@ def deliver(wiring: Any, outcome: Any) -> None:
         send_chunks(wiring.settings, [outcome.chunk_id], backend, countdown=1.0)
 
 
-def run_followup_here(wiring: Any, batch_id: int, then: str) -> None:
-    """The follow-up in this process (no broker)."""
-    from training.pipeline import run_followup
+def followup_blocker(uow: Any, batch_id: int) -> str | None:
+    """Why a batch's follow-up may not build now, or None. The one place that decides it at run time.
 
-    run_followup(wiring, batch_id, then)
+    A build when none of this batch's records has an approved current draft would silently ship older
+    approvals only: refuse it, saying what to do (the quality gate, judging/gate.py, holds a judged batch's
+    follow-up before it is ever sent). A batch without chunks (made by hand) is not checked."""
+    batch = uow.batches.get(batch_id)
+    ids = uow.chunks.record_ids(batch_id)
+    current = uow.batch_stats.current_drafts(ids, batch.template_name, batch.model) if ids else {}
+    if not ids or any(d.status == "approved" for d in current.values()):
+        return None
+    return (f"nothing to build: none of batch {batch_id}'s drafts is approved (review them, e.g. "
+            f"`reasongen review approve`, then run: reasongen retry-followup {batch_id})")
+
+
+def run_followup_here(wiring: Any, batch_id: int, then: str, owner: str | None = None) -> None:
+    """The follow-up in this process; a delivery that finds it taken or done does nothing."""
+    from training.pipeline import FollowupTaken, run_followup
+
+    try:
+        run_followup(wiring, batch_id, then, owner=owner)
+    except FollowupTaken as exc:
+        log.info("%s", exc)

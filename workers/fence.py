@@ -63,6 +63,7 @@ class Guard:
         self.stats = RunStats()
         self._on_progress = on_progress
         self._reported = 0
+        self.lease_lost: Any = None  # the heartbeat's event: set once another worker holds the lease
 
     def uow(self) -> FencedUnitOfWork:
         return FencedUnitOfWork(self.wiring.uow(), self)
@@ -87,6 +88,8 @@ class Guard:
             self._reported = seen
 
     def should_stop(self) -> bool:
+        if self.lease_lost is not None and self.lease_lost.is_set():
+            return True
         with self.wiring.uow() as uow:
             ok = self.renew(uow) and uow.batches.status_of(self.lease.batch_id) == "running"
             uow.commit()

@@ -26,8 +26,17 @@ def batch_summary(wiring: Wiring, batch_id: int) -> dict[str, Any]:
         errors = uow.batch_stats.top_errors(batch_id)
         summary = _summary(batch, done, failed, states, totals, errors)
         summary["shared"] = uow.batch_stats.shared(batch_id)
+        summary["followup"] = _followup(batch)
         summary.update(gate.summary(uow, batch))  # judge spend; "waiting for review: N" behind the gate
         return summary
+
+
+def _followup(batch: Batch) -> dict[str, Any] | None:
+    """The `--then` follow-up's state (pending|running|done|failed|skipped) and error, if the batch has one."""
+    if not batch.then:
+        return None
+    return dict(then=batch.then, state=batch.followup_status or ("waiting" if batch.finished_at else "not yet"),
+                error=batch.followup_error)
 
 
 def _summary(batch: Batch, done: int, failed: int, states: dict[str, int], totals: dict[str, Any],

@@ -36,9 +36,11 @@ def sweep(wiring: Wiring, *, batch_id: int | None = None, force: bool = False, s
     """One pass. ``force`` (resume) re-sends every queued chunk missing from the broker, however recent."""
     report = SweepReport()
     _expired(wiring, batch_id, report)
+    _exhausted(wiring, batch_id, report)
     _lost(wiring, batch_id, force, report)
     if send and wiring.settings.broker_url:
         _unsent_followups(wiring, report)
+        _expired_followups(wiring, report)
         _send(wiring, report)
         if batch_id is None:  # follow-ups held for review whose drafts people have since decided (web, CLI)
             from judging.gate import release_ready
@@ -64,6 +66,23 @@ def _expired(wiring: Wiring, batch_id: int | None, report: SweepReport) -> None:
             elif uow.chunks.finish(chunk_id, None, now, expired_before=now, status=state, finished_at=now,
                                     last_error=_why(chunk.attempts)):
                 (report.failed if state == "failed" else report.cancelled).append(chunk_id)
+                report.followups.extend(filter(None, [finalize(uow, owner_batch, now)]))
+            uow.commit()
+
+
+def _exhausted(wiring: Wiring, batch_id: int | None, report: SweepReport) -> None:
+    """A queued chunk with no attempts left can never be claimed: fail it (with the reason) instead of
+    re-sending it for ever."""
+    now, most = utcnow(), wiring.settings.max_attempts
+    with wiring.uow() as uow:
+        found = uow.chunks.exhausted_queued(most, batch_id)
+    for chunk_id, owner_batch in found:
+        with wiring.uow() as uow:
+            uow.batches.lock(owner_batch)
+            why = (f"queued with no attempts left ({most} of REASONGEN_MAX_ATTEMPTS={most} used); "
+                   f"re-run its records with: reasongen retry-failed {owner_batch}")
+            if uow.chunks.fail_exhausted(chunk_id, most, now, why):
+                report.failed.append(chunk_id)
                 report.followups.extend(filter(None, [finalize(uow, owner_batch, now)]))
             uow.commit()
 
@@ -99,6 +118,19 @@ def _unsent_followups(wiring: Wiring, report: SweepReport) -> None:
     for batch_id, then in candidates:
         with wiring.uow() as uow:
             if uow.followups.reclaim(batch_id, cutoff, now):
+                report.followups.append((batch_id, then))
+            uow.commit()
+
+
+def _expired_followups(wiring: Wiring, report: SweepReport) -> None:
+    """A follow-up whose runner died (a train worker killed mid-build or mid-training) goes out again; the
+    next delivery claims it and resumes the run from its last checkpoint."""
+    now = utcnow()
+    with wiring.uow() as uow:
+        candidates = uow.followups.expired(now)
+    for batch_id, then in candidates:
+        with wiring.uow() as uow:
+            if uow.followups.release_expired(batch_id, now):
                 report.followups.append((batch_id, then))
             uow.commit()
 

@@ -49,11 +49,35 @@ class PrivatePostgres:
             shutil.chown(self.data.parent, "postgres")
         subprocess.run(_as_postgres([str(PG_BIN / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres"]),
                        check=True, stdout=subprocess.DEVNULL)
-        opts = f"-p {self.port} -k {self.data} -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=off"
-        self._ctl("-o", opts, "start")
+        self._ctl("-o", self._opts(), "start")
+
+    def _opts(self) -> str:
+        return f"-p {self.port} -k {self.data} -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=off"
 
     def restart(self) -> None:
         self._ctl("-m", "fast", "restart")
+
+    def outage(self, seconds: float) -> None:
+        """Down for a while (immediate stop: no clean shutdown), then up again with crash recovery."""
+        self._ctl("-m", "immediate", "stop")
+        time.sleep(seconds)
+        self._ctl("-o", self._opts(), "start")
+
+    def crash(self, down_s: float = 1.0) -> None:
+        """SIGKILL the postmaster (its backends die with it), then start the cluster again."""
+        pid = int((self.data / "postmaster.pid").read_text().split()[0])
+        os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: not _alive(pid), 30, "postmaster exit")
+        time.sleep(down_s)
+        # Orphaned backends hold the shared memory for a moment; start retries until they are gone.
+        wait_until(self._try_start, 60, "postgres after crash")
+
+    def _try_start(self) -> bool:
+        try:
+            self._ctl("-o", self._opts(), "start")
+            return True
+        except subprocess.CalledProcessError:
+            return False
 
     def stop(self) -> None:
         self._ctl("-m", "immediate", "stop")
@@ -79,6 +103,14 @@ class PrivateRedis:
         if self.proc:
             self.proc.kill()
             self.proc.wait()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
 
 
 def _pings(client) -> bool:  # type: ignore[no-untyped-def]

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, case, func, insert, or_, select, update
 
 from storage.models import Batch, Chunk
 from storage.repositories.base import Repository
@@ -34,15 +34,36 @@ class ChunkRepository(Repository):
         return self.session.scalars(stmt).all()
 
     def claim(self, chunk_id: int, owner: str, now: datetime, until: datetime, max_attempts: int) -> bool:
-        """Lease a queued chunk (or one whose lease expired) of a running batch; counts an attempt."""
-        claimable = or_(Chunk.status == "queued", and_(Chunk.status == "leased", Chunk.lease_expires_at < now))
+        """Lease a queued chunk (or one whose lease expired) of a running batch; counts an attempt.
+
+        The owner may also take back its own lease (a task retried after a database outage): that is the same
+        attempt, so it is not counted again."""
+        mine = and_(Chunk.status == "leased", Chunk.lease_owner == owner)
+        claimable = or_(Chunk.status == "queued", and_(Chunk.status == "leased", Chunk.lease_expires_at < now), mine)
         stmt = (
             update(Chunk)
-            .where(Chunk.id == chunk_id, claimable, Chunk.attempts < max_attempts,
+            .where(Chunk.id == chunk_id, claimable, or_(Chunk.attempts < max_attempts, mine),
                    Chunk.batch_id.in_(select(Batch.id).where(Batch.status == "running")))
-            .values(status="leased", lease_owner=owner, lease_expires_at=until, attempts=Chunk.attempts + 1,
+            .values(status="leased", lease_owner=owner, lease_expires_at=until,
+                    attempts=case((mine, Chunk.attempts), else_=Chunk.attempts + 1),
                     started_at=func.coalesce(Chunk.started_at, now), updated_at=now)
         )
+        return self._run(stmt).rowcount == 1
+
+    def touch_lease(self, chunk_id: int, owner: str, now: datetime, until: datetime) -> bool:
+        """The heartbeat: extend a lease we still hold (no batch lock: it writes no draft)."""
+        stmt = (update(Chunk).where(Chunk.id == chunk_id, Chunk.lease_owner == owner, Chunk.status == "leased")
+                .values(lease_expires_at=until, updated_at=now))
+        return self._run(stmt).rowcount == 1
+
+    def exhausted_queued(self, max_attempts: int, batch_id: int | None = None) -> list[tuple[int, int]]:
+        """Queued chunks no claim can take any more (attempts used up): they must fail, not be re-sent."""
+        stmt = select(Chunk.id, Chunk.batch_id).where(Chunk.status == "queued", Chunk.attempts >= max_attempts)
+        return [tuple(r) for r in self.session.execute(_for_batch(stmt, batch_id))]  # type: ignore[misc]
+
+    def fail_exhausted(self, chunk_id: int, max_attempts: int, now: datetime, error: str) -> bool:
+        stmt = (update(Chunk).where(Chunk.id == chunk_id, Chunk.status == "queued", Chunk.attempts >= max_attempts)
+                .values(status="failed", finished_at=now, updated_at=now, last_error=error))
         return self._run(stmt).rowcount == 1
 
     def renew_lease(self, chunk_id: int, batch_id: int, owner: str, now: datetime, until: datetime,
@@ -80,8 +101,10 @@ class ChunkRepository(Repository):
         return self._run(stmt).rowcount or 0
 
     def requeue_cancelled(self, batch_id: int, now: datetime) -> int:
+        """Resume: cancelled chunks are queued again with their attempts re-based to zero (a stop is not the
+        chunk's fault; with the old count a chunk cancelled on its last attempt could never be claimed)."""
         stmt = (update(Chunk).where(Chunk.batch_id == batch_id, Chunk.status == "cancelled")
-                .values(status="queued", finished_at=None, enqueued_at=now, updated_at=now))
+                .values(status="queued", finished_at=None, enqueued_at=now, updated_at=now, attempts=0))
         return self._run(stmt).rowcount or 0
 
     def record_counts(self, batch_id: int) -> tuple[int, int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -49,6 +49,27 @@ class RunRepository:
         stmt = (select(Run).where(Run.build_id == build_id, Run.status.in_(UNFINISHED))
                 .order_by(Run.id.desc()).limit(1))
         return self.session.scalar(stmt)
+
+    def claim(self, run_id: int, owner: str, now: Any, until: Any) -> bool:
+        """Take a run to train it: not completed, and nobody else holds a live lease on it. One UPDATE, so of
+        two workers receiving the same message at once exactly one wins."""
+        free = or_(Run.status.in_(("queued", "failed")), Run.lease_expires_at.is_(None), Run.lease_expires_at < now,
+                   Run.lease_owner == owner)
+        stmt = (update(Run).where(Run.id == run_id, Run.status != "completed", free)
+                .values(status="running", error=None, lease_owner=owner, lease_expires_at=until,
+                        started_at=func.coalesce(Run.started_at, now)))
+        return self.session.execute(stmt).rowcount == 1  # type: ignore[attr-defined]
+
+    def touch(self, run_id: int, owner: str, until: Any) -> bool:
+        stmt = (update(Run).where(Run.id == run_id, Run.lease_owner == owner, Run.status == "running")
+                .values(lease_expires_at=until))
+        return self.session.execute(stmt).rowcount == 1  # type: ignore[attr-defined]
+
+    def expired(self, now: Any) -> list[int]:
+        """Runs whose trainer stopped renewing the lease (killed mid-training)."""
+        stmt = select(Run.id).where(Run.status == "running", and_(Run.lease_expires_at.is_not(None),
+                                                                  Run.lease_expires_at < now))
+        return list(self.session.scalars(stmt))
 
     def mark_running(self, run: Run) -> None:
         run.status, run.error = "running", None

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from cli.main import app
-from generation.backends.openai_stub import start_stub_server
+from reasongen.testing.openai_server import start_stub_server
 from storage.models import Draft
 from workers import monitor
 

@@ -49,7 +49,7 @@ def test_generate_runs_chunks_here_and_a_rerun_skips_drafted_records(wired, db_u
 
 def test_generate_errors_are_one_clear_line(wired, db_url):
     result = cli(db_url, "generate", "--dataset", "nope", "--backend", "fake")
-    assert result.exit_code == 2 and "No dataset named 'nope'" in result.output
+    assert result.exit_code == 4 and "No dataset named 'nope'" in result.output  # not found
     with wired.uow() as uow:
         add_records(uow, "ds", rows(2))
     result = cli(db_url, "generate", "--dataset", "ds", "--backend", "fake", "--then", "deploy")
@@ -63,7 +63,9 @@ def test_max_tokens_stops_the_batch_cleanly_and_says_so(wired, db_url):
         add_records(uow, "ds", rows(40))
     result = cli(db_url, "generate", "--dataset", "ds", "--backend", "fake", "--chunk-size", "5",
                  "--max-tokens", "100")
-    assert result.exit_code == 0, result.output
+    # Not every record has a draft: exit 1 (some failed), the last line says how to go on.
+    assert result.exit_code == 1, result.output
+    assert "reasongen resume 1" in result.output.strip().splitlines()[-1]
     with wired.uow() as uow:
         batch = uow.session.get(Batch, 1)
         assert (batch.status, batch.finished_at is not None) == ("stopped", True)

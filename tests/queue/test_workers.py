@@ -129,6 +129,9 @@ def test_followup_is_sent_once_when_two_workers_race_to_finish(queue_wired, star
     batch_id = enqueue(queue_wired, 40, chunk_size=1, then="build")
     batch = wait_for(lambda: finished(queue_wired, batch_id), 60, what="batch end")
     assert batch.status == "done" and batch.followup_enqueued_at is not None
+    # The batch ends before its follow-up is on the broker: wait for the outbox to record it sent.
+    wait_for(lambda: scalar(queue_wired, select(Batch.followup_sent_at).where(Batch.id == batch_id)), 30,
+             what="follow-up sent")
     # No train worker runs, so the follow-up message waits on the train queue: exactly one.
     train_queue = queue_name(queue_wired.settings, "train")
     assert redis.Redis.from_url(broker_url).llen(train_queue) == 1
@@ -136,7 +139,7 @@ def test_followup_is_sent_once_when_two_workers_race_to_finish(queue_wired, star
 
 def test_teacher_chunks_reach_the_stub_and_the_key_stays_out_of_messages_and_database(
         queue_wired, start_worker, broker_url, monkeypatch):
-    from generation.backends.openai_stub import start_stub_server
+    from reasongen.testing.openai_server import start_stub_server
 
     key = "sk-test-" + "s3cret" * 4
     base_url, stub = start_stub_server(api_key=key)

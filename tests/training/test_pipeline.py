@@ -6,7 +6,7 @@ from sqlalchemy import func, select
 from reasongen.bootstrap import bootstrap
 from storage.models import Batch, Build, Run
 from tests.training.conftest import approve_all, make_rows
-from training.pipeline import run_followup
+from training.pipeline import FollowupTaken, run_followup
 
 
 def _batch(wired, dataset: str, then: str) -> int:
@@ -38,8 +38,9 @@ def test_followup_trains_once_per_batch(sqlite_wired, tiny_model, tmp_path, monk
         assert uow.builds.get(first.build_id).batch_id == batch_id
     assert (tmp_path / "builds/ds" / f"build-{first.build_id}" / "manifest.json").is_file()
     assert (tmp_path / "runs" / f"run-{first.run_id}" / "adapter_model.safetensors").is_file()
-    again = run_followup(wired, batch_id, "train")  # a redelivered task
-    assert again == first and (_count(wired, Build), _count(wired, Run)) == (1, 1)
+    with pytest.raises(FollowupTaken):  # a redelivered task finds it done and does nothing
+        run_followup(wired, batch_id, "train")
+    assert (_count(wired, Build), _count(wired, Run)) == (1, 1)
     with wired.uow() as uow:
         assert uow.runs.get(first.run_id).finished_at == finished
     wired.close()
@@ -50,9 +51,11 @@ def test_followup_build_only_and_bad_input(sqlite_wired, tmp_path, monkeypatch):
     approve_all(sqlite_wired, "ds", make_rows(3))
     batch_id = _batch(sqlite_wired, "ds", "build")
     result = run_followup(sqlite_wired, batch_id, "build")
-    assert result.run_id is None and run_followup(sqlite_wired, batch_id, "build") == result
+    assert result.run_id is None
+    with pytest.raises(FollowupTaken):
+        run_followup(sqlite_wired, batch_id, "build")
     assert (_count(sqlite_wired, Build), _count(sqlite_wired, Run)) == (1, 0)
     with pytest.raises(ValueError, match="Unknown follow-up"):
         run_followup(sqlite_wired, batch_id, "deploy")
-    with pytest.raises(LookupError, match="No batch with id 999"):
+    with pytest.raises(LookupError, match="No batch 999"):
         run_followup(sqlite_wired, 999, "build")

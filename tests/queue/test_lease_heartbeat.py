@@ -1,0 +1,47 @@
+"""A live chunk keeps its lease while it waits on a server slower than the lease; a chunk whose worker died
+still loses its lease on time (issue 10, item 4). Real worker processes, Redis and PostgreSQL."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from sqlalchemy import select
+
+from storage.models import Chunk
+from tests.queue.conftest import kill_worker, wait_for
+from tests.queue.test_workers import assert_one_draft_per_record, enqueue, finished, ready, scalar
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_chunk_slower_than_its_lease_runs_once(queue_wired, start_worker):
+    lease = queue_wired.settings.lease_s
+    a = start_worker(concurrency=2)  # a free thread would take a chunk whose lease ran out
+    ready(queue_wired, a)
+    # One sub-batch per chunk that takes 2.5 leases: nothing commits (renews at a sub-batch) before it ends.
+    batch_id = enqueue(queue_wired, 4, chunk_size=2, sub_batch_size=2, backend_options={"delay_s": lease * 2.5})
+    batch = wait_for(lambda: finished(queue_wired, batch_id), 90, what="batch end")
+    assert batch.status == "done", batch.reason
+    with queue_wired.uow() as uow:
+        assert [c.attempts for c in uow.chunks.for_batch(batch_id)] == [1, 1]  # never handed to a second run
+    assert_one_draft_per_record(queue_wired, 4)
+
+
+def test_a_dead_workers_lease_still_expires_on_time(queue_wired, start_worker):
+    s = queue_wired.settings
+    a = start_worker()
+    ready(queue_wired, a)
+    batch_id = enqueue(queue_wired, 2, chunk_size=2, sub_batch_size=2, backend_options={"delay_s": 60})
+    wait_for(lambda: scalar(queue_wired, select(Chunk.id).where(Chunk.status == "leased")), 30, what="lease")
+    time.sleep(s.lease_s)  # a few heartbeats have renewed it
+    kill_worker(a)
+    killed_at = time.monotonic()
+    # The lease runs out at most one lease after the last heartbeat; the sweeper of a new worker re-queues it.
+    b = start_worker()
+    ready(queue_wired, b)
+    wait_for(lambda: scalar(queue_wired, select(Chunk.attempts).where(Chunk.batch_id == batch_id,
+                                                                     Chunk.status == "leased",
+                                                                     Chunk.attempts == 2)), 30,
+             every=0.1, what="second attempt")
+    assert time.monotonic() - killed_at < s.lease_s + 10  # lease + worker start-up and sweep, not hours
