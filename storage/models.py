@@ -93,6 +93,10 @@ class RecordVersion(RecordContent, Base):
     superseded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+# What a batch may run when it finishes (Batch.then).
+FOLLOWUPS = ("build", "train")
+
+
 class Batch(TimestampMixin, Base):
     """A generation job over a set of records, split into chunks."""
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from judging import gate
 from reasongen.bootstrap import Wiring
 from storage.repositories.batches import OPEN
+from storage.models import utcnow as utcnow  # the one definition; re-exported for workers/*
 from storage.uow import UnitOfWork
 
 FollowUp = tuple[int, str]  # (batch id, "build" | "train")
@@ -31,10 +32,6 @@ class BatchSpec:
     def of(cls, batch: Any) -> "BatchSpec":
         return cls(batch.id, batch.kind, batch.backend, batch.model, batch.template_name, dict(batch.params or {}),
                    batch.max_cost_usd, batch.max_tokens)
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def finalize(uow: UnitOfWork, batch_id: int, now: datetime) -> FollowUp | None:

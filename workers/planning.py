@@ -11,12 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reasongen.bootstrap import Wiring
-from storage.models import Dataset
+from storage.models import FOLLOWUPS, Dataset
 from storage.repositories.records import parse_where
 from workers.batches import utcnow
-
-FOLLOWUPS = ("build", "train")
-
 
 @dataclass
 class BatchRequest:
