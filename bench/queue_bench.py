@@ -52,7 +52,7 @@ API_KEY = "bench-key-not-secret"
 @contextmanager
 def stub_server() -> Iterator[str]:
     """The stub in its own process, so neither competitor shares a GIL with it."""
-    proc = subprocess.Popen([sys.executable, "-m", "generation.backends.openai_stub", "--port", "0"],
+    proc = subprocess.Popen([sys.executable, "-m", "reasongen.testing.openai_server", "--port", "0"],
                             cwd=ROOT, stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     try:
         line = proc.stdout.readline()  # type: ignore[union-attr]

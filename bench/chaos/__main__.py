@@ -67,7 +67,7 @@ def start_stack(args: argparse.Namespace, root: Path, key: str):  # type: ignore
     stub_url = f"http://127.0.0.1:{args.stub_port}/v1"
     procs = Processes(root, environment(pg, redis, stub_url, key, args.rps_limit))
     procs.env["CHAOS_KEY"] = key
-    procs.start("stub", [sys.executable, "-m", "generation.backends.openai_stub", "--port", str(args.stub_port),
+    procs.start("stub", [sys.executable, "-m", "reasongen.testing.openai_server", "--port", str(args.stub_port),
                          "--error-rate", "0.10", "--hang-rate", "0.02", "--malformed-rate", "0.05",
                          "--length-rate", "0.05", "--rps-limit", str(args.rps_limit), "--api-key-env", "CHAOS_KEY"])
     procs.start("broker-traffic", ["redis-cli", "-p", str(args.redis_port), "monitor"])

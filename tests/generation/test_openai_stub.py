@@ -5,7 +5,7 @@ import openai
 import pytest
 from openai import OpenAI
 
-from generation.backends.openai_stub import spawn_stub_process
+from reasongen.testing.openai_server import spawn_stub_process
 
 PROMPT = "Instruction: Sum them.\n\nInput (English):\n2 and 3\n\nReference answer:\nThe sum is 5."
 
@@ -69,3 +69,22 @@ def test_stub_runs_as_a_process_with_its_faults():
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_stub_drop_and_hang_reach_the_client_as_connection_errors_and_in_flight_is_counted(stub):
+    url, handle = stub(script=["drop", "hang"], latency_s=0.3)
+    client = OpenAI(base_url=url, api_key="k", max_retries=0, timeout=1.5)
+    with pytest.raises(openai.APIConnectionError):
+        _ask(client)
+    with pytest.raises(openai.APITimeoutError):
+        _ask(client)
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        replies = list(pool.map(lambda _: _ask(client), range(4)))
+    assert all(r.choices[0].finish_reason == "stop" for r in replies)
+    stats = handle.stats()
+    # Four answers overlapped in the latency; the hung handler ended when its client gave up.
+    assert stats["max_in_flight"] == 4 and stats["max_requests_in_flight"] >= 4
+    assert stats["in_flight"] == 0 and stats["requests_in_flight"] == 0
+    assert (stats["fault_drop"], stats["fault_hang"], stats["status_200"]) == (1, 1, 4)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from generation.backends.openai_stub import StubHandle, start_stub_server
+from reasongen.testing.openai_server import StubHandle, start_stub_server
 
 
 @pytest.fixture

@@ -1,22 +1,23 @@
-"""What the loopback stub answers: the fault model (seeded, scripted or marked) and the completions.
+"""The fault model of the loopback server: seeded, scripted or marked faults, a token bucket, counters.
 
-Kept apart from the HTTP plumbing in :mod:`generation.backends.openai_stub`.
+Kept apart from the HTTP plumbing in :mod:`reasongen.testing.openai_server` and from what a reply says
+(:mod:`reasongen.testing.completions`). A new server behaviour is a field here (it becomes a
+``--flag`` of ``python -m reasongen.testing.openai_server`` and a keyword of ``start_stub_server``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 import re
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from reasongen.testing.completions import last_user
+
 FAULTS = ("ok", "error", "hang", "drop", "malformed", "length", "refusal", "ratelimit")
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
-_OPENING = re.compile(r'open with this sentence, verbatim: "([^"]+)"')
 _MARKER = re.compile(r"\[\[stub:(\w+)(:once)?\]\]")
 
 
@@ -25,6 +26,8 @@ class Faults:
     latency_s: float = 0.0
     rps_limit: float | None = None  # token bucket; over it -> 429 with Retry-After
     rps_burst: float | None = None  # bucket size, default one second's worth
+    rps_window_s: float | None = None  # instead of the bucket: at most rps_limit x this many requests in ANY window
+    #                                    this long (a sliding log, as servers that count per second do)
     error_rate: float = 0.0  # 500
     hang_rate: float = 0.0  # never answers (until the client gives up)
     drop_rate: float = 0.0  # closes the connection without an answer
@@ -33,6 +36,8 @@ class Faults:
     refusal_rate: float = 0.0  # message.refusal set, content null
     reject_json_schema: bool = False  # 400 for response_format json_schema (like many local servers)
     reject_json_object: bool = False  # 400 for response_format json_object too
+    reply: str = "draft"  # which content builder answers (see completions.CONTENT)
+    batch_seconds: float = 0.0  # simulated processing time of a /v1/batches job
     api_key: str | None = field(default=None, repr=False)
     seed: int = 0
     script: list[str] = field(default_factory=list)
@@ -60,18 +65,38 @@ class _Bucket:
         return (1 - self.level) / self.rate
 
 
+class _Window:
+    """At most ``rate * window`` requests accepted in any ``window`` seconds (a sliding log of accept times)."""
+
+    def __init__(self, rate: float, window: float):
+        self.window, self.size = window, max(1, int(rate * window))
+        self.accepted: deque[float] = deque()
+
+    def take(self) -> float:
+        now = time.monotonic()
+        while self.accepted and self.accepted[0] <= now - self.window:
+            self.accepted.popleft()
+        if len(self.accepted) < self.size:
+            self.accepted.append(now)
+            return 0.0
+        return self.accepted[0] + self.window - now
+
+
 class StubState:
     def __init__(self, faults: Faults):
         self.faults = faults
         self.stats: Counter[str] = Counter()
-        self.in_flight = 0
+        self.in_flight = 0  # completions accepted and being answered
+        self.requests_in_flight = 0  # any /v1 request between arrival and answer (429s and 400s too)
         self._seen: set[str] = set()
         self.reset()
 
     def reset(self) -> None:
         self.rng = random.Random(self.faults.seed)
         self.bucket = None
-        if self.faults.rps_limit:
+        if self.faults.rps_limit and self.faults.rps_window_s:
+            self.bucket = _Window(self.faults.rps_limit, self.faults.rps_window_s)
+        elif self.faults.rps_limit:
             self.bucket = _Bucket(self.faults.rps_limit, self.faults.rps_burst or max(1.0, self.faults.rps_limit))
         self.stats.clear()
         self._seen.clear()
@@ -83,9 +108,18 @@ class StubState:
         self.accepted_at = [self.accepted_at[0] if self.accepted_at else now, now]
         self.stats["accepted"] += 1
 
+    def enter(self, counter: str) -> None:
+        value = getattr(self, counter) + 1
+        setattr(self, counter, value)
+        self.stats[f"max_{counter}"] = max(self.stats[f"max_{counter}"], value)
+
+    def leave(self, counter: str) -> None:
+        setattr(self, counter, getattr(self, counter) - 1)
+
     def snapshot(self) -> dict[str, Any]:
         span = dict(zip(("first_accepted_at", "last_accepted_at"), self.accepted_at))
-        return {**self.stats, "in_flight": self.in_flight, **span}
+        return {"max_in_flight": 0, "max_requests_in_flight": 0, **self.stats, "in_flight": self.in_flight,
+                "requests_in_flight": self.requests_in_flight, **span}
 
     def pick_fault(self, body: dict[str, Any]) -> str:
         marked = self._marker(body)
@@ -102,7 +136,7 @@ class StubState:
         return "ok"
 
     def _marker(self, body: dict[str, Any]) -> str | None:
-        text = _last_user(body)
+        text = last_user(body)
         match = _MARKER.search(text)
         if not match:
             return None
@@ -111,62 +145,3 @@ class StubState:
             return None
         self._seen.add(digest)
         return match.group(1)
-
-
-def _last_user(body: dict[str, Any]) -> str:
-    users = [m.get("content") or "" for m in body.get("messages", []) if m.get("role") == "user"]
-    text = users[0] if users else ""
-    return text if isinstance(text, str) else json.dumps(text)
-
-
-def _tokens(text: str) -> int:
-    return max(1, len(text) // 4)
-
-
-def draft_for(body: dict[str, Any]) -> dict[str, str]:
-    """A plausible English draft from the prompt: the stub cannot translate, so it describes and echoes.
-
-    It keeps the reference's numbers and, when the system prompt names a sentence to open the reasoning
-    with (the default template does for ja/zh), opens with it.
-    """
-    text = _last_user(body)
-    reference = text.split("Reference answer:", 1)[1].strip() if "Reference answer:" in text else text
-    source = text.split("Reference answer:", 1)[0]
-    if "Input" in source:
-        source = source.split("Input", 1)[1].partition("\n")[2]
-    numbers = " ".join(re.findall(r"\d+(?:\.\d+)?", reference))
-    english = f"The answer, in English, follows the reference. {numbers}" if _CJK.search(reference) else reference
-    opening = _OPENING.search(_system(body))
-    steps = ("First, read the instruction and the input carefully. Next, identify what is asked and which facts "
-             "in the input answer it. Finally, state the answer plainly in English.")
-    return {
-        "transformed_input": source.strip() if not _CJK.search(source) else "The input text, rendered in English.",
-        "reasoning": f"{opening.group(1)} {steps}" if opening else steps,
-        "response": english.strip() or "No answer.",
-    }
-
-
-def _system(body: dict[str, Any]) -> str:
-    return " ".join(str(m.get("content") or "") for m in body.get("messages", []) if m.get("role") == "system")
-
-
-def completion(body: dict[str, Any], fault: str, request_no: int) -> dict[str, Any]:
-    content: str | None = json.dumps(draft_for(body), ensure_ascii=False)
-    finish, message = "stop", {"role": "assistant"}
-    if fault == "malformed":
-        content = content[: len(content) // 2] + ' <<not json'
-    if fault == "length":
-        content, finish = content[: max(8, len(content) // 3)], "length"
-    budget = body.get("max_completion_tokens") or body.get("max_tokens")
-    if budget and _tokens(content) > budget:
-        content, finish = content[: budget * 4], "length"
-    if fault == "refusal":
-        content, message["refusal"] = None, "I'm sorry, but I can't help with that."
-    prompt_text = "".join(str(m.get("content") or "") for m in body.get("messages", []))
-    usage = {"prompt_tokens": _tokens(prompt_text), "completion_tokens": _tokens(content or "x")}
-    usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-    return {
-        "id": f"chatcmpl-stub-{request_no}", "object": "chat.completion", "created": int(time.time()),
-        "model": body.get("model", "stub"), "usage": usage,
-        "choices": [{"index": 0, "finish_reason": finish, "message": {**message, "content": content}}],
-    }
