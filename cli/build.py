@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Optional
 
 import typer
-from rich.table import Table
-
 from cli.context import console, print_json, wiring
+from cli.tables import Col, counts, listing
 from storage.repositories.records import parse_where
 from training.formats import DEFAULT_FORMATS
 
@@ -59,16 +58,38 @@ def _summary(build_id: int, out_dir: str, manifest: dict, sha: str) -> dict:
         "dropped": {k: v["count"] for k, v in manifest["dropped"].items()},
         "parent_build_id": manifest["parent_build_id"],
         "diff": {k: len(v) for k, v in manifest["diff"].items()}, "formats": manifest["params"]["formats"],
+        "skipped_formats": manifest["params"].get("skipped_formats", {}),
+        "fake_drafts": len(manifest.get("drafts", {}).get("fake_draft_ids", [])),
+        "flagged_drafts": len(manifest.get("drafts", {}).get("flagged_drafts", {})),
     }
 
 
 def _print(s: dict) -> None:
     c = s["counts"]
-    console.print(f"build [bold]{s['build_id']}[/] -> {s['out_dir']}")
-    console.print(f"  train {c['train']}, eval {c['eval']}; by language {c['lang']}")
-    console.print(f"  dropped: {s['dropped']['duplicates']} duplicates, {s['dropped']['too_long']} over max length")
-    console.print(f"  since build {s['parent_build_id']}: {s['diff']}" if s["parent_build_id"] else "  first build")
-    console.print(f"  formats: {', '.join(s['formats'])}; manifest sha256 {s['manifest_sha256'][:16]}")
+    console.print(f"build [bold]{s['build_id']}[/] -> {s['out_dir']}", soft_wrap=True)
+    pairs: list[tuple[str, object]] = [("train", c["train"]), ("eval", c["eval"])]
+    pairs += [(f"lang {lang}", n) for lang, n in c["lang"].items()]
+    pairs += [("dropped: duplicates", s["dropped"]["duplicates"]), ("dropped: over max length", s["dropped"]["too_long"])]
+    if s["parent_build_id"]:
+        pairs += [(f"{what} since build {s['parent_build_id']}", n) for what, n in s["diff"].items()]
+    console.print(counts(pairs, console))
+    console.print(f"formats: {', '.join(s['formats'])}; manifest sha256 {s['manifest_sha256'][:16]}", soft_wrap=True)
+    for name, why in s["skipped_formats"].items():
+        console.print(f"[yellow]note:[/] format {name} skipped: {why}", soft_wrap=True, highlight=False)
+    if not c["eval"]:
+        console.print("[yellow]note:[/] the eval split is empty (--eval-fraction is 0, or too few records for it); "
+                      f"`reasongen eval RUN --split train` samples the train split instead", soft_wrap=True)
+    if s["fake_drafts"]:
+        console.print(f"[yellow]note:[/] {s['fake_drafts']} drafts came from the FAKE backend (placeholders, "
+                      "listed in the manifest)", soft_wrap=True)
+    if s["flagged_drafts"]:
+        console.print(f"note: {s['flagged_drafts']} approved drafts carry check flags (listed in the manifest)",
+                      soft_wrap=True)
+
+
+BUILD_COLUMNS = [Col("id", key=True, justify="right"), Col("dataset", key=True), Col("parent", justify="right"),
+                 Col("batch", justify="right", drop=True), Col("train", key=True, justify="right"),
+                 Col("eval", key=True, justify="right"), Col("folder", min_width=16)]
 
 
 def builds_cmd(
@@ -79,17 +100,19 @@ def builds_cmd(
     """List SFT builds with their lineage and sizes."""
     with wiring(ctx) as wired, wired.uow() as uow:
         dataset_id = uow.records.dataset(dataset).id if dataset else None
-        rows = [{"id": b.id, "dataset_id": b.dataset_id, "parent_id": b.parent_id, "batch_id": b.batch_id,
-                 "n_train": b.n_train, "n_eval": b.n_eval, "out_dir": b.out_dir, "created_at": b.created_at,
-                 "manifest_sha256": b.manifest_sha256} for b in uow.builds.list(dataset_id)]
+        names = {d.id: d.name for d in uow.records.datasets()}
+        rows = [{"id": b.id, "dataset": names.get(b.dataset_id), "dataset_id": b.dataset_id, "parent_id": b.parent_id,
+                 "batch_id": b.batch_id, "n_train": b.n_train, "n_eval": b.n_eval, "out_dir": b.out_dir,
+                 "created_at": b.created_at, "manifest_sha256": b.manifest_sha256} for b in uow.builds.list(dataset_id)]
     if as_json:
         print_json(rows)
         return
-    table = Table("id", "dataset", "parent", "batch", "train", "eval", "folder")
-    for r in rows:
-        table.add_row(*(str(r[k]) if r[k] is not None else "-" for k in
-                        ("id", "dataset_id", "parent_id", "batch_id", "n_train", "n_eval", "out_dir")))
-    console.print(table)
+    if not rows:
+        console.print("No builds yet. Make one with: reasongen build-sft --dataset NAME")
+        return
+    cells = [[str(r[k]) if r[k] is not None else "-" for k in
+              ("id", "dataset", "parent_id", "batch_id", "n_train", "n_eval", "out_dir")] for r in rows]
+    console.print(listing(BUILD_COLUMNS, cells, console, noun="build"))
 
 
 def register(app: typer.Typer) -> None:

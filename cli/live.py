@@ -6,10 +6,11 @@ import time
 from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
-from rich.table import Table
+from rich.console import Group, RenderableType
 from rich.text import Text
 
 from cli.context import console, print_json
+from cli.tables import Col, listing
 from reasongen.errors import ServiceUnavailable
 from reasongen.bootstrap import Wiring
 from workers import dispatch, monitor
@@ -119,15 +120,26 @@ def teacher_line(teacher: dict[str, Any] | None) -> str:
             + (f", concurrency limit {limit} ({teacher.get('concurrency_reason')})" if limit else ""))
 
 
-def status_table(summaries: list[dict[str, Any]]) -> Table:
-    table = Table("batch", "kind", "status", "done", "failed", "pending", "chunks", "rec/min", "tokens", "cost",
-                  "ETA", "top error")
+# At 80 columns the kind, chunk states, rate and tokens go first; batch ids and counts are never cut.
+STATUS_COLUMNS = [Col("batch", key=True, justify="right"), Col("kind", drop=True), Col("status", min_width=12),
+                  Col("done", key=True, justify="right"), Col("failed", key=True, justify="right"),
+                  Col("pending", key=True, justify="right"), Col("chunks", drop=True),
+                  Col("rec/min", drop=True, justify="right"), Col("tokens", drop=True, justify="right"),
+                  Col("cost", key=True, justify="right"), Col("ETA", key=True, justify="right")]
+
+
+def status_table(summaries: list[dict[str, Any]]) -> RenderableType:
+    """The batches as a table (vertical blocks on a narrow terminal); each batch's commonest error below it,
+    whole, on its own line."""
+    rows, errors = [], []
     for s in summaries:
         chunks = " ".join(f"{k}:{v}" for k, v in sorted(s["chunks"].items()))
         eta = "-" if s["eta_s"] is None else f"{s['eta_s']:.0f}s"
-        error = s["errors"][0]["error"][:60] + f" (x{s['errors'][0]['count']})" if s["errors"] else ""
         status = s["status"] + (f": {s['reason']}" if s["reason"] else "")
         status += f"; waiting for review: {s['waiting_for_review']}" if s.get("waiting_for_review") else ""
-        table.add_row(str(s["batch"]), s["kind"], status, str(s["done"]), str(s["failed"]), str(s["pending"]),
-                      chunks, f"{s['records_per_min']:.0f}", f"{s['tokens']:,}", f"${s['cost_usd']:.4f}", eta, error)
-    return table
+        rows.append([str(s["batch"]), s["kind"], status, str(s["done"]), str(s["failed"]), str(s["pending"]), chunks,
+                     f"{s['records_per_min']:.0f}", f"{s['tokens']:,}", f"${s['cost_usd']:.4f}", eta])
+        if s["errors"]:
+            top = s["errors"][0]
+            errors.append(Text(f"batch {s['batch']} top error (x{top['count']}): {top['error']}", style="red"))
+    return Group(listing(STATUS_COLUMNS, rows, console, noun="batch"), *errors)

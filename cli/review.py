@@ -15,6 +15,7 @@ from rich.text import Text
 
 from cli.context import console, err_console, fail, print_json, settings_from, wiring
 from cli.errors import classify, print_error
+from cli.tables import Col, listing
 from reasongen.bootstrap import Wiring
 from review import bulk, editor, exchange, render, service, terminal, views
 from review.filters import parse_filter
@@ -32,6 +33,10 @@ WHERE = typer.Option(None, "--where", help='Filters, e.g. "lang=en,flags=none". 
 IDS = typer.Argument(None, metavar="ID[@VERSION]",
                      help="Draft ids; ID@VERSION fails with a conflict unless the draft is at VERSION.",
                      show_default=False)
+# At 80 columns the version and field go first; the draft id is never cut.
+DRAFT_COLUMNS = [Col("id", key=True, justify="right"), Col("status", key=True), Col("v", drop=True),
+                 Col("dataset/key", min_width=12), Col("lang", key=True), Col("field", drop=True),
+                 Col("flags", min_width=8), Col("response", excerpt=True, min_width=20)]
 DRY_RUN = typer.Option(False, "--dry-run", help="Only list the drafts it would change.")
 
 
@@ -66,7 +71,8 @@ def list_cmd(
         if as_json:
             print_json([views.draft_dict(r) for r in rows])
         else:
-            console.print(render.draft_table(rows, total))
+            title = f"{len(rows)} of {total} drafts"
+            console.print(listing(DRAFT_COLUMNS, [render.draft_cells(r) for r in rows], console, title=title, noun="draft"))
 
 
 @review_app.command("show")

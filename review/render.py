@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from rich import box
 from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
@@ -73,19 +72,12 @@ def _pair(left: RenderableType, right: RenderableType, width: int) -> Renderable
     return grid
 
 
-def draft_table(rows: Sequence[DraftRow], total: int | None = None) -> Table:
-    """One line per draft where the width allows; the response excerpt wraps first when it does not."""
-    title = f"{len(rows)} of {total} drafts" if total is not None else f"{len(rows)} drafts"
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
-    for name in ("id", "status", "v", "dataset/key", "lang", "field", "flags"):
-        table.add_column(name, no_wrap=True, overflow="ellipsis", max_width=24)
-    table.add_column("response", ratio=1, min_width=16)
-    for row in rows:
-        d, r = row.draft, row.record
-        table.add_row(str(d.id), status_text(d.status + ("*" if d.edited else "")), str(d.version),
-                      Text(f"{row.dataset}/{r.key}"), r.lang, Text(r.field or "-"), Text(",".join(d.flags or [])),
-                      Text(_excerpt(d.response or d.error or "")))
-    return table
+def draft_cells(row: DraftRow) -> list[Text]:
+    """One draft as list cells: id, status, version, dataset/key, lang, field, flags, response excerpt."""
+    d, r = row.draft, row.record
+    return [Text(str(d.id)), status_text(d.status + ("*" if d.edited else "")), Text(str(d.version)),
+            Text(f"{row.dataset}/{r.key}"), Text(r.lang), Text(r.field or "-"), Text(",".join(d.flags or []) or "-"),
+            Text(_excerpt(d.response or d.error or ""))]
 
 
 def _excerpt(text: str, limit: int = 80) -> str:

@@ -13,8 +13,8 @@ import orjson
 
 from storage.uow import UnitOfWork
 from training import examples as ex
-from training.formats import resolve_formats, write_all
-from training.manifest import MANIFEST_NAME, build_manifest, file_hashes, sha256_file
+from training.formats import installable, resolve_formats, write_all
+from training.manifest import MANIFEST_NAME, build_manifest, file_hashes, provenance, sha256_file
 from training.split import split
 
 MANIFEST_JSON = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
@@ -50,7 +50,8 @@ def build_sft(uow_factory: Callable[[], UnitOfWork], options: BuildOptions) -> B
     """Read in one short transaction, write the files outside any, record the build in a second one
     (on SQLite a write transaction open while files are written would block every other writer)."""
     template = ex.load_sft_template(Path(options.template) if options.template else None)
-    params = _params(options, resolve_formats(options.formats))
+    formats, skipped = installable(resolve_formats(options.formats))
+    params = {**_params(options, formats), "skipped_formats": skipped}
     with uow_factory() as uow:
         dataset = uow.records.dataset(options.dataset)
         rows = uow.builds.approved_rows(dataset.id, options.where)
@@ -117,5 +118,6 @@ def write_build(rows, template, params, folder: Path, parent_manifest) -> dict[s
     splits, dropped = make_splits(rows, template, params)
     write_all(folder, splits, params["dataset"], params["formats"])
     manifest = build_manifest(splits, dropped, template, params, file_hashes(folder), parent_manifest)
+    manifest["drafts"] = provenance(rows, splits)
     (folder / MANIFEST_NAME).write_bytes(orjson.dumps(manifest, option=MANIFEST_JSON) + b"\n")
     return manifest

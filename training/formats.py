@@ -150,6 +150,24 @@ def resolve_formats(names: list[str] | tuple[str, ...] | None) -> list[str]:
     return [n for n in WRITERS if n in wanted]
 
 
+# Formats that need an optional package (module, extra): skipped with a note where it is not installed.
+OPTIONAL = {"hf_dataset": ("datasets", "train")}
+
+
+def installable(formats: list[str]) -> tuple[list[str], dict[str, str]]:
+    """The formats this install can write, and why each other one is skipped (a core install has no
+    `datasets`)."""
+    from importlib.util import find_spec
+
+    skipped = {}
+    for name in formats:
+        module, extra = OPTIONAL.get(name, (None, None))
+        if module and find_spec(module) is None:
+            skipped[name] = (f"needs {module}, from the '{extra}' extra (bash scripts/install.sh {extra}, "
+                             f"or pip install 'reasongen[{extra}]')")
+    return [n for n in formats if n not in skipped], skipped
+
+
 def write_all(root: Path, splits: Splits, dataset: str, formats: list[str]) -> None:
     data = BuildData(splits, dataset)
     for name in formats:

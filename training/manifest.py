@@ -66,3 +66,15 @@ def build_manifest(splits, dropped, template, params, files, parent) -> dict[str
         "diff": diff(parent.get("index") if parent else None, current),
         "index": current,
     }
+
+
+def provenance(rows, splits) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """Which drafts in the build came from the fake backend, and which check flags each carries (the
+    reviewer approved them anyway): a build trained on placeholders or flagged text says so."""
+    kept = {e.draft_id for examples in splits.values() for e in examples}
+    used = [r for r in rows if r.draft_id in kept]
+    return {
+        "fake_draft_ids": sorted(r.draft_id for r in used if r.draft_is_fake),
+        "flagged_drafts": {str(r.draft_id): sorted(r.draft_flags) for r in sorted(used, key=lambda r: r.draft_id)
+                           if r.draft_flags},
+    }

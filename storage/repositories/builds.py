@@ -13,7 +13,7 @@ from storage.repositories.records import RECORD_FILTERS
 
 
 RECORD_COLUMNS = ("id", "key", "lang", "instruction", "input", "output", "field", "uniqueness", "content_hash")
-DRAFT_COLUMNS = ("id", "template_hash", "transformed_input", "reasoning", "response")
+DRAFT_COLUMNS = ("id", "template_hash", "transformed_input", "reasoning", "response", "is_fake", "flags")
 
 
 class ApprovedRow(NamedTuple):
@@ -33,6 +33,8 @@ class ApprovedRow(NamedTuple):
     draft_transformed_input: str | None
     draft_reasoning: str | None
     draft_response: str | None
+    draft_is_fake: bool
+    draft_flags: list[str] | None
 
 
 class BuildNotFoundError(LookupError):
