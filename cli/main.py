@@ -20,7 +20,7 @@ app = typer.Typer(
 )
 
 # Each module defines register(app). The order is the order of a record's path.
-COMMAND_MODULES = ["db", "ingest", "templates", "generate", "queue", "review", "judge", "policy", "build", "train", "demo", "users", "serve"]
+COMMAND_MODULES = ["db", "ingest", "templates", "generate", "queue", "review", "judge", "policy", "build", "train", "demo", "users", "serve", "teacher"]
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,69 @@
+"""What a chunk tells its batch about the teacher endpoint, and when it pauses the batch.
+
+At every sub-batch boundary (and when the chunk ends) the worker records on the batch the mode the
+requests really ran in and the current adaptive limit, and asks the backend's circuit breaker: when it
+is open, the batch is paused with the breaker's reason (the server's own message) as its status
+reason, so ``status`` shows it, the command exits non-zero, and ``reasongen resume`` continues once the
+server is fixed. Backends without a breaker or a limiter (fake, local) record nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from generation import breaker
+
+log = logging.getLogger(__name__)
+
+PAUSED = "paused"
+
+
+def snapshot(backend: Any) -> dict[str, Any]:
+    """The batch columns this backend can fill now (empty for backends without an endpoint)."""
+    values: dict[str, Any] = {}
+    if hasattr(backend, "mode_report"):
+        values["response_mode"] = backend.mode_report()
+    state = backend.concurrency_state() if hasattr(backend, "concurrency_state") else None
+    if state is not None:
+        values["concurrency_limit"] = state.limit
+        values["concurrency_reason"] = f"{state.phase}: {state.reason}"[:500]
+    return values
+
+
+def record(uow_factory: Callable[[], Any], batch_id: int, backend: Any) -> None:
+    values = snapshot(backend)
+    if not values:
+        return
+    with uow_factory() as uow:
+        batch = uow.batches.get(batch_id)
+        for name, value in values.items():
+            setattr(batch, name, value)
+        uow.commit()
+
+
+def check(uow_factory: Callable[[], Any], batch_id: int, backend: Any,
+          pause: Callable[..., Any]) -> bool:
+    """Record the endpoint state; pause the batch and return True when the breaker is open."""
+    try:
+        record(uow_factory, batch_id, backend)
+    except Exception:  # noqa: BLE001 - a display column must never stop a chunk
+        log.warning("could not record the teacher state of batch %s", batch_id, exc_info=True)
+    reason = breaker.pause_reason(backend)
+    if reason is None:
+        return False
+    log.warning("batch %s paused: %s", batch_id, reason)
+    pause(batch_id, reason=f"{reason}; fix the server, then run: reasongen resume {batch_id}")
+    return True
+
+
+def watching(uow_factory: Callable[[], Any], batch_id: int, backend: Any, should_stop: Callable[[], bool],
+             pause: Callable[..., Any]) -> Callable[[], bool]:
+    """``should_stop`` for a chunk: the endpoint check first (it may pause the batch), then the guard's own."""
+    breaker.reset(backend)  # this chunk runs because its batch is running: a resumed batch starts closed
+
+    def stop() -> bool:
+        return check(uow_factory, batch_id, backend, pause) or should_stop()
+
+    return stop
