@@ -10,7 +10,6 @@ place cannot both win (PostgreSQL; SQLite serialises writers anyway).
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -124,9 +123,19 @@ def release(uow: UnitOfWork, draft_id: int, reviewer: str) -> None:
         uow.session.delete(mine)
 
 
-def decisions(uow: UnitOfWork, draft_id: int) -> list[ReviewAssignment]:
-    return list(uow.session.scalars(select(ReviewAssignment).where(
-        ReviewAssignment.draft_id == draft_id, ReviewAssignment.decision.is_not(None)).order_by(ReviewAssignment.id)))
+@dataclass(frozen=True)
+class Vote:
+    reviewer: str
+    decision: str
+    note: str | None
+
+
+def decisions(uow: UnitOfWork, draft_id: int) -> list[Vote]:
+    """The independent decisions on a draft so far (plain values: readable after the unit of work ends)."""
+    stmt = (select(ReviewAssignment.reviewer, ReviewAssignment.decision, ReviewAssignment.note)
+            .where(ReviewAssignment.draft_id == draft_id, ReviewAssignment.decision.is_not(None))
+            .order_by(ReviewAssignment.id))
+    return [Vote(*row) for row in uow.session.execute(stmt)]
 
 
 def undo_mine(uow: UnitOfWork, reviewer: str) -> tuple[int, datetime] | None:
@@ -141,7 +150,7 @@ def undo_mine(uow: UnitOfWork, reviewer: str) -> tuple[int, datetime] | None:
     return latest.draft_id, when  # type: ignore[return-value]
 
 
-def adjudication_queue(uow: UnitOfWork, limit: int = 100) -> list[tuple[int, str, list[ReviewAssignment]]]:
+def adjudication_queue(uow: UnitOfWork, limit: int = 100) -> list[tuple[int, str, list[Vote]]]:
     """Pending drafts whose required decisions are in and disagree: (draft id, dataset, decisions)."""
     stmt = (select(ReviewAssignment.draft_id, Dataset.name, func.coalesce(ReviewRequirement.required_decisions, 1))
             .join(Draft, Draft.id == ReviewAssignment.draft_id).join(Record, Record.id == Draft.record_id)
@@ -176,21 +185,3 @@ def _mine(uow: UnitOfWork, draft_id: int, reviewer: str) -> ReviewAssignment | N
     return uow.session.scalar(select(ReviewAssignment).where(
         ReviewAssignment.draft_id == draft_id, ReviewAssignment.reviewer == reviewer))
 
-
-def fleiss_kappa(items: Sequence[Sequence[str]]) -> float | None:
-    """Fleiss' kappa; every item has the same number (>= 2) of ratings. None when undefined."""
-    if not items:
-        return None
-    m = len(items[0])
-    if m < 2 or any(len(i) != m for i in items):
-        raise ValueError("Fleiss' kappa needs the same number (>= 2) of ratings per item")
-    totals: Counter[str] = Counter()
-    p_items = 0.0
-    for ratings in items:
-        counts = Counter(ratings)
-        totals.update(counts)
-        p_items += (sum(c * c for c in counts.values()) - m) / (m * (m - 1))
-    p_bar, p_e = p_items / len(items), sum((t / (len(items) * m)) ** 2 for t in totals.values())
-    if p_e >= 1.0:
-        return None
-    return round((p_bar - p_e) / (1 - p_e), 4)

@@ -7,8 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 
 from review import assignments, service, views
-from review.agreement import cohen_kappa
-from review.assignments import fleiss_kappa
+from review.agreement import cohen_kappa, fleiss_kappa
 from web.accounts import Principal
 from web.decisions import BulkRequest, Decision, bulk_apply, bulk_preview, decide, undo
 from web.queries import Filters, filters
@@ -80,7 +79,7 @@ def agreement(items: dict[int, dict[str, str]]) -> dict[str, Any]:
         for b in names[i + 1:]:
             both = [(v[a], v[b]) for v in items.values() if a in v and b in v]
             if both:
-                kappa = cohen_kappa(both)
+                kappa = cohen_kappa([x for x, _ in both], [y for _, y in both])
                 agree = sum(x == y for x, y in both) / len(both)
                 pairs.append({"a": a, "b": b, "items": len(both), "agreement": round(agree, 3),
                               "cohen_kappa": None if kappa is None else round(kappa, 3)})

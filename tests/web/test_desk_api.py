@@ -92,3 +92,16 @@ def test_queue_pages_by_keyset_with_filters(signed_in, drafts):
     ja = rex.get("/api/drafts", params={"lang": "ja"}).json()["items"]
     assert [d["record"]["instruction"] for d in ja] == ["二たす二は？"]
     assert rex.get("/api/drafts", params={"status": "bogus"}).status_code == 400
+
+
+def test_queue_filters_by_judge_score_range(signed_in, drafts, web_wired):
+    from tests.web.judged import add_judgement
+
+    add_judgement(web_wired, drafts["ja-1"], 2.5)
+    add_judgement(web_wired, drafts["zh-1"], 4.5)
+    rex, _ = signed_in("rex")
+    low = rex.get("/api/drafts", params={"score_max": 3}).json()["items"]
+    assert [d["id"] for d in low] == [drafts["ja-1"]]
+    high = rex.get("/api/drafts", params={"score_min": 4, "score_max": 5}).json()["items"]
+    assert [d["id"] for d in high] == [drafts["zh-1"]]
+    assert "never translates" in rex.get("/desk", params={"score_max": 3}).text
