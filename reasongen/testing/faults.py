@@ -37,7 +37,10 @@ class Faults:
     reject_json_schema: bool = False  # 400 for response_format json_schema (like many local servers)
     reject_json_object: bool = False  # 400 for response_format json_object too
     reply: str = "draft"  # which content builder answers (see completions.CONTENT)
-    batch_seconds: float = 0.0  # simulated processing time of a /v1/batches job
+    batch_seconds: float = 0.0  # simulated processing time of a /v1/batches job (batch_api.py)
+    batch_expire_after: float | None = None  # a job expires once this fraction of it is done
+    batch_fail_validation: bool = False  # every new job fails validation
+    state_dir: str | None = None  # files and batch jobs kept here, so a restarted server carries on
     api_key: str | None = field(default=None, repr=False)
     seed: int = 0
     script: list[str] = field(default_factory=list)
