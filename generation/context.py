@@ -5,18 +5,20 @@ The length comes from the server where it says (vLLM's ``max_model_len`` in ``/v
 else the model's own ``config.json`` when the model name is a local folder or is in the Hugging Face cache
 (``transformers serve`` and llama.cpp name models by path). Unknown means no check: the server decides.
 
-Tokens are counted with the model's tokenizer when it is on disk; otherwise estimated from characters,
-calibrated by the ``prompt_tokens`` the server reports, so a request is refused here only when it cannot
-fit, never on a guess that is too cautious.
+Tokens are counted with the model's tokenizer when it is on disk; otherwise estimated by script
+(generation/tokens.py) and calibrated by the ``prompt_tokens`` the server reports for earlier prompts.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from generation import tokens
 
 MESSAGE_OVERHEAD = 8  # role markers a chat template adds per message
 _SERVER_KEYS = ("max_model_len", "context_length", "context_window", "max_context_length", "n_ctx",
@@ -70,33 +72,33 @@ def resolve(server_length: int | None, setting: int | None, model: str) -> Conte
 
 
 class TokenCounter:
-    """Exact with the model's tokenizer on disk, else characters times a ratio learned from the server."""
+    """Exact with the model's tokenizer on disk, else the script-aware estimate (generation/tokens.py) scaled by
+    what the server reported for earlier prompts (its ``prompt_tokens`` over our estimate)."""
 
     def __init__(self, model: str):
-        self._tokenizer = _load_tokenizer(model)
+        counter = tokens.counter_for(model=model) if _local_folder(model) else tokens.ESTIMATE
+        self._exact = counter if counter is not tokens.ESTIMATE else None
         self._lock = threading.Lock()
-        self._chars = self._tokens = 0
+        self._estimated = self._reported = 0
 
     @property
     def exact(self) -> bool:
-        return self._tokenizer is not None
+        return self._exact is not None
 
     def count(self, messages: list[dict[str, str]]) -> int:
         overhead = MESSAGE_OVERHEAD * len(messages)
-        if self._tokenizer is not None:
-            return overhead + sum(len(self._tokenizer.encode(m["content"]).ids) for m in messages)
-        chars = sum(len(m["content"]) for m in messages)
+        if self._exact is not None:
+            return overhead + sum(self._exact.count(m["content"]) for m in messages)
+        estimate = sum(tokens.ESTIMATE.count(m["content"]) for m in messages)
         with self._lock:
-            ratio = self._tokens / self._chars if self._chars > 2000 else 0.0
-        # Without a calibration: a lower bound (4 chars a token is English's best case), so nothing that
-        # might fit is refused; the server's own 400 covers the rest.
-        return overhead + int(chars * ratio if ratio else chars / 4)
+            ratio = self._reported / self._estimated if self._estimated else 1.0
+        return overhead + math.ceil(estimate * ratio)
 
     def calibrate(self, messages: list[dict[str, str]], prompt_tokens: int) -> None:
-        if self._tokenizer is None and prompt_tokens > 0:
+        if self._exact is None and prompt_tokens > 0:
             with self._lock:
-                self._chars += sum(len(m["content"]) for m in messages)
-                self._tokens += max(0, prompt_tokens - MESSAGE_OVERHEAD * len(messages))
+                self._estimated += sum(tokens.ESTIMATE.count(m["content"]) for m in messages)
+                self._reported += max(0, prompt_tokens - MESSAGE_OVERHEAD * len(messages))
 
 
 def check_fits(prompt_tokens: int, max_tokens: int, context: ContextInfo, what: str = "the prompt") -> None:
@@ -132,15 +134,3 @@ def _local_folder(model: str) -> Path | None:
     except Exception:  # noqa: BLE001 - optional: no hub library or no cache
         return None
     return Path(found).parent if isinstance(found, str) else None
-
-
-def _load_tokenizer(model: str) -> Any:
-    folder = _local_folder(model)
-    if folder is None or not (folder / "tokenizer.json").is_file():
-        return None
-    try:
-        from tokenizers import Tokenizer
-
-        return Tokenizer.from_file(str(folder / "tokenizer.json"))
-    except Exception:  # noqa: BLE001 - optional: the estimate still works
-        return None

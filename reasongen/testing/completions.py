@@ -62,6 +62,8 @@ def _system(body: dict[str, Any]) -> str:
 CONTENT: dict[str, Callable[[dict[str, Any]], str]] = {
     "draft": lambda body: json.dumps(draft_for(body), ensure_ascii=False),
     "judge": verdict_for,  # judging/stub.py
+    # A server that accepts response_format and ignores it: the JSON comes wrapped in prose.
+    "prose": lambda body: f"Sure, here it is: {json.dumps(draft_for(body), ensure_ascii=False)} Hope this helps.",
 }
 
 

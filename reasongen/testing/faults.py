@@ -37,6 +37,12 @@ class Faults:
     reject_json_schema: bool = False  # 400 for response_format json_schema (like many local servers)
     reject_json_object: bool = False  # 400 for response_format json_object too
     reply: str = "draft"  # which content builder answers (see completions.CONTENT)
+    # Self-hosted servers (issue 16): "prose" replies ignore response_format; serial computes one request at a
+    # time (latency grows with its queue); context_length is reported in /v1/models as max_model_len and longer
+    # requests get vLLM's 400; error_message is the 500's message.
+    serial: bool = False
+    context_length: int | None = None
+    error_message: str = "The server had an error while processing your request."
     batch_seconds: float = 0.0  # simulated processing time of a /v1/batches job (batch_api.py)
     batch_expire_after: float | None = None  # a job expires once this fraction of it is done
     batch_fail_validation: bool = False  # every new job fails validation

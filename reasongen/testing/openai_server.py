@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from reasongen.testing.completions import completion
+from reasongen.testing.completions import completion, tokens
 from reasongen.testing.faults import FAULTS, Faults, StubState
 
 __all__ = ["FAULTS", "Faults", "StubHandle", "StubServer", "start_stub_server", "spawn_stub_process"]
@@ -49,6 +49,7 @@ class StubServer:
     def __init__(self, faults: Faults):
         self.state = StubState(faults)
         self.hang = asyncio.Event()  # set on shutdown so hanging handlers finish
+        self.one_at_a_time = asyncio.Lock()  # Faults.serial: one request computed at a time
 
     def app(self) -> web.Application:
         from reasongen.testing.batch_api import BatchAPI
@@ -96,13 +97,16 @@ class StubServer:
         return json_response({"ok": True})
 
     async def models(self, _request: web.Request) -> web.Response:
-        return json_response({"object": "list", "data": [{"id": "stub-model", "object": "model", "owned_by": "stub"}]})
+        model = {"id": "stub-model", "object": "model", "owned_by": "stub"}
+        if self.state.faults.context_length:  # as vLLM reports it
+            model["max_model_len"] = self.state.faults.context_length
+        return json_response({"object": "list", "data": [model]})
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         body = orjson.loads(await request.read() or b"{}")
         st = self.state
         st.stats["requests"] += 1
-        rejected = self.reject_format(body)
+        rejected = self.reject_format(body) or self.reject_length(body)
         if rejected:
             return rejected
         wait = st.bucket.take() if st.bucket else 0.0
@@ -119,6 +123,20 @@ class StubServer:
         finally:
             st.leave("in_flight")
 
+    def reject_length(self, body: dict[str, Any]) -> web.Response | None:
+        """vLLM's answer to a prompt plus max_tokens longer than the context."""
+        limit = self.state.faults.context_length
+        if not limit:
+            return None
+        prompt = sum(tokens(str(m.get("content") or "")) for m in body.get("messages", []))
+        wanted = prompt + int(body.get("max_completion_tokens") or body.get("max_tokens") or 0)
+        if wanted <= limit:
+            return None
+        self.state.stats["status_400"] += 1
+        return error(400, f"This model's maximum context length is {limit} tokens. However, you requested {wanted} "
+                          f"tokens ({prompt} in the messages, {wanted - prompt} in the completion).",
+                     "invalid_request_error")
+
     def reject_format(self, body: dict[str, Any]) -> web.Response | None:
         kind = (body.get("response_format") or {}).get("type")
         f = self.state.faults
@@ -130,7 +148,11 @@ class StubServer:
     async def _answer(self, request: web.Request, body: dict[str, Any], fault: str,
                       request_no: int) -> web.StreamResponse:
         if self.state.faults.latency_s:
-            await asyncio.sleep(self.state.faults.latency_s)
+            if self.state.faults.serial:
+                async with self.one_at_a_time:
+                    await asyncio.sleep(self.state.faults.latency_s)
+            else:
+                await asyncio.sleep(self.state.faults.latency_s)
         if fault == "hang":
             await self.hang.wait()
             fault = "drop"
@@ -140,7 +162,7 @@ class StubServer:
             raise asyncio.CancelledError  # nothing to write on a connection that is gone
         if fault == "error":
             self.state.stats["status_500"] += 1
-            return error(500, "The server had an error while processing your request.", "server_error")
+            return error(500, self.state.faults.error_message, "server_error")
         self.state.stats["status_200"] += 1
         return json_response(completion(body, fault, request_no, self.state.faults.reply))
 

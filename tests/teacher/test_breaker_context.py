@@ -78,10 +78,10 @@ def test_a_request_that_cannot_fit_says_the_sizes() -> None:
 
 
 def test_the_estimate_is_calibrated_by_the_servers_usage() -> None:
-    counter = ctx.TokenCounter("gpt-4o-mini")  # no tokenizer on disk: characters
-    messages = [{"role": "user", "content": "x" * 4000}]
+    counter = ctx.TokenCounter("gpt-4o-mini")  # no tokenizer on disk: the script-aware estimate
+    messages = [{"role": "user", "content": "x" * 4500}]
     assert counter.count(messages) == 8 + 1000
-    counter.calibrate(messages, 8 + 2000)  # this server counts two characters a token
+    counter.calibrate(messages, 8 + 2000)  # this server counts twice as many
     assert counter.count(messages) == 8 + 2000
 
 
