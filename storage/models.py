@@ -449,3 +449,62 @@ class Policy(TimestampMixin, Base):
     judge_model: Mapped[str | None] = mapped_column(String(200), default=None)
     rubric_name: Mapped[str | None] = mapped_column(String(200), default=None)
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class ProviderJob(TimestampMixin, Base):
+    """One provider batch job (OpenAI ``/v1/batches``) carrying part of a batch's requests (issue 14).
+
+    The row and its requests are written before anything is sent; ``state`` says how far submission got
+    (new -> uploaded -> submitted -> done), so a restarted poller finishes the step without repeating one.
+    ``status`` is the provider's own (validating, in_progress, completed, expired, cancelled, failed...)."""
+
+    __tablename__ = "provider_jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"), index=True)
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    state: Mapped[str] = mapped_column(String(20), default="new", index=True)
+    status: Mapped[str | None] = mapped_column(String(30), default=None)
+    endpoint: Mapped[str | None] = mapped_column(Text, default=None)
+    model: Mapped[str] = mapped_column(String(200))
+    input_file_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    provider_batch_id: Mapped[str | None] = mapped_column(String(200), default=None, unique=True)
+    output_file_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    error_file_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    requests: Mapped[int] = mapped_column(Integer, default=0)
+    bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    completed: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    polls: Mapped[int] = mapped_column(Integer, default=0)
+    next_poll_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    submitted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ProviderRequest(Base):
+    """One line of a provider job: ``custom_id`` -> record, with the exact request body sent.
+
+    state: sent (in a job, no answer yet) | done (draft written) | retry (errored or expired: goes into the
+    next job) | resent (its retry is in a later job) | failed (out of attempts: a failed draft was written)."""
+
+    __tablename__ = "provider_requests"
+    __table_args__ = (Index("ix_provider_requests_job_state", "job_id", "state"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("provider_jobs.id", ondelete="CASCADE"))
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"), index=True)
+    record_id: Mapped[int] = mapped_column(ForeignKey("records.id", ondelete="CASCADE"), index=True)
+    custom_id: Mapped[str] = mapped_column(String(100), unique=True)
+    cache_key: Mapped[str] = mapped_column(String(64))
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    kind: Mapped[str] = mapped_column(String(10), default="draft")  # draft | repair
+    body: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    state: Mapped[str] = mapped_column(String(20), default="sent")
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
