@@ -8,7 +8,7 @@ English answer that generation supplies. The model reads Japanese and answers in
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
 from generation.records import TrainingView
 
@@ -50,7 +50,7 @@ def native_input(instruction: str, input_text: str) -> str:
 
 def restructure(record: RecordLike, directives: Mapping[str, str] | None = None) -> TrainingView:
     directives = {**DEFAULT_DIRECTIVES, **(directives or {})}
-    common = dict(
+    common: dict[str, Any] = dict(
         record_id=record.id, key=record.key, lang=record.lang, reference_output=record.output,
         field=record.field, uniqueness=record.uniqueness, content_hash=record.content_hash,
         original_instruction=record.instruction, original_input=record.input or "",

@@ -55,7 +55,8 @@ def _resolve(target: str) -> Callable[..., Backend]:
     obj: Any = import_module(module)
     for part in attr.split("."):
         obj = getattr(obj, part)
-    return obj
+    factory: Callable[..., Backend] = obj
+    return factory
 
 
 def create_backend(name: str, settings: Any, **options: Any) -> Backend:

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from storage.ingest.staging import CREATE, SEEN, STAGE, StageLoader, loader_for
 from storage.ingest.types import SourceRecord
 from storage.models import utcnow
+from storage.repositories.base import rowcount
 
 _NOW = bindparam("now", type_=DateTime(timezone=True))
 _CONTENT = "lang, instruction, input, output, field, uniqueness"
@@ -108,7 +109,7 @@ class BulkWriter:
     def write(self, records: Sequence[SourceRecord]) -> BatchResult:
         result = BatchResult()
         self.loader.load(records)
-        states = dict(self.session.execute(CLASSIFY, {"ds": self.dataset_id}).tuples().all())
+        states: dict[str | None, int] = dict(self.session.execute(CLASSIFY, {"ds": self.dataset_id}).tuples().all())
         if states.get("R"):
             result.repeats = self._drop_repeats(records)
         self.session.execute(SEEN_ADD)
@@ -123,10 +124,10 @@ class BulkWriter:
         return result
 
     def _drop_repeats(self, records: Sequence[SourceRecord]) -> list[tuple[SourceRecord, int]]:
-        first = dict(self.session.execute(REPEATS).tuples().all())
+        first: dict[str, int] = dict(self.session.execute(REPEATS).tuples().all())
         self.session.execute(DROP_REPEATS, {"keys": list(first)})
         return [(r, first[r.key]) for r in records if r.key in first]
 
     def prune(self) -> int:
         """Mark the dataset's live records whose id this file did not contain as deleted."""
-        return self.session.execute(PRUNE, {"ds": self.dataset_id, "now": self.now}).rowcount or 0
+        return rowcount(self.session.execute(PRUNE, {"ds": self.dataset_id, "now": self.now}))

@@ -101,7 +101,7 @@ def _key(value: Any) -> str | None:
 def _lang(value: Any) -> str | None:
     """'ja', 'JA', 'ja-JP', 'zh_Hans' -> the bare code; None means detect it later."""
     if value is None or value in LANGUAGES:
-        return value
+        return None if value is None else str(value)
     text = _string("lang", value).strip()
     if not text:
         return None

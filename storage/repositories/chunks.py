@@ -59,7 +59,7 @@ class ChunkRepository(Repository):
     def exhausted_queued(self, max_attempts: int, batch_id: int | None = None) -> list[tuple[int, int]]:
         """Queued chunks no claim can take any more (attempts used up): they must fail, not be re-sent."""
         stmt = select(Chunk.id, Chunk.batch_id).where(Chunk.status == "queued", Chunk.attempts >= max_attempts)
-        return [tuple(r) for r in self.session.execute(_for_batch(stmt, batch_id))]  # type: ignore[misc]
+        return [tuple(r) for r in self.session.execute(_for_batch(stmt, batch_id))]
 
     def fail_exhausted(self, chunk_id: int, max_attempts: int, now: datetime, error: str) -> bool:
         stmt = (update(Chunk).where(Chunk.id == chunk_id, Chunk.status == "queued", Chunk.attempts >= max_attempts)
@@ -120,7 +120,7 @@ class ChunkRepository(Repository):
 
     def expired_leases(self, now: datetime, batch_id: int | None = None) -> list[tuple[int, int]]:
         stmt = select(Chunk.id, Chunk.batch_id).where(Chunk.status == "leased", Chunk.lease_expires_at < now)
-        return [tuple(r) for r in self.session.execute(_for_batch(stmt, batch_id))]  # type: ignore[misc]
+        return [tuple(r) for r in self.session.execute(_for_batch(stmt, batch_id))]
 
     def queued_before(self, cutoff: datetime, batch_id: int | None = None) -> list[int]:
         stmt = (select(Chunk.id).join(Batch, Batch.id == Chunk.batch_id)

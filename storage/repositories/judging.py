@@ -10,7 +10,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from storage.models import Draft, Judgement, Policy
-from storage.repositories.base import Repository
+from storage.repositories.base import Repository, rowcount
 
 
 class JudgementRepository(Repository):
@@ -30,7 +30,7 @@ class JudgementRepository(Repository):
         self.session.execute(delete(Judgement).where(Judgement.cache_key.in_(keys), Judgement.error.is_not(None)))
         insert = pg_insert if self.session.get_bind().dialect.name == "postgresql" else sqlite_insert
         stmt = insert(Judgement).values(list(rows)).on_conflict_do_nothing(index_elements=["cache_key"])
-        return int(self.session.execute(stmt).rowcount or 0)
+        return rowcount(self.session.execute(stmt))
 
     def latest_for(self, draft_ids: Sequence[int], rubric_name: str | None = None) -> dict[int, Judgement]:
         """The newest good judgement of each draft (under ``rubric_name`` when given)."""

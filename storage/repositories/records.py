@@ -103,7 +103,7 @@ class RecordRepository:
             .order_by(Record.lang, Record.field, Record.uniqueness)
         )
         groups = [tuple(row) for row in self.session.execute(stmt)]
-        total = sum(row[3] for row in groups)
+        total = sum(int(row[3] or 0) for row in groups)
         return Breakdown(ds.name, total, groups, self.staleness(ds.id))  # type: ignore[arg-type]
 
     def staleness(self, dataset_id: int) -> Staleness:
@@ -130,7 +130,7 @@ class RecordRepository:
             stmt = stmt.where(Dataset.name == dataset)
         return [(name, record) for name, record in self.session.execute(stmt).tuples()]
 
-    def select_ids(self, dataset_id: int, where: dict[str, str] | None = None, limit: int | None = None) -> Select:
+    def select_ids(self, dataset_id: int, where: dict[str, str] | None = None, limit: int | None = None) -> Select[int]:
         """Live (not deleted) record ids of a dataset, filtered, in id order."""
         stmt = select(Record.id).where(Record.dataset_id == dataset_id, Record.deleted_at.is_(None))
         for name, value in (where or {}).items():

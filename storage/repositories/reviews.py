@@ -27,6 +27,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from storage.models import Dataset, Draft, Judgement, Record, ReviewEvent
+from storage.repositories.base import rowcount
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,7 @@ class ReviewRepository:
             # Queued events touch no draft, so there is no need to flush them first.
             .execution_options(synchronize_session=False, autoflush=False)
         )
-        return (self.session.execute(stmt).rowcount or 0) == 1
+        return rowcount(self.session.execute(stmt)) == 1
 
     def update_many(self, expected: Sequence[tuple[int, int]], values: dict[str, Any]) -> set[int]:
         """Like update_versioned for many (id, version) pairs in one statement; returns the ids updated."""
@@ -155,7 +156,7 @@ class ReviewRepository:
         self.session.add(ReviewEvent(**values))
 
     # -- query building --------------------------------------------------------------------------
-    def _rows_stmt(self, flt: DraftFilter, exclude: Sequence[int] = ()) -> Select:
+    def _rows_stmt(self, flt: DraftFilter, exclude: Sequence[int] = ()) -> Select[Draft, Record, str]:
         stmt = (
             select(Draft, Record, Dataset.name)
             .join(Record, Record.id == Draft.record_id)
@@ -185,7 +186,7 @@ class ReviewRepository:
             yield self._flag_count() == 0
 
     def _scored(self, low: float | None, high: float | None) -> ColumnElement[bool]:
-        found = select(literal_column("1")).where(Judgement.draft_id == Draft.id, Judgement.overall.is_not(None))
+        found: Select[Any] = select(literal_column("1")).where(Judgement.draft_id == Draft.id, Judgement.overall.is_not(None))
         if low is not None:
             found = found.where(Judgement.overall >= low)
         if high is not None:

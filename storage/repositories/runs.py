@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins  # annotations inside the class: its list() method shadows the builtin
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,6 +12,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from storage.models import EvalSample, Run, RunMetric, utcnow
+from storage.repositories.base import rowcount
 
 UNFINISHED = ("queued", "running", "failed")
 
@@ -58,14 +60,14 @@ class RunRepository:
         stmt = (update(Run).where(Run.id == run_id, Run.status != "completed", free)
                 .values(status="running", error=None, lease_owner=owner, lease_expires_at=until,
                         started_at=func.coalesce(Run.started_at, now)))
-        return self.session.execute(stmt).rowcount == 1  # type: ignore[attr-defined]
+        return rowcount(self.session.execute(stmt)) == 1
 
     def touch(self, run_id: int, owner: str, until: Any) -> bool:
         stmt = (update(Run).where(Run.id == run_id, Run.lease_owner == owner, Run.status == "running")
                 .values(lease_expires_at=until))
-        return self.session.execute(stmt).rowcount == 1  # type: ignore[attr-defined]
+        return rowcount(self.session.execute(stmt)) == 1
 
-    def expired(self, now: Any) -> list[int]:
+    def expired(self, now: Any) -> builtins.list[int]:
         """Runs whose trainer stopped renewing the lease (killed mid-training)."""
         stmt = select(Run.id).where(Run.status == "running", and_(Run.lease_expires_at.is_not(None),
                                                                   Run.lease_expires_at < now))
@@ -102,7 +104,7 @@ class RunRepository:
                 .order_by(RunMetric.step.desc()).limit(1))
         return self.session.scalar(stmt)
 
-    def replace_eval_samples(self, run_id: int, samples: list[dict[str, Any]]) -> None:
+    def replace_eval_samples(self, run_id: int, samples: builtins.list[dict[str, Any]]) -> None:
         self.session.execute(delete(EvalSample).where(EvalSample.run_id == run_id))
         self.session.add_all(EvalSample(run_id=run_id, **s) for s in samples)
 
