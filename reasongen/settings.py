@@ -82,6 +82,16 @@ class Settings(BaseSettings):
     queue_prefix: str = Field(default="", validation_alias=_env("REASONGEN_QUEUE_PREFIX"))
     worker_imports: list[str] = Field(default_factory=list, validation_alias=_env("REASONGEN_WORKER_IMPORTS"))
 
+    # Provider batch mode (generation/provider_batch, workers/provider_jobs.py): per-file limits, the price
+    # factor of batch jobs, how often open jobs are polled (backing off from min to max while nothing changes),
+    # and the record count from which --mode auto picks batch.
+    batch_max_requests: int = Field(default=50_000, ge=1, validation_alias=_env("REASONGEN_BATCH_MAX_REQUESTS"))
+    batch_max_bytes: int = Field(default=200 * 2**20, ge=1024, validation_alias=_env("REASONGEN_BATCH_MAX_BYTES"))
+    batch_discount: float = Field(default=0.5, gt=0, le=1, validation_alias=_env("REASONGEN_BATCH_DISCOUNT"))
+    batch_poll_min_s: float = Field(default=30.0, gt=0, validation_alias=_env("REASONGEN_BATCH_POLL_MIN"))
+    batch_poll_max_s: float = Field(default=600.0, gt=0, validation_alias=_env("REASONGEN_BATCH_POLL_MAX"))
+    batch_auto_threshold: int = Field(default=2000, ge=1, validation_alias=_env("REASONGEN_BATCH_AUTO_THRESHOLD"))
+
     def api_key(self) -> str | None:
         return self.openai_api_key.get_secret_value() if self.openai_api_key else None
 

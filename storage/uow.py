@@ -19,6 +19,7 @@ from storage.repositories.drafts import DraftRepository
 from storage.repositories.followups import FollowupRepository
 from storage.repositories.heartbeats import WorkerRepository
 from storage.repositories.judging import JudgementRepository, PolicyRepository
+from storage.repositories.provider_jobs import ProviderJobRepository
 from storage.repositories.records import RecordRepository
 from storage.repositories.reviews import ReviewRepository
 from storage.repositories.runs import RunRepository
@@ -39,6 +40,7 @@ class UnitOfWork:
     judgements: JudgementRepository
     policies: PolicyRepository
     users: UserRepository
+    provider_jobs: ProviderJobRepository
 
     def __init__(self, session_factory: sessionmaker[Session]):
         self._factory = session_factory
@@ -65,6 +67,7 @@ class UnitOfWork:
         self.judgements = JudgementRepository(session)
         self.policies = PolicyRepository(session)
         self.users = UserRepository(session)
+        self.provider_jobs = ProviderJobRepository(session)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
