@@ -89,7 +89,7 @@ def _print(s: dict) -> None:
 
 BUILD_COLUMNS = [Col("id", key=True, justify="right"), Col("dataset", key=True), Col("parent", justify="right"),
                  Col("batch", justify="right", drop=True), Col("train", key=True, justify="right"),
-                 Col("eval", key=True, justify="right"), Col("folder", min_width=16)]
+                 Col("eval", key=True, justify="right"), Col("folder", fold=True, min_width=16)]
 
 
 def builds_cmd(

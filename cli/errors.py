@@ -185,10 +185,17 @@ class CliGroup(TyperGroup):
 
 
 def _flags_without_type(command: Any) -> None:
-    """Typer 0.29's rich help prints a flag's type (`--dry-run <bool>`), as if it took a value: a flag
-    gets an empty metavar, so its help line is just the flag."""
-    for param in command.params:
-        if getattr(param, "is_flag", False) and param.metavar is None:
-            param.metavar = ""
+    """Typer 0.29's rich help prints a flag's type (`--dry-run <bool>`), as if it took a value: every flag
+    (--help and the completion flags included, which Typer adds late) gets an empty metavar when help is shown."""
+    get_params = command.get_params
+
+    def flags_as_flags(ctx: Any) -> Any:
+        params = get_params(ctx)
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        return params
+
+    command.get_params = flags_as_flags
     for sub in getattr(command, "commands", {}).values():
         _flags_without_type(sub)

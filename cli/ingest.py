@@ -8,9 +8,8 @@ from pathlib import Path
 
 import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
-
 from cli.context import console, err_console, print_json, settings_from, wiring
+from cli.tables import Col, listing
 from storage.ingest import IngestOptions, IngestSummary, Rejection, ingest_file
 from storage.repositories.records import Breakdown, DatasetOverview
 
@@ -78,13 +77,16 @@ class _progress:
 
 
 def _print_summary(summary: IngestSummary) -> None:
-    table = Table(title=f"{summary.file} -> {summary.dataset}")
-    for name in SUMMARY_COLUMNS:
-        table.add_column(name, justify="right")
-    table.add_row(*(f"{getattr(summary, name):,}" for name in SUMMARY_COLUMNS))
-    console.print(table)
+    cols = [Col(name, key=True, justify="right") for name in SUMMARY_COLUMNS]
+    cells = [[f"{getattr(summary, name):,}" for name in SUMMARY_COLUMNS]]
+    console.print(listing(cols, cells, console, title=f"{summary.file} -> {summary.dataset}", noun="read"))
     for note in summary.notes:
         console.print(f"[yellow]{note}[/]", highlight=False)
+
+
+DATASET_COLUMNS = [Col("dataset", key=True), Col("records", key=True, justify="right"), Col("languages", min_width=10),
+                   Col("deleted", justify="right", drop=True), Col("created", key=True, drop=True),
+                   Col("updated", key=True)]
 
 
 def datasets(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
@@ -94,11 +96,12 @@ def datasets(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", h
     if as_json:
         print_json([_overview_dict(row) for row in rows])
         return
-    table = Table("dataset", "records", "languages", "deleted", "created", "updated")
-    for row in rows:
-        langs = ", ".join(f"{lang} {n}" for lang, n in sorted(row.languages.items()))
-        table.add_row(row.name, f"{row.records:,}", langs, f"{row.deleted:,}", _when(row.created_at), _when(row.updated_at))
-    console.print(table if rows else "No datasets yet. Load one with: reasongen ingest FILE --dataset NAME")
+    if not rows:
+        console.print("No datasets yet. Load one with: reasongen ingest FILE --dataset NAME")
+        return
+    cells = [[row.name, f"{row.records:,}", ", ".join(f"{lang} {n}" for lang, n in sorted(row.languages.items())),
+              f"{row.deleted:,}", _when(row.created_at), _when(row.updated_at)] for row in rows]
+    console.print(listing(DATASET_COLUMNS, cells, console, noun="dataset"))
 
 
 def _overview_dict(row: DatasetOverview) -> dict[str, object]:
@@ -121,10 +124,9 @@ def show(
     if as_json:
         print_json(_breakdown_dict(found))
         return
-    table = Table("lang", "field", "uniqueness", "records", title=f"{found.dataset}: {found.records:,} records")
-    for lang, field, uniqueness, n in found.groups:
-        table.add_row(lang, field or "-", uniqueness or "-", f"{n:,}")
-    console.print(table)
+    cols = [Col("lang", key=True), Col("field"), Col("uniqueness"), Col("records", key=True, justify="right")]
+    cells = [[lang, field or "-", uniqueness or "-", f"{n:,}"] for lang, field, uniqueness, n in found.groups]
+    console.print(listing(cols, cells, console, title=f"{found.dataset}: {found.records:,} records"))
     stale = found.stale
     console.print(f"stale: {stale.total:,} ({stale.never_drafted:,} never drafted, "
                   f"{stale.changed:,} changed since their draft)", highlight=False)

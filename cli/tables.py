@@ -26,6 +26,7 @@ class Col:
     key: bool = False  # an id or name: shown whole, never wrapped or cut
     drop: bool = False  # left out first on a narrow terminal
     excerpt: bool = False  # one line, takes the remaining width, cut with "…"
+    fold: bool = False  # a path or model name: may break anywhere (else only between words)
     justify: Justify = "left"
     min_width: int | None = None
 
@@ -72,7 +73,7 @@ def min_width(cols: Sequence[Col], rows: Sequence[Sequence[Cell]]) -> int:
         cells = [_text(row[i]).plain for row in rows]
         if col.key:
             need = max([len(col.name), *(Text(c).cell_len for c in cells)])
-        elif col.excerpt:
+        elif col.excerpt or col.fold:
             need = col.min_width or 16
         else:
             words = [w for text in [col.name, *cells] for w in text.split()]

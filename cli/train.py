@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 import time
 from pathlib import Path
@@ -12,12 +11,14 @@ from typing import Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.console import Console
-from rich.table import Table
+from rich.text import Text
 from typer.core import TyperGroup
 
 from cli.context import console, fail, print_json, wiring
+from cli.tables import Col, listing
 from reasongen.bootstrap import Wiring
 from training.config import PHI2_TARGET_MODULES, TrainConfig
+from training.launch import launch_run, quiet_libraries
 
 JSON_HELP = "Print JSON."
 
@@ -99,32 +100,19 @@ def _unfinished_run(wired: Wiring, build_id: int) -> int:
 
 
 def _launch(wired: Wiring, run_id: int, *, wait: bool, quiet: bool) -> None:
-    """On a train worker when a broker is set, else here."""
+    """Print where the run goes (training/launch.py decides) and follow it."""
+    if quiet:  # --json: stdout holds the JSON only, the trainer's lines go to stderr
+        if launch_run(wired, run_id, output="stderr") == "queued" and wait:
+            _follow(wired, run_id, quiet)
+        return
     if wired.settings.broker_url:
-        from workers.dispatch import send_train
-
-        send_train(wired.settings, run_id)
-        if not quiet:
-            console.print(f"run [bold]{run_id}[/] queued on the train queue. Follow it with: reasongen runs")
+        launch_run(wired, run_id)
+        console.print(f"run [bold]{run_id}[/] queued on the train queue. Follow it with: reasongen runs")
         if wait:
             _follow(wired, run_id, quiet)
         return
-    from datasets import disable_progress_bars
-    from transformers.utils import logging as hf_logging
-
-    from training.callbacks import StepCallback
-    from training.train import execute_run
-
-    disable_progress_bars()  # dataset preparation and shard bars: our bar (or --json) is the output
-    hf_logging.disable_progress_bar()
-
-    # The trainer prints its log lines on stdout; with --json stdout must hold the JSON only.
-    if quiet:
-        with contextlib.redirect_stdout(sys.stderr):
-            execute_run(wired.uow, run_id)
-        return
     console.print(f"run [bold]{run_id}[/]: training here (no broker configured)")
-    screen = Console(file=sys.stdout)  # kept while the trainer's own log lines go to /dev/null
+    screen = Console(file=sys.stdout)  # the real stdout: kept while the trainer's own log lines are hidden
     with Progress(TextColumn("[bold]run {task.fields[run]}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("loss {task.fields[loss]}"), TimeRemainingColumn(), console=screen) as bar:
         task = bar.add_task("train", total=None, run=run_id, loss="-")
@@ -132,8 +120,7 @@ def _launch(wired: Wiring, run_id: int, *, wait: bool, quiet: bool) -> None:
         def show(step: int, total: int, loss: float | None) -> None:
             bar.update(task, completed=step, total=total, loss=_fmt(loss))
 
-        with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
-            execute_run(wired.uow, run_id, callbacks=[StepCallback(show)])
+        launch_run(wired, run_id, on_step=show)
 
 
 def _follow(wired: Wiring, run_id: int, quiet: bool, interval: float = 2.0) -> None:
@@ -168,15 +155,23 @@ def _fmt(value: float | None, spec: str = ".4f") -> str:
     return "-" if value is None else format(value, spec)
 
 
+RUN_COLUMNS = [Col("run", key=True, justify="right"), Col("build", key=True, justify="right"), Col("status", key=True),
+               Col("step", key=True, justify="right"), Col("train loss", key=True, justify="right"),
+               Col("eval loss", key=True, justify="right"), Col("tokens/s", drop=True, justify="right"),
+               Col("base model", fold=True, min_width=12)]
+
+
 def _print_runs(rows: list[dict]) -> None:
-    table = Table("run", "build", "status", "step", "train loss", "eval loss", "tokens/s", "base model")
-    for r in rows:
-        table.add_row(str(r["id"]), str(r["build_id"]), r["status"], str(r["step"]), _fmt(r["train_loss"]),
-                      _fmt(r["eval_loss"]), _fmt(r["tokens_per_s"], ",.0f"), r["base_model"])
-    console.print(table)
+    if not rows:
+        console.print("No runs yet. Start one with: reasongen train --build ID")
+        return
+    cells = [[str(r["id"]), str(r["build_id"]), r["status"], str(r["step"]), _fmt(r["train_loss"]),
+              _fmt(r["eval_loss"]), _fmt(r["tokens_per_s"], ",.0f"), r["base_model"]] for r in rows]
+    console.print(listing(RUN_COLUMNS, cells, console, noun="run"))
     for r in rows:
         if r["error"]:
-            console.print(f"[red]run {r['id']} failed:[/] {r['error']}")
+            console.print(Text.assemble(("run ", "red"), (str(r["id"]), "red"), (" failed: ", "red"), r["error"]),
+                          soft_wrap=True)
 
 
 runs_app = typer.Typer(cls=RunsGroup, help="Training runs: list them (default) or plot their loss curves.")
@@ -216,11 +211,9 @@ def eval_run(
     max_new_tokens: int = typer.Option(256, "--max-new-tokens", min=1, help="Tokens to generate per answer."),
 ) -> None:
     """Generate with the base model and with the adapter for the same prompts; store them side by side."""
-    from transformers.utils import logging as hf_logging
-
     from training.evaluate import evaluate_run
 
-    hf_logging.disable_progress_bar()  # the spinner is the output
+    quiet_libraries()  # the spinner is the output
     if split not in ("train", "eval"):
         fail("--split must be train or eval")
     with wiring(ctx) as wired:
@@ -228,6 +221,10 @@ def eval_run(
             n = evaluate_run(wired.uow, run_id, prompts_file=str(prompts) if prompts else None, split=split,
                              limit=limit, max_new_tokens=max_new_tokens)
     console.print(f"stored {n} side-by-side samples; see them with: reasongen eval show {run_id}")
+
+
+EVAL_COLUMNS = [Col("#", key=True, justify="right"), *(Col(name, min_width=24) for name in
+                                                       ("prompt", "base model", "adapter", "reference"))]
 
 
 @eval_app.command("show")
@@ -246,10 +243,9 @@ def eval_show(
         return
     if not rows:
         fail(f"Run {run_id} has no eval samples yet; make them with: reasongen eval {run_id}")
-    table = Table("prompt", "base model", "adapter", "reference", show_lines=True)
-    for r in rows:
-        table.add_row(r["prompt"], r["base_output"], r["adapter_output"], r["reference"] or "-")
-    console.print(table)
+    cells = [[str(i), r["prompt"], r["base_output"], r["adapter_output"], r["reference"] or "-"]
+             for i, r in enumerate(rows, 1)]
+    console.print(listing(EVAL_COLUMNS, cells, console, noun="sample"))
 
 
 def register(app: typer.Typer) -> None:
