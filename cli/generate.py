@@ -7,6 +7,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from cli.batchmode import ACCEPT_LATENCY, MODE, check_mode, cost_line, decide, launch_batch, with_batch_cost
 from cli.context import console, print_json, wiring
 from cli.live import launch
 from workers.planning import BatchRequest, plan_batch
@@ -51,6 +52,8 @@ def generate(
     policy: Optional[str] = typer.Option(None, "--policy", help="Decide judged drafts with this policy "
                                          "(reasongen policy set ...)."),
     wait: bool = WAIT,
+    mode: str = MODE,
+    accept_latency: bool = ACCEPT_LATENCY,
     as_json: bool = typer.Option(False, "--json", help="Print the batch summary as JSON."),
 ) -> None:
     """Generate reasoning drafts: in-process with a progress bar, or on Celery workers when a broker is set."""
@@ -61,8 +64,12 @@ def generate(
                        then=then)
     with wiring(ctx) as wired:
         req.extra_params = judge_params(wired, judge, judge_model, rubric, policy)
+        check_mode(mode, backend)
         planned = plan_batch(wired, req)
-        launch(wired, planned, wait=wait, as_json=as_json)
+        if decide(wired, mode, planned.backend, planned.total_records, accept_latency, as_json):
+            launch_batch(wired, planned, wait=wait, as_json=as_json)
+        else:
+            launch(wired, planned, wait=wait, as_json=as_json)
         check_outcome(wired, planned.batch_id)
 
 
@@ -95,8 +102,11 @@ def rebuild(
     chunk_size: Optional[int] = CHUNK_SIZE,
     max_cost: Optional[float] = MAX_COST,
     max_tokens: Optional[int] = MAX_TOKENS,
-    dry_run: bool = typer.Option(False, "--dry-run", help="List what would be regenerated, with estimates."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List what would be regenerated, with estimates "
+                                 "(cost online and in batch mode)."),
     wait: bool = WAIT,
+    mode: str = MODE,
+    accept_latency: bool = ACCEPT_LATENCY,
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Regenerate stale records only: no draft yet, record or template changed, or rejected with a note."""
@@ -106,12 +116,19 @@ def rebuild(
         stale = find_stale(wired, req)
         backend_model = plan_model(wired, req)
         if dry_run:
-            show_dry_run(stale, estimate(wired, backend_model, stale), as_json)
+            totals = with_batch_cost(wired, backend_model, estimate(wired, backend_model, stale))
+            show_dry_run(stale, totals, as_json)
+            if not as_json:
+                console.print(cost_line(totals), highlight=False)
         elif not stale:
             print_json({"batch": None, "stale": 0}) if as_json else console.print("Nothing is stale.")
         else:
+            check_mode(mode, backend)
             planned = plan_batch(wired, rebuild_request(req, stale))
-            launch(wired, planned, wait=wait, as_json=as_json)
+            if decide(wired, mode, planned.backend, planned.total_records, accept_latency, as_json):
+                launch_batch(wired, planned, wait=wait, as_json=as_json)
+            else:
+                launch(wired, planned, wait=wait, as_json=as_json)
             check_outcome(wired, planned.batch_id)
 
 

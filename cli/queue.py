@@ -13,7 +13,7 @@ from rich.table import Table
 from cli.context import check_broker, console, fail, print_json, settings_from, wiring
 from cli.live import follow, launch, report, run_with_bar, status_table
 from reasongen.errors import ExitCode
-from workers import batches, monitor, sweeper
+from workers import batches, monitor, provider_jobs, provider_status, sweeper
 from workers.planning import Planned, plan_batch, retry_request
 
 JSON_HELP = "Print JSON."
@@ -81,6 +81,8 @@ def status(
             rows = current()
             console.print(status_table(rows))
             for line in filter(None, map(followup_line, rows)):
+                console.print(line, highlight=False)
+            for line in (text for row in rows for text in provider_status.job_lines(row)):
                 console.print(line, highlight=False)
 
 
@@ -156,9 +158,13 @@ def cancel(
     batch: int = typer.Argument(..., help="Batch id."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Cancel a batch: queued chunks never start, running ones stop at the next sub-batch boundary."""
+    """Cancel a batch: queued chunks never start, running ones stop at the next sub-batch boundary; its provider
+    batch jobs (--mode batch) are cancelled at the provider, keeping what they already answered."""
     with wiring(ctx) as wired:
         message = batches.cancel(wired, batch)
+        jobs = provider_jobs.cancel(wired, batch)  # provider batch jobs: cancelled there too; answers kept
+        if jobs:
+            message += f"; {jobs} provider batch job(s) cancelled (requests already answered are kept)"
         print_json(monitor.batch_summary(wired, batch)) if as_json else console.print(message)
 
 

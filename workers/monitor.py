@@ -28,7 +28,16 @@ def batch_summary(wiring: Wiring, batch_id: int) -> dict[str, Any]:
         summary["shared"] = uow.batch_stats.shared(batch_id)
         summary["followup"] = _followup(batch)
         summary.update(gate.summary(uow, batch))  # judge spend; "waiting for review: N" behind the gate
+        summary["provider_jobs"] = _provider_jobs(uow, batch_id)
         return summary
+
+
+def _provider_jobs(uow: Any, batch_id: int) -> dict[str, Any] | None:
+    """--mode batch: each provider job's state, counts, age and window left (workers/provider_status.py)."""
+    from workers.provider_status import jobs_summary
+
+    jobs = jobs_summary(uow, batch_id)
+    return dict(jobs=jobs, requests=uow.provider_jobs.request_counts(batch_id)) if jobs else None
 
 
 def _followup(batch: Batch) -> dict[str, Any] | None:

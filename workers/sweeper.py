@@ -38,6 +38,8 @@ def sweep(wiring: Wiring, *, batch_id: int | None = None, force: bool = False, s
     _expired(wiring, batch_id, report)
     _exhausted(wiring, batch_id, report)
     _lost(wiring, batch_id, force, report)
+    if batch_id is None:  # provider batch jobs (--mode batch): poll the due ones (workers/provider_jobs.py)
+        _provider_jobs(wiring)
     if send and wiring.settings.broker_url:
         _unsent_followups(wiring, report)
         _expired_followups(wiring, report)
@@ -47,6 +49,15 @@ def sweep(wiring: Wiring, *, batch_id: int | None = None, force: bool = False, s
 
             release_ready(wiring)
     return report
+
+
+def _provider_jobs(wiring: Wiring) -> None:
+    from workers import provider_jobs
+
+    try:
+        provider_jobs.poll(wiring)
+    except Exception:  # noqa: BLE001 - the provider or the database is away: the next sweep polls again
+        log.warning("polling provider batch jobs failed; next sweep tries again", exc_info=True)
 
 
 def _expired(wiring: Wiring, batch_id: int | None, report: SweepReport) -> None:
