@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, literal_column, select
 
 from reasongen.bootstrap import Wiring
 from storage.models import Chunk, Draft, ReviewEvent
@@ -49,7 +49,7 @@ class PipelineCollector:
                                      func.coalesce(func.sum(Draft.completion_tokens), 0),
                                      func.coalesce(func.sum(Draft.cost_usd), 0.0))).one()
             decisions = s.execute(select(ReviewEvent.action, _source(), func.count())
-                                  .group_by(ReviewEvent.action, _source())).all()
+                                  .group_by(ReviewEvent.action, literal_column("source"))).all()
             per_reviewer = s.execute(select(ReviewEvent.reviewer, ReviewEvent.action, func.count())
                                      .where(ReviewEvent.action.in_(("approve", "reject")))
                                      .group_by(ReviewEvent.reviewer, ReviewEvent.action)).all()
