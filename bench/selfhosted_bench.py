@@ -13,8 +13,8 @@ Targets (issue 16): the default run has zero client timeouts and >= 0.9 of the r
 concurrency found by the sweep in the same run. Also reported: client timeouts of each fixed N with a timeout
 short enough to show what a deep queue does (--short-timeout).
 
-    python bench/selfhosted_bench.py                       # 24 records, max_tokens 192, sweep 1 2 4 8 64
-    python bench/selfhosted_bench.py --records 48 --rounds 2
+    python bench/selfhosted_bench.py                       # 12 records, max_tokens 48, sweep 1 2 4 12
+    python bench/selfhosted_bench.py --records 48 --max-tokens 192 --sweep 1 2 4 8 64 --rounds 2
 """
 
 from __future__ import annotations
@@ -65,9 +65,9 @@ def run(url: str, model: Path, records: int, max_tokens: int, **settings: Any) -
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--records", type=int, default=24)
-    ap.add_argument("--max-tokens", type=int, default=192)
-    ap.add_argument("--sweep", type=int, nargs="+", default=[1, 2, 4, 8, 64])
+    ap.add_argument("--records", type=int, default=12)
+    ap.add_argument("--max-tokens", type=int, default=48)
+    ap.add_argument("--sweep", type=int, nargs="+", default=[1, 2, 4, 12])
     ap.add_argument("--rounds", type=int, default=1, help="interleaved rounds; the median per configuration")
     ap.add_argument("--short-timeout", type=float, default=0.0,
                     help="also run fixed 64 with this client timeout (s) to show queue timeouts; 0: skip")

@@ -48,6 +48,22 @@ def from_models_payload(payload: Any, model: str) -> int | None:
     return None
 
 
+async def server_length(client: Any, model: str, timeout_s: float) -> int | None:
+    """The context length the server's ``/v1/models`` gives for ``model`` (an ``openai.AsyncOpenAI``), if any."""
+    import asyncio
+
+    import orjson
+
+    from generation.backends.chat_format import raw_response_class
+
+    try:
+        async with asyncio.timeout(timeout_s):
+            response = await client.get("/models", cast_to=raw_response_class())
+            return from_models_payload(orjson.loads(await response.aread()), model)
+    except Exception:  # noqa: BLE001 - a server without /models still serves completions
+        return None
+
+
 def from_local_config(model: str) -> int | None:
     folder = _local_folder(model)
     if folder is None:

@@ -54,6 +54,22 @@ def is_strict_json_object(text: str) -> bool:
         return False
 
 
+def observe_reply(memory: ModeMemory, key: tuple[str, str], text: str) -> bool:
+    """A server that honours response_format replies with bare JSON; one that ignores it shows it at once.
+    Records what the reply shows; True when it just switched the endpoint to text mode."""
+    mode = memory.get(key)
+    if mode == "text" or not text.strip():
+        return False
+    if is_strict_json_object(text):
+        if memory.reason(key) == "not yet seen":
+            memory.set(key, mode, "honoured by the server")
+        return False
+    if text.lstrip().startswith("{"):  # JSON gone wrong (cut short, a stray comma): not proof of ignoring
+        return False
+    memory.set(key, "text", f"the server ignored response_format {mode}; parsed leniently")
+    return True
+
+
 def messages_for(prompt: Prompt) -> list[dict[str, str]]:
     return [{"role": "system", "content": prompt.system}, {"role": "user", "content": prompt.user}]
 
@@ -101,7 +117,8 @@ class Reply:
 
 
 def draft_from(fields: dict[str, str], raw: str | None, finish_reason: str | None) -> DraftResult:
-    return DraftResult(raw_text=raw, finish_reason=finish_reason or "stop", **fields)
+    values: dict[str, Any] = dict(fields)  # the parsed text fields: transformed_input, reasoning, response
+    return DraftResult(raw_text=raw, finish_reason=finish_reason or "stop", **values)
 
 
 def estimate_tokens(messages: list[dict[str, str]], counter: TokenCounter | None = None) -> int:

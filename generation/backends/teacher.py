@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import openai
-import orjson
 from pydantic import SecretStr
 
 from generation.aio import LoopThread
@@ -30,7 +29,7 @@ from generation.backends.base import Prompt
 from generation import context as ctx
 from generation.backends.chat_format import (
     MODES, REPAIR, ModeMemory, Reply, connections_per_client, describe_error, draft_from, estimate_tokens,
-    format_args, http_client_class, is_strict_json_object, messages_for, pool_limits, raw_response_class,
+    format_args, http_client_class, messages_for, observe_reply, pool_limits, raw_response_class,
 )
 from generation.backends.client_pool import ClientSlots
 from generation.breaker import Breaker, CircuitOpen, classify
@@ -195,14 +194,9 @@ class TeacherBackend:
     async def context_info(self, client: openai.AsyncOpenAI | None = None) -> ctx.ContextInfo:
         """Asked once: the server's /v1/models, else the setting, else the model's local config."""
         if self._context is None:
-            server = None
-            if client is not None and self.base_url:  # OpenAI's own /models says nothing about context
-                try:
-                    async with asyncio.timeout(min(self.timeout_s, 10.0)):
-                        response = await client.get("/models", cast_to=raw_response_class())
-                        server = ctx.from_models_payload(orjson.loads(await response.aread()), self.model)
-                except Exception:  # noqa: BLE001 - a server without /models still serves completions
-                    log.debug("no context length from %s/models", self.base_url, exc_info=True)
+            # OpenAI's own /models says nothing about context: only self-hosted servers are asked.
+            asked = client is not None and self.base_url
+            server = await ctx.server_length(client, self.model, min(self.timeout_s, 10.0)) if asked else None
             self._context = ctx.resolve(server, self._context_setting, self.model)
         return self._context
 
@@ -233,7 +227,9 @@ class TeacherBackend:
     async def _parsed(self, client: openai.AsyncOpenAI, messages: list[dict[str, str]], reply: Reply,
                       budget: int, tally: _Tally, context: ctx.ContextInfo) -> DraftResult:
         text = reply.content or ""
-        self._observe_mode(text)
+        if observe_reply(_MODES, self._mode_key, text):
+            self.counters["mode_ignored"] += 1
+            log.warning("%s ignores response_format: parsing its replies leniently from now on", self.model)
         try:  # leniently first, whatever the mode: JSON in prose or fences, labelled sections
             return draft_from(parse_draft(text), text, reply.finish_reason)
         except ValueError as exc:
@@ -250,21 +246,6 @@ class TeacherBackend:
             return draft_from(parse_draft(fixed.content or ""), fixed.content, fixed.finish_reason)
         except ValueError as exc:
             raise TeacherFailure(f"malformed JSON after one repair attempt: {exc}", text, "malformed") from None
-
-    def _observe_mode(self, text: str) -> None:
-        """A server that honours response_format replies with bare JSON; one that ignores it shows it at once."""
-        mode = self.response_mode
-        if mode == "text" or not text.strip():
-            return
-        if is_strict_json_object(text):
-            if _MODES.reason(self._mode_key) == "not yet seen":
-                _MODES.set(self._mode_key, mode, "honoured by the server")
-            return
-        if text.lstrip().startswith("{"):  # JSON gone wrong (cut short, a stray comma): not proof of ignoring
-            return
-        _MODES.set(self._mode_key, "text", f"the server ignored response_format {mode}; parsed leniently")
-        self.counters["mode_ignored"] += 1
-        log.warning("%s ignores response_format %s: parsing its replies leniently from now on", self.model, mode)
 
     async def _complete(self, client: openai.AsyncOpenAI, messages: list[dict[str, str]], max_tokens: int,
                         tally: _Tally) -> Reply:

@@ -120,7 +120,9 @@ class Server:
 def start(log: Path, *, port: int | None = None, extra: list[str] | None = None, wait_s: float = 180) -> Server:
     """Start ``transformers serve`` on loopback and wait until /health answers."""
     port = port or free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    # One torch thread: a tiny model gains nothing from more, and on a shared machine they only contend.
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+           "OMP_NUM_THREADS": "1"}
     out = log.open("wb")
     process = subprocess.Popen([*serve_command(), "--host", "127.0.0.1", "--port", str(port), "--device", "cpu",
                                 "--log-level", "info", *(extra or [])], stdout=out, stderr=subprocess.STDOUT, env=env)
