@@ -29,15 +29,19 @@ def build_sft_cmd(
     tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="Tokenizer folder or name to count tokens."),
     template: Optional[str] = typer.Option(None, "--template",
                                            help="TOML file with `prompt` and `completion` format strings."),
+    decontaminate: Optional[str] = typer.Option(None, "--decontaminate", help="An eval set (file, or a dataset "
+                                                "name): drop examples sharing an n-gram with it (CJK by character)."),
+    ngram: int = typer.Option(13, "--ngram", min=1, help="With --decontaminate: n-gram length in tokens."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Write the SFT set from the approved drafts of a dataset: every format, a manifest, a build row."""
+    """Write the SFT set from the approved drafts of a dataset: every format, a manifest, a dataset card
+    (README.md), a build row."""
     from training.build import BuildOptions, build_sft
 
     with wiring(ctx) as wired:
         options = BuildOptions(dataset=dataset, out_dir=out, where=parse_where(where), eval_fraction=eval_fraction,
                                seed=seed, formats=_names(formats), max_length=max_length, tokenizer=tokenizer,
-                               template=template)
+                               template=template, decontaminate=decontaminate, ngram=ngram)
         if as_json:
             result = build_sft(wired.uow, options)
         else:
@@ -70,6 +74,8 @@ def _print(s: dict) -> None:
     pairs: list[tuple[str, object]] = [("train", c["train"]), ("eval", c["eval"])]
     pairs += [(f"lang {lang}", n) for lang, n in c["lang"].items()]
     pairs += [("dropped: duplicates", s["dropped"]["duplicates"]), ("dropped: over max length", s["dropped"]["too_long"])]
+    if "contaminated" in s["dropped"]:
+        pairs += [("dropped: shares an n-gram with the eval set", s["dropped"]["contaminated"])]
     if s["parent_build_id"]:
         pairs += [(f"{what} since build {s['parent_build_id']}", n) for what, n in s["diff"].items()]
     console.print(counts(pairs, console))

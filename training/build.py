@@ -15,6 +15,8 @@ from storage.uow import UnitOfWork
 from training import examples as ex
 from training.formats import installable, resolve_formats, write_all
 from training.manifest import MANIFEST_NAME, build_manifest, file_hashes, provenance, sha256_file
+from training import card
+from training.decontaminate import DEFAULT_NGRAM, drop_contaminated, load_index
 from training.split import split
 
 MANIFEST_JSON = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
@@ -32,6 +34,8 @@ class BuildOptions:
     tokenizer: str | None = None
     template: str | None = None  # a TOML file with prompt/completion; None = the seed layout
     batch_id: int | None = None
+    decontaminate: str | None = None  # an eval file or dataset name: drop examples sharing an n-gram with it
+    ngram: int = DEFAULT_NGRAM
 
 
 @dataclass
@@ -57,12 +61,14 @@ def build_sft(uow_factory: Callable[[], UnitOfWork], options: BuildOptions) -> B
         rows = uow.builds.approved_rows(dataset.id, options.where)
         parent = uow.builds.latest(dataset.id)
         dataset_id, parent_manifest = dataset.id, {**parent.manifest, "build_id": parent.id} if parent else None
+        index = load_index(uow, options.decontaminate, options.ngram) if options.decontaminate else None
+        facts = card.collect(uow, dataset.id, [row.draft_id for row in rows])  # provenance for the dataset card
     if not rows:
         raise ValueError(f"Dataset {options.dataset!r} has no approved drafts{_filters(options.where)}")
     out = Path(options.out_dir) if options.out_dir else None
     scratch = _scratch_dir(out or default_build_dir(options.dataset, 0))
     try:
-        manifest = write_build(rows, template, params, scratch, parent_manifest)
+        manifest = write_build(rows, template, params, scratch, parent_manifest, index, facts)
         return _record(uow_factory, options, dataset_id, parent_manifest, params, manifest, scratch, out)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -106,18 +112,26 @@ def _filters(where: dict[str, str]) -> str:
     return f" matching {where}" if where else ""
 
 
-def make_splits(rows, template, params) -> tuple[dict[str, list[ex.Example]], dict[str, list[int]]]:  # type: ignore[no-untyped-def]
+def make_splits(rows, template, params, index=None) -> tuple[dict[str, list[ex.Example]], dict[str, list[int]]]:  # type: ignore[no-untyped-def]
     examples = [ex.make_example(row, template) for row in rows]
     examples, duplicates = ex.dedupe(examples)
+    examples, contaminated = drop_contaminated(examples, index)
     examples, too_long = ex.drop_too_long(examples, params["tokenizer"], params["max_length"])
     splits = split(examples, lambda e: e.key, params["eval_fraction"], params["seed"])
-    return splits, {"duplicates": duplicates, "too_long": too_long}
+    dropped = {"duplicates": duplicates, "too_long": too_long}
+    if index is not None:
+        dropped["contaminated"] = contaminated
+    return splits, dropped
 
 
-def write_build(rows, template, params, folder: Path, parent_manifest) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    splits, dropped = make_splits(rows, template, params)
+def write_build(rows, template, params, folder: Path, parent_manifest, index=None, facts=None) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    splits, dropped = make_splits(rows, template, params, index)
     write_all(folder, splits, params["dataset"], params["formats"])
     manifest = build_manifest(splits, dropped, template, params, file_hashes(folder), parent_manifest)
     manifest["drafts"] = provenance(rows, splits)
+    if index is not None:
+        manifest["decontamination"] = index.describe(dropped["contaminated"])
     (folder / MANIFEST_NAME).write_bytes(orjson.dumps(manifest, option=MANIFEST_JSON) + b"\n")
+    if facts is not None:
+        card.write_card(folder, manifest, facts)  # README.md (Hugging Face card), beside the manifest
     return manifest

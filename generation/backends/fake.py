@@ -22,16 +22,17 @@ class FakeBackend:
     name = "fake"
     is_fake = True
 
-    def __init__(self, model: str = "fake-teacher", fail_keys: Sequence[str] = ()):
+    def __init__(self, model: str = "fake-teacher", fail_keys: Sequence[str] = (), copy_reference: bool = False):
         self.model = model
         self.fail_keys = set(fail_keys)
+        self.copy_reference = copy_reference  # the old behaviour: answer in the reference's own language
 
     @classmethod
     def from_settings(cls, settings: Any, model: str | None = None, **options: Any) -> "FakeBackend":
         return cls(model=model or "fake-teacher", **options)
 
     def cache_params(self) -> dict[str, Any]:
-        return {}
+        return {"copy_reference": True} if self.copy_reference else {}
 
     def generate(self, prompts: Sequence[Prompt]) -> list[DraftResult]:
         return [self._one(p) for p in prompts]
@@ -43,8 +44,9 @@ class FakeBackend:
         tag = hashlib.sha256(prompt.user.encode()).hexdigest()[:8]
         opening = f"{translation_directive(view.lang)} " if view.lang != "en" else ""
         transformed = view.input if view.lang == "en" else _stand_in(view.lang, view.input, "input")
-        response = view.reference_output if view.lang == "en" else _stand_in(view.lang, view.reference_output,
-                                                                            "answer")
+        response = view.reference_output
+        if view.lang != "en" and _CJK.search(response) and not self.copy_reference:
+            response = _stand_in(view.lang, response, "answer")
         reasoning = (
             f"{opening}The question asks: {view.instruction.strip()} "
             f"Working from the input and the reference answer, the answer follows in a few steps. [fake {tag}]"
@@ -58,13 +60,12 @@ class FakeBackend:
 
 
 STAND_IN = "[stand-in translation]"
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
 
 def _stand_in(lang: str, text: str, what: str) -> str:
     """An English placeholder for text the fake cannot translate: marked, and keeping the text's numbers."""
     numbers = _NUMBER.findall(text)
-    kept = f" It keeps the figures {', '.join(numbers)}." if numbers else ""
-    language = LANGUAGE_NAMES.get(lang, lang)
-    return (f"{STAND_IN} An English rendering of the {language} {what} would stand here; the offline fake "
-            f"teacher cannot translate ({len(text)} characters of {language}).{kept}")
+    kept = f" Figures: {', '.join(numbers)}." if numbers else ""
+    return f"{STAND_IN} The {LANGUAGE_NAMES.get(lang, lang)} {what} in English.{kept}"

@@ -30,9 +30,9 @@ def _drafts(wired):
 def test_checks_run_before_saving_and_flags_are_stored(wired):
     with wired.uow() as uow:
         ids = add_records(uow, "d", ROWS)
-    generate_drafts(wired.uow, ids, FakeBackend(), load_template())
+    generate_drafts(wired.uow, ids, FakeBackend(copy_reference=True), load_template())
     flags = {d.record_id: d.flags for d in _drafts(wired)}
-    assert "not_english:response" in flags[ids[1]]  # the fake copies the Japanese reference answer
+    assert "not_english:response" in flags[ids[1]]  # told to, the fake copies the Japanese reference answer
     assert "not_english:response" not in flags[ids[0]]
 
 
