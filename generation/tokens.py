@@ -114,8 +114,11 @@ def count_tokens(text: str, counter: TokenCounter | None = None) -> int:
 
 
 class _PromptLike(Protocol):
-    system: str
-    user: str
+    @property
+    def system(self) -> str: ...
+
+    @property
+    def user(self) -> str: ...
 
 
 def prompt_tokens(prompt: _PromptLike, counter: TokenCounter | None = None) -> int:

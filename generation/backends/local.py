@@ -38,7 +38,7 @@ def load_model(source: str, device: str, dtype: torch.dtype) -> tuple[Any, Any]:
             tokenizer.padding_side = "left"
             if tokenizer.pad_token is None:
                 tokenizer.pad_token = tokenizer.eos_token
-            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype).to(device).eval()
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype).to(device).eval()  # type: ignore[arg-type]
             _LOADED[key] = (model, tokenizer)
         return _LOADED[key]
 
@@ -90,7 +90,7 @@ class LocalBackend:
         _, tokenizer = self._loaded()
         if getattr(tokenizer, "chat_template", None):
             messages = [{"role": "system", "content": prompt.system}, {"role": "user", "content": prompt.user}]
-            return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            return str(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
         return f"Instruct: {prompt.system}\n\n{prompt.user}\nOutput:"
 
     def _loaded(self) -> tuple[Any, Any]:
@@ -132,10 +132,12 @@ class LocalBackend:
         ended = tokenizer.eos_token_id in ids
         generated = ids[: ids.index(tokenizer.eos_token_id)] if ended else ids
         text = tokenizer.decode(generated, skip_special_tokens=True).strip()
-        common = dict(raw_text=text, prompt_tokens=int(prompt_tokens), completion_tokens=len(generated),
-                      latency_s=latency, finish_reason="stop" if ended else "length")
+        common: dict[str, Any] = dict(
+            raw_text=text, prompt_tokens=int(prompt_tokens), completion_tokens=len(generated), latency_s=latency,
+            finish_reason="stop" if ended else "length")
         try:
             fields = parse_draft(text)
         except ParseError as exc:
             return DraftResult(error=f"could not read the model's reply: {exc}", **common)
-        return DraftResult(**fields, flags=[] if ended else ["truncated"], **common)
+        values: dict[str, Any] = {**fields, **common}
+        return DraftResult(**values, flags=[] if ended else ["truncated"])

@@ -12,7 +12,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 CLEAN = ["storage/", "generation/tokens.py", "generation/templates.py", "generation/textfiles.py",
-         "cli/templates.py"]
+         "generation/restructure.py", "generation/records.py", "generation/checks.py", "generation/backends/base.py",
+         "generation/backends/fake.py", "generation/backends/local.py", "generation/backends/chat_format.py",
+         "training/examples.py", "cli/templates.py"]
+# Still to do (errors at the time of writing): generation/run.py, retry.py, backends/teacher.py,
+# provider_batch/; workers/ (broker, chunks, planning, provider_prepare); training/sft.py, formats.py, train.py,
+# build.py; review/service.py. Then the whole of generation/ and workers/ goes here.
 
 
 @pytest.mark.slow
