@@ -71,10 +71,12 @@ class DraftRepository:
         self.session.execute(delete(Draft).where(tuple_(Draft.cache_key, Draft.record_id).in_(pairs),
                                                  Draft.status == "failed"))
         insert = pg_insert if self.session.get_bind().dialect.name == "postgresql" else sqlite_insert
-        stmt = (insert(Draft).values([{**r, "is_current": False} for r in rows])
-                .on_conflict_do_nothing(index_elements=["cache_key", "record_id"])
+        # Parameters passed apart from the statement (executemany, "insertmanyvalues"): the statement compiles once
+        # and is cached; .values(rows) compiled a fresh 50 x 27-parameter statement per sub-batch (a third of the
+        # in-process generate's CPU per record).
+        stmt = (insert(Draft).on_conflict_do_nothing(index_elements=["cache_key", "record_id"])
                 .returning(Draft.id, Draft.record_id, Draft.template_name, Draft.model))
-        new = self.session.execute(stmt).all()
+        new = self.session.execute(stmt, [{**r, "is_current": False} for r in rows]).all()
         for (template_name, model), group in _by_template_model(new).items():
             self._retire_current([r for _, r in group], template_name, model)
         if new:
