@@ -61,5 +61,10 @@ def _resolve(target: str) -> Callable[..., Backend]:
 
 def create_backend(name: str, settings: Any, **options: Any) -> Backend:
     if name not in _REGISTRY:
+        # The plugin hook: modules in REASONGEN_WORKER_IMPORTS call register() when imported, in the CLI as in
+        # a worker, so `generate --backend NAME` plans with the same registry the workers run with.
+        for module in getattr(settings, "worker_imports", None) or ():
+            import_module(module)
+    if name not in _REGISTRY:
         raise ValueError(f"Unknown backend {name!r}; choose one of: {', '.join(backend_names())}")
     return _resolve(_REGISTRY[name])(settings, **options)
