@@ -80,12 +80,12 @@ def evaluate_run(uow_factory: Callable[[], UnitOfWork], run_id: int, *, prompts_
         run = uow.runs.get(run_id)
         if run.status != "completed":
             raise Conflict(f"Run {run_id} is {run.status}; evaluate a completed run (see: reasongen runs)")
-        base_model, adapter_dir = run.base_model, run.output_dir
+        base_model, adapter_dir, build_id = run.base_model, run.output_dir, run.build_id
         build_dir = Path(uow.builds.get(run.build_id).out_dir)
     prompts = prompts_from_file(Path(prompts_file)) if prompts_file else prompts_from_build(build_dir, split)
     if not prompts:
         hint = f"; use the train split: reasongen eval {run_id} --split train" if split == "eval" else ""
-        raise InvalidInput(f"no prompts to evaluate: {prompts_file or f'the {split} split of build {run.build_id}'} "
+        raise InvalidInput(f"no prompts to evaluate: {prompts_file or f'the {split} split of build {build_id}'} "
                            f"is empty{hint if not prompts_file else ''}")
     samples = generate_pairs(base_model, adapter_dir, prompts[:limit] if limit else prompts, max_new_tokens)
     with uow_factory() as uow:

@@ -55,3 +55,81 @@ def test_clear_errors(sqlite_url, tmp_path):
     assert "No dataset named 'x'" in _cli(sqlite_url, "build-sft", "--dataset", "x", "--out", str(tmp_path)).output
     assert "No run with id 3" in _cli(sqlite_url, "eval", "show", "3").output
     assert "No build with id 1" in _cli(sqlite_url, "train", "--build", "1", "--resume").output
+
+
+# -- what a user sees ------------------------------------------------------------------------------------------
+
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+REASONGEN = str(Path(sys.executable).with_name("reasongen"))
+
+
+def _run(url: str, *args: str, cwd: Path, prelude: str | None = None, columns: int = 80):  # type: ignore[no-untyped-def]
+    env = {**os.environ, "REASONGEN_DATABASE_URL": url, "COLUMNS": str(columns)}
+    for name in ("REASONGEN_BROKER_URL", "REASONGEN_DEBUG", "PYTHONWARNINGS"):
+        env.pop(name, None)
+    cmd = ([sys.executable, "-c", f"{prelude}\nfrom cli.main import app\napp(prog_name='reasongen')", *args]
+           if prelude else [REASONGEN, *args])
+    return subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def test_build_summary_is_a_table_with_notes_and_the_manifest_says_which_drafts_are_fake(
+        sqlite_wired, sqlite_url, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    approve_all(sqlite_wired, "ds", make_rows(6))
+    with sqlite_wired.uow() as uow:  # a reviewer approved one draft despite a check flag
+        from sqlalchemy import update
+
+        from storage.models import Draft
+
+        first = min(d for (d,) in uow.session.execute(Draft.__table__.select().with_only_columns(Draft.id)))
+        uow.session.execute(update(Draft).where(Draft.id == first).values(flags=["too_short"]))
+        uow.commit()
+    built = _cli(sqlite_url, "build-sft", "--dataset", "ds", "--out", "b1", "--eval-fraction", "0")
+    assert built.exit_code == 0, built.output
+    assert "{" not in built.stdout  # counts as a table, not a Python dict
+    assert any(line.split()[:2] == ["train", "6"] for line in built.stdout.splitlines())
+    assert "the eval split is empty" in built.stdout and "--split train" in built.stdout
+    assert "6 drafts came from the FAKE backend" in built.stdout
+    manifest = json.loads((tmp_path / "b1" / "manifest.json").read_text())
+    assert len(manifest["drafts"]["fake_draft_ids"]) == 6
+    assert manifest["drafts"]["flagged_drafts"] == {str(first): ["too_short"]}
+    listed = _cli(sqlite_url, "builds")
+    assert any(line.split()[:2] == ["1", "ds"] for line in listed.stdout.splitlines())  # the name, not the id
+
+
+def test_build_sft_on_a_core_install_skips_the_datasets_format_with_a_note(sqlite_wired, sqlite_url, tmp_path):
+    approve_all(sqlite_wired, "ds", make_rows(6))
+    blocked = "import sys\nsys.modules['datasets'] = None  # as on a core install: not importable"
+    result = _run(sqlite_url, "build-sft", "--dataset", "ds", "--out", "b1", cwd=tmp_path, prelude=blocked)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    note = " ".join(result.stdout.split())
+    assert "format hf_dataset skipped: needs datasets, from the 'train' extra" in note
+    assert (tmp_path / "b1" / "prompt_completion" / "train.jsonl").is_file()
+    assert not (tmp_path / "b1" / "hf_dataset").exists()
+    manifest = json.loads((tmp_path / "b1" / "manifest.json").read_text())
+    assert "hf_dataset" not in manifest["params"]["formats"] and "hf_dataset" in manifest["params"]["skipped_formats"]
+
+
+@pytest.mark.slow
+def test_train_and_eval_show_no_library_warnings_and_an_empty_eval_split_points_to_train(
+        sqlite_wired, sqlite_url, tiny_model, tmp_path):
+    approve_all(sqlite_wired, "ds", make_rows(6))
+    assert _run(sqlite_url, "build-sft", "--dataset", "ds", "--out", "b1", "--eval-fraction", "0",
+                cwd=tmp_path).returncode == 0
+    trained = _run(sqlite_url, "train", "--build", "1", "--base-model", tiny_model, "--max-steps", "2",
+                   "--logging-steps", "1", "--batch-size", "2", "--lora-r", "4", "--target-modules", "q_proj",
+                   cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    assert trained.stderr.strip() == ""  # e.g. no "`is_gradient_checkpointing` is deprecated"
+    assert "completed" in trained.stdout
+    empty = _run(sqlite_url, "eval", "1", cwd=tmp_path)
+    assert empty.returncode == 2 and "reasongen eval 1 --split train" in empty.stderr
+    evaluated = _run(sqlite_url, "eval", "1", "--split", "train", "--limit", "1", "--max-new-tokens", "2",
+                     cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert evaluated.stderr.strip() == ""
