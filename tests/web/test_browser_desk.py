@@ -102,3 +102,24 @@ def test_two_reviewers_disagree_and_an_admin_adjudicates(browser, live_server, d
     assert (settled.status, settled.reviewer) == ("approved", "ada")
     for page in (admin, rex, rita):
         page.context.close()
+
+
+def test_a_stale_decision_shows_both_versions(browser, live_server, drafts, web_wired):  # noqa: F811
+    rex = sign_in(browser, live_server.url, "rex")
+    target = shown(rex)
+    rita = sign_in(browser, live_server.url, "rita", f"/desk?draft={target}")
+    assert shown(rita) == target
+    rex.keyboard.press("e")
+    rex.locator("textarea[data-field=response]").fill("Rex's new response")
+    with rex.expect_navigation():
+        rex.keyboard.press("Control+Enter")
+    rita.keyboard.press("a")  # rita still has version 1 on screen
+    rita.wait_for_selector("#conflict:not(.hidden)")
+    assert "Rex's new response" in rita.inner_text("#conflict-current")
+    assert "approve" in rita.inner_text("#conflict-yours")
+    assert draft(web_wired, target).status == "pending"
+    with rita.expect_navigation():
+        rita.click("#conflict-reload")
+    assert "Rex's new response" in rita.inner_text("#desk")
+    for page in (rex, rita):
+        page.context.close()

@@ -58,3 +58,20 @@ def test_workers_page_without_broker_says_so(signed_in):
     page = rex.get("/workers").text
     assert "No live worker" in page and "No broker configured" in page
     assert rex.get("/api/workers").json() == {"workers": [], "queues": None}
+
+
+def test_admin_cancels_a_batch_from_the_page_reviewer_cannot(signed_in, drafts, web_wired):
+    from workers.planning import BatchRequest, plan_batch
+
+    planned = plan_batch(web_wired, BatchRequest(dataset="d", backend="fake"))
+    rex, rex_csrf = signed_in("rex")
+    ada, ada_csrf = signed_in("ada")
+    page = ada.get("/batches").text
+    assert f'hx-post="/api/batches/{planned.batch_id}/cancel"' in page and "Cancel" in page
+    assert "Cancel</button>" not in rex.get("/batches/rows").text  # reviewers see no admin buttons
+    assert rex.post(f"/api/batches/{planned.batch_id}/cancel", headers={"X-CSRF-Token": rex_csrf}).status_code == 403
+    done = ada.post(f"/api/batches/{planned.batch_id}/cancel", headers={"X-CSRF-Token": ada_csrf})
+    assert done.status_code == 200
+    assert ada.get(f"/api/batches/{planned.batch_id}").json()["status"] in ("cancelled", "stopping")
+    resume = ada.post(f"/api/batches/{planned.batch_id}/resume", headers={"X-CSRF-Token": ada_csrf})
+    assert resume.status_code == 400 and "no broker" in resume.json()["detail"]

@@ -44,7 +44,7 @@
     }
   }
   function conflict(data) {
-    const pick = (d) => ["status", "reviewer", "transformed_input", "reasoning", "response", "review_note"]
+    const pick = (d) => ["action", "version", "status", "reviewer", "transformed_input", "reasoning", "response", "review_note"]
       .filter((k) => d[k] !== undefined && d[k] !== null).map((k) => `${k}: ${d[k]}`).join("\n\n");
     const yours = Object.assign({}, data.yours, data.yours.changes || {});
     delete yours.changes;
