@@ -11,6 +11,7 @@ from rich.live import Live
 from rich.table import Table
 
 from cli.context import check_broker, console, fail, print_json, settings_from, wiring
+from cli.generate import check_outcome
 from cli.live import follow, launch, report, run_with_bar, status_table
 from reasongen.errors import ExitCode
 from workers import batches, monitor, provider_jobs, provider_status, sweeper
@@ -180,7 +181,9 @@ def retry_failed(
         if req is None:
             print_json({"batch": None, "failed": 0}) if as_json else console.print(f"batch {batch}: no failed records")
             return
-        launch(wired, plan_batch(wired, req), wait=wait, as_json=as_json)
+        planned = plan_batch(wired, req)
+        launch(wired, planned, wait=wait, as_json=as_json)
+        check_outcome(wired, planned.batch_id)
 
 
 def retry_followup(

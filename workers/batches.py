@@ -27,11 +27,12 @@ class BatchSpec:
     params: dict[str, Any]
     max_cost_usd: float | None
     max_tokens: int | None
+    endpoint: str | None = None  # the teacher's OPENAI_BASE_URL when the batch was made (never the key)
 
     @classmethod
     def of(cls, batch: Any) -> "BatchSpec":
         return cls(batch.id, batch.kind, batch.backend, batch.model, batch.template_name, dict(batch.params or {}),
-                   batch.max_cost_usd, batch.max_tokens)
+                   batch.max_cost_usd, batch.max_tokens, batch.endpoint)
 
 
 def finalize(uow: UnitOfWork, batch_id: int, now: datetime) -> FollowUp | None:

@@ -68,6 +68,9 @@ def process_chunk(wiring: Wiring, chunk_id: int, backends: "BackendSource", *, w
             guard = _run(wiring, lease, backends, worker, on_progress, beat)
     except ChunkStopped:
         return close(wiring, lease, None, "cancelled")
+    except MissingKeyError as exc:
+        log.error("chunk %s: %s", chunk_id, exc)
+        return release_after_error(wiring, lease, exc, final=True)
     except Exception as exc:  # noqa: BLE001 - a bug: count the attempt, retry or fail the chunk
         if is_db_outage(exc):
             raise  # not the chunk's fault: the task retries with the same lease owner (workers/tasks.py)
@@ -109,14 +112,34 @@ class BackendSource:
         self._lock = threading.Lock()
 
     def get(self, batch: BatchSpec) -> Any:
+        """The batch's backend, talking to the batch's endpoint (not whatever this worker's environment says)."""
         from generation.backends import create_backend
 
+        missing = missing_key(batch, self.settings)
+        if missing:
+            raise MissingKeyError(missing)
         options = dict(batch.params.get("backend_options") or {})
-        key = (batch.backend, batch.model, repr(sorted(options.items())))
+        key = (batch.backend, batch.model, batch.endpoint, repr(sorted(options.items())))
+        settings = self.settings
+        if batch.endpoint is not None and batch.endpoint != settings.openai_base_url:
+            settings = settings.model_copy(update={"openai_base_url": batch.endpoint})
         with self._lock:
             if key not in self._cache:
-                self._cache[key] = create_backend(batch.backend, self.settings, model=batch.model, **options)
+                self._cache[key] = create_backend(batch.backend, settings, model=batch.model, **options)
             return self._cache[key]
+
+
+class MissingKeyError(RuntimeError):
+    """This worker lacks a key the batch needs: no attempt can succeed here, so the chunk fails at once."""
+
+
+def missing_key(batch: BatchSpec, settings: Any) -> str | None:
+    name = batch.params.get("key_env")
+    if not name or settings.api_key():
+        return None
+    return (f"{name} is not set on this worker ({socket.gethostname()}), and batch {batch.id}'s endpoint "
+            f"({batch.endpoint or 'api.openai.com'}) needs it: set {name} in the worker's environment and run: "
+            f"reasongen retry-failed {batch.id}")
 
 
 def _run(wiring: Wiring, lease: Lease, backends: BackendSource, worker: str | None,
@@ -161,14 +184,15 @@ def close(wiring: Wiring, lease: Lease, guard: Guard | None, state: str) -> Outc
     return Outcome(lease.chunk_id, state, guard.stats if guard else None, followup)
 
 
-def release_after_error(wiring: Wiring, lease: Lease, exc: BaseException) -> Outcome:
+def release_after_error(wiring: Wiring, lease: Lease, exc: BaseException, final: bool = False) -> Outcome:
     """Count the failed attempt: back to the queue, or failed after the last attempt (or cancelled, when the
     batch stopped meanwhile, so that it still finishes)."""
     now = utcnow()
     error = f"{type(exc).__name__}: {exc}"[:2000]
     with wiring.uow() as uow:
         batch = uow.batches.lock(lease.batch_id)
-        state = next_state(batch.status, lease.attempts, wiring.settings.max_attempts)
+        state = next_state(batch.status, wiring.settings.max_attempts if final else lease.attempts,
+                           wiring.settings.max_attempts)
         values = dict(enqueued_at=now) if state == "queued" else dict(finished_at=now)
         if not uow.chunks.finish(lease.chunk_id, lease.owner, now, status=state, last_error=error, **values):
             return Outcome(lease.chunk_id, "lost")

@@ -102,4 +102,4 @@ def run_followup_here(wiring: Any, batch_id: int, then: str, owner: str | None =
     try:
         run_followup(wiring, batch_id, then, owner=owner)
     except FollowupTaken as exc:
-        log.info("%s", exc)
+        log.warning("%s", exc)

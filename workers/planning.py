@@ -33,6 +33,7 @@ class BatchRequest:
     record_ids: Sequence[int] | None = None
     notes: dict[int, str] = field(default_factory=dict)
     parent_batch: int | None = None
+    endpoint: str | None = None  # a retry keeps its parent's teacher endpoint
     extra_params: dict[str, Any] = field(default_factory=dict)  # e.g. judge and policy (judging.plan)
 
 
@@ -55,7 +56,16 @@ def resolve(wiring: Wiring, req: BatchRequest) -> tuple[Any, Any]:
 
     if req.then is not None and req.then not in FOLLOWUPS:
         raise ValueError(f"--then must be one of: {', '.join(FOLLOWUPS)} (got {req.then!r})")
-    backend = create_backend(req.backend, wiring.settings, model=req.model, **req.backend_options)
+    settings = wiring.settings
+    if req.backend == "teacher" and not (settings.api_key() or settings.openai_base_url or req.endpoint):
+        from reasongen.errors import InvalidInput
+
+        raise InvalidInput("--backend teacher needs OPENAI_BASE_URL (a self-hosted OpenAI-compatible server) or "
+                           "OPENAI_API_KEY (api.openai.com); neither is set, and nothing is sent to a public API "
+                           "by default (or use --backend fake for an offline demo)")
+    if req.endpoint is not None and req.endpoint != settings.openai_base_url:
+        settings = settings.model_copy(update={"openai_base_url": req.endpoint})
+    backend = create_backend(req.backend, settings, model=req.model, **req.backend_options)
     return backend, load_template(req.template, wiring.settings.templates_dir)
 
 
@@ -76,16 +86,17 @@ def plan_batch(wiring: Wiring, req: BatchRequest) -> Planned:
         validate_records(template, (r for part in split(ids, 5000) for r in uow.records.by_ids(part)), req.notes)
         batch = uow.batches.create(
             dataset_id=ds.id, kind=req.kind, backend=backend.name, model=backend.model, template_name=template.name,
-            params=_params(req, template.hash), filters=where, status="running", chunk_size=chunk_size,
+            params=_params(req, template.hash, bool(wiring.settings.api_key())), filters=where, status="running",
+            chunk_size=chunk_size,
             total_records=len(ids), max_cost_usd=req.max_cost, max_tokens=req.max_tokens, then=req.then,
-            started_at=now,
+            started_at=now, endpoint=getattr(backend, "base_url", None) if backend.name == "teacher" else None,
         )
         chunk_ids = uow.chunks.add(batch.id, split(ids, chunk_size), now)
         uow.commit()
         return Planned(batch.id, backend.name, chunk_ids, len(ids))
 
 
-def _params(req: BatchRequest, template_hash: str) -> dict[str, Any]:
+def _params(req: BatchRequest, template_hash: str, key_set: bool = False) -> dict[str, Any]:
     params: dict[str, Any] = {"template_hash": template_hash, "backend_options": req.backend_options}
     if req.sub_batch_size:
         params["sub_batch_size"] = req.sub_batch_size
@@ -93,6 +104,8 @@ def _params(req: BatchRequest, template_hash: str) -> dict[str, Any]:
         params["notes"] = {str(k): v for k, v in req.notes.items()}
     if req.parent_batch is not None:
         params["parent_batch"] = req.parent_batch
+    if req.backend == "teacher" and key_set:
+        params["key_env"] = "OPENAI_API_KEY"  # the variable's name, so a worker without it fails at once
     params.update(req.extra_params)
     return params
 
@@ -119,5 +132,5 @@ def retry_request(wiring: Wiring, batch_id: int) -> BatchRequest | None:
             dataset=uow.session.get(Dataset, b.dataset_id).name, backend=b.backend, model=b.model,
             template=b.template_name, chunk_size=b.chunk_size, sub_batch_size=b.params.get("sub_batch_size"),
             backend_options=dict(b.params.get("backend_options") or {}), kind="retry", record_ids=ids,
-            parent_batch=batch_id, max_cost=b.max_cost_usd, max_tokens=b.max_tokens,
+            parent_batch=batch_id, max_cost=b.max_cost_usd, max_tokens=b.max_tokens, endpoint=b.endpoint,
         )
