@@ -28,7 +28,8 @@ def build_sft_cmd(
                                              help="Drop (never truncate) examples over N tokens; needs --tokenizer."),
     tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="Tokenizer folder or name to count tokens."),
     template: Optional[str] = typer.Option(None, "--template",
-                                           help="TOML file with `prompt` and `completion` format strings."),
+                                           help="TOML file with `prompt` and `completion` Jinja2 strings "
+                                                "(docs/templates.md)."),
     decontaminate: Optional[str] = typer.Option(None, "--decontaminate", help="An eval set (file, or a dataset "
                                                 "name): drop examples sharing an n-gram with it (CJK by character)."),
     ngram: int = typer.Option(13, "--ngram", min=1, help="With --decontaminate: n-gram length in tokens."),
