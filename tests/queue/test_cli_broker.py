@@ -88,3 +88,23 @@ def test_retry_failed_on_workers_reruns_only_the_failed_records(queue_wired, sta
     with queue_wired.uow() as uow:
         current = uow.batch_stats.current_drafts(ids, "reason", "fake-teacher")
         assert sorted(d.status for d in current.values()) == ["pending"] * 10
+
+
+def test_generate_wait_exits_1_when_records_failed(queue_wired, start_worker):
+    from reasongen.testing.openai_server import start_stub_server
+
+    base_url, stub = start_stub_server(refusal_rate=0.5, seed=5)
+    try:
+        with queue_wired.uow() as uow:
+            add_records(uow, "ds", [{"instruction": f"Q{i}", "key": f"k{i}"} for i in range(10)])
+        w = start_worker(concurrency=2, env={"OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": "sk-x"})
+        ready(queue_wired, w)
+        env = dict(worker_env(queue_wired.settings), OPENAI_BASE_URL=base_url, OPENAI_API_KEY="sk-x")
+        result = runner.invoke(app, ["generate", "--dataset", "ds", "--backend", "teacher", "--chunk-size", "5",
+                                     "--wait"], env=env)
+        summary = monitor.batch_summary(queue_wired, 1)
+        assert summary["finished"] and 0 < summary["failed"] < 10, summary
+        assert result.exit_code == 1, result.output
+        assert f"{summary['failed']} of 10 records failed" in result.output.strip().splitlines()[-1]
+    finally:
+        stub.stop()
