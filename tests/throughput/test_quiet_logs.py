@@ -18,6 +18,7 @@ from workers.planning import BatchRequest, plan_batch
 
 def test_a_worker_at_info_logs_chunks_not_requests(queue_settings, stub, tmp_path):
     url, handle = stub()
+    queue_settings = queue_settings.model_copy(update={"openai_base_url": url})
     wired = bootstrap(queue_settings)
     log_path = tmp_path / "worker.log"
     name = f"quiet-{uuid.uuid4().hex[:6]}@test"
