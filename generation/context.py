@@ -91,8 +91,9 @@ class TokenCounter:
     """Exact with the model's tokenizer on disk, else the script-aware estimate (generation/tokens.py) scaled by
     what the server reported for earlier prompts (its ``prompt_tokens`` over our estimate)."""
 
-    def __init__(self, model: str):
-        counter = tokens.counter_for(model=model) if _local_folder(model) else tokens.ESTIMATE
+    def __init__(self, model: str, tokenizer_path: str | Path | None = None):
+        folder = _local_folder(model)  # REASONGEN_TOKENIZER_PATH first, then the model's own files
+        counter = tokens.counter_for(tokenizer_path, str(folder) if folder else None)
         self._exact = counter if counter is not tokens.ESTIMATE else None
         self._lock = threading.Lock()
         self._estimated = self._reported = 0

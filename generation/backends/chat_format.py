@@ -10,7 +10,6 @@ import orjson
 from generation.backends.base import Prompt
 from generation.parse import FIELDS
 from generation.records import DraftResult
-from generation.tokens import TokenCounter, count_messages
 
 MODES = ("json_schema", "json_object", "text")  # best first; the teacher steps down when refused
 SCHEMA = {
@@ -119,11 +118,6 @@ class Reply:
 def draft_from(fields: dict[str, str], raw: str | None, finish_reason: str | None) -> DraftResult:
     values: dict[str, Any] = dict(fields)  # the parsed text fields: transformed_input, reasoning, response
     return DraftResult(raw_text=raw, finish_reason=finish_reason or "stop", **values)
-
-
-def estimate_tokens(messages: list[dict[str, str]], counter: TokenCounter | None = None) -> int:
-    # Reserved before the request (rate limits, budgets) and corrected by settle() from the server's usage.
-    return count_messages(messages, counter)
 
 
 def describe_error(exc: BaseException | None) -> str:

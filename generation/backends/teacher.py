@@ -28,7 +28,7 @@ from generation.aio import LoopThread
 from generation.backends.base import Prompt
 from generation import context as ctx
 from generation.backends.chat_format import (
-    MODES, REPAIR, ModeMemory, Reply, connections_per_client, describe_error, draft_from, estimate_tokens,
+    MODES, REPAIR, ModeMemory, Reply, connections_per_client, describe_error, draft_from,
     format_args, http_client_class, messages_for, observe_reply, pool_limits, raw_response_class,
 )
 from generation.backends.client_pool import ClientSlots
@@ -68,7 +68,8 @@ class TeacherBackend:
                  temperature: float = 0.2, seed: int | None = None, prices: dict[str, Any] | None = None,
                  limiter: Any = None, backoff: Backoff = Backoff(), response_mode: str | None = None,
                  transport: str = "auto", adaptive: bool = True, initial_concurrency: int | None = None,
-                 breaker_threshold: int = 8, context_length: int | None = None, **unknown: Any):
+                 breaker_threshold: int = 8, context_length: int | None = None, tokenizer_path: Any = None,
+                 **unknown: Any):
         if unknown:  # options meant for a newer or older version: say so rather than fail a worker
             log.warning("teacher backend: ignoring unknown options %s", ", ".join(sorted(unknown)))
         self.model, self.base_url = model, base_url
@@ -81,7 +82,7 @@ class TeacherBackend:
         self.breaker = Breaker(breaker_threshold)
         self._context_setting = context_length
         self._context: ctx.ContextInfo | None = None
-        self.tokens = ctx.TokenCounter(model)
+        self.tokens = ctx.TokenCounter(model, tokenizer_path)
         if response_mode:
             _MODES.set(self._mode_key, response_mode, "configured")
         self.counters: Counter[str] = Counter()
@@ -101,7 +102,8 @@ class TeacherBackend:
         options.setdefault("limiter", make_limiter(rates, settings.effective_redis_url(), key))
         for option, name in (("adaptive", "teacher_adaptive"), ("initial_concurrency", "teacher_initial_concurrency"),
                              ("breaker_threshold", "teacher_breaker_threshold"),
-                             ("context_length", "teacher_context_length"), ("max_tokens", "teacher_max_tokens")):
+                             ("context_length", "teacher_context_length"), ("max_tokens", "teacher_max_tokens"),
+                             ("tokenizer_path", "tokenizer_path")):
             if hasattr(settings, name):
                 options.setdefault(option, getattr(settings, name))
         return cls(model, base_url=settings.openai_base_url, api_key=settings.openai_api_key,
@@ -271,7 +273,7 @@ class TeacherBackend:
     async def _request(self, client: openai.AsyncOpenAI, messages: list[dict[str, str]], max_tokens: int,
                        mode: str, tally: _Tally) -> Reply:
         self.breaker.check()
-        estimate = estimate_tokens(messages) + max_tokens
+        estimate = self.tokens.count(messages) + max_tokens  # the limiter's reservation, settled from usage
         await self.limiter.acquire(estimate)
         body = {"model": self.model, "messages": messages, "max_tokens": max_tokens,
                 "temperature": self.temperature, **format_args(mode)}

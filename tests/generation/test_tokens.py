@@ -107,3 +107,21 @@ def test_rebuild_dry_run_counts_with_the_configured_tokenizer(wired, db_url, tmp
     monkeypatch.setenv("REASONGEN_TOKENIZER_PATH", str(tmp_path))
     counted = json.loads(CliRunner().invoke(app, args).output)["estimate"]["prompt_tokens"]
     assert counted == prompt_tokens(prompt, counter_for(tmp_path)) != estimated
+
+
+def test_the_teacher_reserves_with_the_configured_tokenizer(tmp_path):
+    pytest.importorskip("transformers")
+    from generation.backends.teacher import TeacherBackend
+    from reasongen.settings import Settings
+    from training.tiny import train_tokenizer
+
+    train_tokenizer(tmp_path)
+    content = "直交表とは何ですか？ Please translate the following Japanese input."
+    messages = [{"role": "user", "content": content}]
+    plain = TeacherBackend.from_settings(Settings(database_url="sqlite://", openai_base_url="http://127.0.0.1:9/v1"))
+    configured = TeacherBackend.from_settings(Settings(database_url="sqlite://", tokenizer_path=tmp_path,
+                                                       openai_base_url="http://127.0.0.1:9/v1"))
+    assert not plain.tokens.exact and configured.tokens.exact
+    overhead = plain.tokens.count(messages) - count_tokens(content)  # nothing calibrated yet
+    exact = counter_for(tmp_path).count(content)
+    assert configured.tokens.count(messages) == exact + overhead != plain.tokens.count(messages)
