@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from generation.restructure import translation_directive
+from generation.tokens import prompt_tokens
 from judging.judges import JudgeResult
 from judging.rubric import JudgePrompt
 
@@ -56,7 +57,7 @@ class FakeJudge:
         for name in p.criteria:
             score, reason = (int(forced.group(1)), "score forced by a [[judge:N]] marker") if forced else checks[name]()
             scores[name] = {"score": score, "reason": reason}
-        return JudgeResult(scores=scores, raw_text="fake-judge", prompt_tokens=len(p.prompt.user) // 4,
+        return JudgeResult(scores=scores, raw_text="fake-judge", prompt_tokens=prompt_tokens(p.prompt),
                            completion_tokens=40)
 
 
