@@ -50,6 +50,9 @@ def ingest_file(settings: Any, uow: Any, client: Any, job: Any, file_id: str) ->
 def _again(settings: Any, uow: Any, job: Any, req: Any, body: dict[str, Any], kind: str, counts: bool,
            error: str | None) -> list[tuple[Any, DraftResult]]:
     """Send this request again in the next job, or give up with a failed draft when out of attempts."""
+    if job.cancel_requested:  # a cancelled batch sends nothing more
+        req.state, req.error = "cancelled", f"cancelled by user; last: {error}"
+        return []
     attempt = req.attempt + (1 if counts else 0)
     if attempt > settings.max_attempts:
         req.state, req.error = "failed", f"gave up after {req.attempt} attempts; last: {error}"

@@ -56,20 +56,24 @@ def poll(wiring: Wiring, client: Any = None, *, batch_id: int | None = None) -> 
 
 
 def step(wiring: Wiring, client: Any, job_id: int) -> int:
-    with wiring.uow() as uow:
-        job = uow.provider_jobs.lock(job_id)
-        if job is None:
-            return 0
-        state = job.state
-        if state in ("new", "uploaded") and job.cancel_requested:
-            close_job(uow, wiring.settings, job, "cancelled", utcnow())
-        elif state == "new":
-            _upload(uow, client, job)
-        elif state == "uploaded":
-            _create(uow, client, job, wiring.settings)
-        elif state == "submitted":
-            _poll(wiring, uow, client, job)
-        uow.commit()
+    """Take a job as far as it goes now, committing after every provider call."""
+    for _ in range(3):  # new -> uploaded -> submitted, or one poll
+        with wiring.uow() as uow:
+            job = uow.provider_jobs.lock(job_id)
+            if job is None:
+                return 0
+            state = job.state
+            if state in ("new", "uploaded") and job.cancel_requested:
+                close_job(uow, wiring.settings, job, "cancelled", utcnow())
+            elif state == "new":
+                _upload(uow, client, job)
+            elif state == "uploaded":
+                _create(uow, client, job, wiring.settings)
+            elif state == "submitted":
+                _poll(wiring, uow, client, job)
+            uow.commit()
+        if state not in ("new", "uploaded"):
+            break
     return 1
 
 

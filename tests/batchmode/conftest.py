@@ -50,7 +50,16 @@ def batch_wired(pg_url: str) -> Iterator[Callable[..., Wiring]]:
 ROWS = [{"instruction": f"Add {i} and 3.", "output": f"The sum is {i + 3}.", "key": f"k{i}"} for i in range(40)]
 
 
-def plan(wired: Wiring, rows: list[dict[str, Any]] = ROWS, **req: Any) -> int:
+def plan(wired: Wiring, rows: list[dict[str, Any]] = ROWS, twins: int = 0, **req: Any) -> int:
+    """Add the rows (and ``twins`` more records with the first row's exact content) and plan a teacher batch."""
+    from sqlalchemy import update
+
+    from storage.models import Record
+
     with wired.uow() as uow:
-        add_records(uow, "ds", rows)
+        ids = add_records(uow, "ds", [*rows, *({**rows[0], "key": f"twin{i}"} for i in range(twins))])
+        if twins:
+            first = uow.records.by_ids([ids[0]])[0].content_hash
+            uow.session.execute(update(Record).where(Record.id.in_(ids[len(rows):])).values(content_hash=first))
+            uow.commit()
     return plan_batch(wired, BatchRequest(dataset="ds", backend="teacher", model="gpt-4o-mini", **req)).batch_id
