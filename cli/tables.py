@@ -36,9 +36,11 @@ def listing(cols: Sequence[Col], rows: Sequence[Sequence[Cell]], console: Consol
     """The widest layout that fits ``console``: all columns, the essential ones, or vertical blocks."""
     keep_all = list(range(len(cols)))
     essential = [i for i, c in enumerate(cols) if not c.drop]
-    for shown in (keep_all, essential) if len(essential) < len(cols) else (keep_all,):
+    # All columns only if nothing has to wrap for them; the essential ones may wrap between words.
+    tries = [(keep_all, True), (essential, False)] if len(essential) < len(cols) else [(keep_all, False)]
+    for shown, unwrapped in tries:
         sub_cols, sub_rows = [cols[i] for i in shown], [[row[i] for i in shown] for row in rows]
-        if min_width(sub_cols, sub_rows) <= console.width:
+        if min_width(sub_cols, sub_rows, unwrapped) <= console.width:
             return _table(sub_cols, sub_rows, title)
     return vertical(cols, rows, title, noun)
 
@@ -65,9 +67,10 @@ def _table(cols: Sequence[Col], rows: Sequence[Sequence[Cell]], title: str | Non
 GAP = 3  # between columns: padding, the (blank) divider, padding
 
 
-def min_width(cols: Sequence[Col], rows: Sequence[Sequence[Cell]]) -> int:
-    """The narrowest the table can be with ids whole, excerpts at their minimum and no word broken.
-    (Rich's own measurement is the width after it has squeezed columns, so it cannot tell.)"""
+def min_width(cols: Sequence[Col], rows: Sequence[Sequence[Cell]], unwrapped: bool = False) -> int:
+    """The narrowest the table can be with ids whole, excerpts at their minimum and no word broken (with
+    ``unwrapped``: no cell of up to 40 characters wrapped either). Rich's own measurement is the width after it
+    has squeezed columns, so it cannot tell."""
     total = GAP * (len(cols) - 1)
     for i, col in enumerate(cols):
         cells = [_text(row[i]).plain for row in rows]
@@ -76,8 +79,8 @@ def min_width(cols: Sequence[Col], rows: Sequence[Sequence[Cell]]) -> int:
         elif col.excerpt or col.fold:
             need = col.min_width or 16
         else:
-            words = [w for text in [col.name, *cells] for w in text.split()]
-            need = max([col.min_width or 0, *(Text(w).cell_len for w in words)])
+            pieces = [col.name, *cells] if unwrapped else [w for text in [col.name, *cells] for w in text.split()]
+            need = max([col.min_width or 0, *(min(Text(p).cell_len, 40) for p in pieces)])
         total += need
     return total
 
