@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
 
 from review import assignments, service, views
 from review.agreement import cohen_kappa, fleiss_kappa
@@ -16,13 +18,19 @@ from web.security import admin, me, wiring_of
 router = APIRouter(prefix="/api", tags=["review"])
 
 
-@router.get("/drafts", summary="A page of the review queue (keyset: pass the last id as after)")
+def fast_json(data: Any) -> Response:
+    """orjson straight to bytes: the queue page is the hot path (FastAPI's generic encoder costs ~5 ms a page)."""
+    return Response(orjson.dumps(data, default=str), media_type="application/json")
+
+
+@router.get("/drafts", summary="A page of the review queue (keyset: pass the last id as after)",
+            description="Returns {items: [draft...], next_after: id or null}; drafts in id order.")
 def list_drafts(request: Request, flt: Filters = Depends(filters), after: int | None = None,
-                limit: int = Query(50, ge=1, le=200)) -> dict[str, Any]:
+                limit: int = Query(50, ge=1, le=200)) -> Response:
     with wiring_of(request).uow() as uow:
         rows = uow.reviews.find(flt.draft_filter(after), limit=limit)
     items = [views.draft_dict(r) for r in rows]
-    return {"items": items, "next_after": items[-1]["id"] if len(items) == limit else None}
+    return fast_json({"items": items, "next_after": items[-1]["id"] if len(items) == limit else None})
 
 
 @router.get("/drafts/{draft_id}", summary="One draft with its record, history and independent decisions")

@@ -63,7 +63,7 @@ def decide(wiring: Wiring, who: Principal, draft_id: int, body: Decision) -> dic
             if n > 1 and not who.is_admin:
                 raise ValueError(f"drafts of {row.dataset} need {n} independent decisions: approve or reject")
             version = service.decide(uow, draft_id, body.version, body.action, who.name, note=body.note,
-                                     changes=body.changes or {})
+                                     changes=body.changes or {}, row=row)  # checks body.version against row
             assignments.release(uow, draft_id, who.name)
             uow.commit()
             return {"id": draft_id, "version": version, "state": "decided", "decided": 1, "required": n}
