@@ -1,12 +1,18 @@
-"""Queue benchmarks, each with its competitor in the same run.
+"""Queue benchmarks, each with its competitors in the same run.
 
 (a) End to end: enqueue a batch of N records until every draft is in PostgreSQL, with two `reasongen worker
-    --queues teacher` processes against a zero-latency OpenAI-compatible stub, over the records/s of a bare
-    asyncio loop of the `openai` SDK against the same stub (no database). Target: ratio >= 1.0.
+    --queues teacher` processes (64 requests in flight each) against the zero-latency test server. Competitors,
+    alternating with the queue runs (medians): the bare SDK loop at 64 in flight (target: queue >= 1.5x), the
+    same loop on reasongen's transport/raw path/orjson at the same total in flight (128), and the same backend
+    in-process (`generate` without a broker) at 128. Also the queue's own cost: CPU ms per record in the two
+    workers, minus the raw loop's CPU ms per request (the HTTP client's share), measured in a child process.
 (b) Enqueueing a 100,000-record batch: seconds from the call until every chunk is on the broker. Target < 10 s.
+(c) A server admitting 50 requests/s in any one-second window, two workers sharing the Redis limiter
+    (REASONGEN_TEACHER_RPM=3000): rate at the server over 50 (target >= 0.95) and the share answered 429
+    (target <= 1%); then the same with no limit given (learned together through Redis).
 
-    python bench/queue_bench.py                       # both, 5,000 and 100,000 records
-    python bench/queue_bench.py --part a --records 2000
+    python bench/queue_bench.py                       # all, 5,000 / 100,000 / 1,000 records
+    python bench/queue_bench.py --part a --records 2000 --repeats 1
 
 Needs PostgreSQL (REASONGEN_BENCH_PG, default postgresql://postgres@127.0.0.1:5432/postgres) and Redis
 (REASONGEN_BENCH_REDIS, default redis://127.0.0.1:6379/12); it creates and drops its own database and deletes
@@ -16,50 +22,36 @@ only its own queue keys.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import hashlib
 import os
-import re
 import statistics
 import subprocess
 import sys
 import time
 import uuid
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
+import psutil  # noqa: E402
+from pydantic import SecretStr  # noqa: E402
 import redis  # noqa: E402
 from sqlalchemy import func, insert, select  # noqa: E402
 
-from generation.restructure import restructure  # noqa: E402
-from generation.templates import load_template  # noqa: E402
+import yardsticks as ys  # noqa: E402
+from generation.ratelimit import limiter_key  # noqa: E402
+from benchdb import fresh_database  # noqa: E402
 from reasongen.bootstrap import Wiring, bootstrap  # noqa: E402
 from reasongen.settings import Settings  # noqa: E402
-from benchdb import fresh_database  # noqa: E402
+from reasongen.testing.openai_server import spawn_stub_process  # noqa: E402
 from storage.models import Batch, Draft, Record, WorkerHeartbeat  # noqa: E402
 from workers import dispatch  # noqa: E402
 from workers.app import queue_name  # noqa: E402
 from workers.planning import BatchRequest, plan_batch  # noqa: E402
 
 REDIS = os.environ.get("REASONGEN_BENCH_REDIS", "redis://127.0.0.1:6379/12")
-API_KEY = "bench-key-not-secret"
-
-
-@contextmanager
-def stub_server() -> Iterator[str]:
-    """The stub in its own process, so neither competitor shares a GIL with it."""
-    proc = subprocess.Popen([sys.executable, "-m", "reasongen.testing.openai_server", "--port", "0"],
-                            cwd=ROOT, stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
-    try:
-        line = proc.stdout.readline()  # type: ignore[union-attr]
-        yield re.search(r"(http://\S+/v1)", line).group(1)  # type: ignore[union-attr]
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def add_records(wired: Wiring, dataset: str, n: int) -> None:
@@ -73,43 +65,34 @@ def add_records(wired: Wiring, dataset: str, n: int) -> None:
         uow.commit()
 
 
-# --- (a) end to end --------------------------------------------------------------------------------------
-async def _bare_loop(base_url: str, prompts: list[Any], model: str, concurrency: int) -> float:
-    import openai
-
-    client = openai.AsyncOpenAI(base_url=base_url, api_key=API_KEY, max_retries=0)
-    gate = asyncio.Semaphore(concurrency)
-
-    async def one(p: Any) -> None:
-        async with gate:
-            await client.chat.completions.create(model=model, max_tokens=1024, messages=[
-                {"role": "system", "content": p.system}, {"role": "user", "content": p.user}])
-
-    start = time.perf_counter()
-    await asyncio.gather(*(one(p) for p in prompts))
-    elapsed = time.perf_counter() - start
-    await client.close()
-    return len(prompts) / elapsed
-
-
-def bare_loop(wired: Wiring, base_url: str, dataset: str, concurrency: int) -> float:
-    template = load_template()
-    with wired.uow() as uow:
-        ids = uow.records.ids(uow.records.dataset(dataset).id)
-        prompts = [template.render(restructure(r)) for r in uow.records.by_ids(ids)]
-    return asyncio.run(_bare_loop(base_url, prompts, wired.settings.teacher_model, concurrency))
-
-
-def start_workers(settings: Settings, base_url: str, n: int, concurrency: int) -> list[subprocess.Popen]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), REASONGEN_DATABASE_URL=settings.database_url,
-               REASONGEN_BROKER_URL=settings.broker_url or "", REASONGEN_QUEUE_PREFIX=settings.queue_prefix,
-               OPENAI_BASE_URL=base_url, OPENAI_API_KEY=API_KEY,
-               REASONGEN_TEACHER_CONCURRENCY=str(settings.teacher_concurrency))
+def start_workers(settings: Settings, base_url: str, n: int, threads: int, **env: str) -> list[subprocess.Popen]:
+    environ = dict(os.environ, PYTHONPATH=str(ROOT), REASONGEN_DATABASE_URL=settings.database_url,
+                   REASONGEN_BROKER_URL=settings.broker_url or "", REASONGEN_QUEUE_PREFIX=settings.queue_prefix,
+                   OPENAI_BASE_URL=base_url, OPENAI_API_KEY=ys.KEY, REASONGEN_TEACHER_MODEL=ys.MODEL,
+                   REASONGEN_TEACHER_CONCURRENCY=str(settings.teacher_concurrency), **env)
     reasongen = str(Path(sys.executable).with_name("reasongen"))
-    return [subprocess.Popen([reasongen, "worker", "--queues", "teacher", "--concurrency", str(concurrency),
+    return [subprocess.Popen([reasongen, "worker", "--queues", "teacher", "--concurrency", str(threads),
                               "--hostname", f"bench{i}-{uuid.uuid4().hex[:4]}@bench", "--loglevel", "WARNING"],
-                             env=env, cwd=ROOT, stdout=subprocess.DEVNULL, start_new_session=True)
+                             env=environ, cwd=ROOT, stdout=subprocess.DEVNULL, start_new_session=True)
             for i in range(n)]
+
+
+def stop_workers(procs: list[subprocess.Popen]) -> None:
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        proc.wait(30)
+
+
+def cpu_s(procs: list[subprocess.Popen]) -> float:
+    """User + system CPU seconds the worker processes (and any children) have used so far."""
+    total = 0.0
+    for proc in procs:
+        p = psutil.Process(proc.pid)
+        for q in [p, *p.children(recursive=True)]:
+            t = q.cpu_times()
+            total += t.user + t.system
+    return total
 
 
 def run_batch(wired: Wiring, dataset: str, chunk_size: int) -> tuple[int, float]:
@@ -124,48 +107,82 @@ def run_batch(wired: Wiring, dataset: str, chunk_size: int) -> tuple[int, float]
     return planned.batch_id, time.perf_counter() - start
 
 
-def part_a(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    """Alternate queue and bare runs (fresh records for each queue run) and compare the medians: the shared
-    machine's load changes from minute to minute, and alternating spreads it over both competitors."""
-    wired = bootstrap(settings)
-    add_records(wired, "warm", 16 * args.workers)
-    for i in range(args.repeats):
-        add_records(wired, f"bench{i}", args.records)
-    queue, bare, batch_ids = [], [], []
-    with stub_server() as base_url:
-        procs = start_workers(settings, base_url, args.workers, args.concurrency)
-        try:
-            _wait_for_workers(wired, args.workers)
-            run_batch(wired, "warm", 4)  # steady state: backends built, imports done in every worker
-            for i in range(args.repeats):
-                batch_id, elapsed = run_batch(wired, f"bench{i}", args.chunk_size)
-                queue.append(args.records / elapsed)
-                batch_ids.append(batch_id)
-                bare.append(bare_loop(wired, base_url, f"bench{i}", settings.teacher_concurrency))
-        finally:
-            for proc in procs:
-                proc.terminate()
-            for proc in procs:
-                proc.wait(30)
-    with wired.uow() as uow:
-        drafts = uow.session.scalar(select(func.count()).select_from(Draft).where(Draft.batch_id.in_(batch_ids)))
-        failed = uow.session.scalar(select(func.count()).select_from(Draft)
-                                    .where(Draft.batch_id.in_(batch_ids), Draft.status == "failed"))
-    wired.close()
-    q, b = statistics.median(queue), statistics.median(bare)
-    return dict(records=args.records, runs=args.repeats, drafts=drafts, failed=failed,
-                queue_rps=[round(x, 1) for x in queue], bare_rps=[round(x, 1) for x in bare],
-                median_queue_rps=round(q, 1), median_bare_rps=round(b, 1), ratio=round(q / b, 3))
-
-
 def _wait_for_workers(wired: Wiring, n: int) -> None:
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         with wired.uow() as uow:
             if uow.session.scalar(select(func.count()).select_from(WorkerHeartbeat)) >= n:
                 return
         time.sleep(0.2)
-    raise RuntimeError("workers did not start within 60 s")
+    raise RuntimeError("workers did not start within 90 s")
+
+
+def _inprocess(settings: Settings, base_url: str, dataset: str, in_flight: int) -> float:
+    from workers.inprocess import run_here
+
+    local = settings.model_copy(update={"broker_url": None, "openai_base_url": base_url, "openai_api_key": SecretStr(ys.KEY),
+                                        "teacher_model": ys.MODEL, "teacher_concurrency": in_flight})
+    wired = bootstrap(local)
+    start = time.perf_counter()
+    planned = plan_batch(wired, BatchRequest(dataset=dataset, backend="teacher"))
+    run_here(wired, planned.batch_id)
+    elapsed = time.perf_counter() - start
+    wired.close()
+    return planned.total_records / elapsed
+
+
+# --- (a) end to end --------------------------------------------------------------------------------------
+def part_a(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    """Alternate queue and competitor runs (fresh records for each queue run) and compare the medians: the
+    shared machine's load changes from minute to minute, and alternating spreads it over all competitors."""
+    url, server = spawn_stub_process(api_key=ys.KEY)
+    wired = bootstrap(settings.model_copy(update={"openai_base_url": url}))
+    add_records(wired, "warm", 16 * args.workers)
+    add_records(wired, "warm-local", 2 * settings.teacher_concurrency * args.workers)
+    for i in range(args.repeats):
+        add_records(wired, f"bench{i}", args.records)
+        add_records(wired, f"local{i}", args.records)
+    items = ys.prompts(args.records)
+    total = settings.teacher_concurrency * args.workers
+    runs: dict[str, list[float]] = {"queue": [], "bare_sdk": [], "bare_raw_same_total": [], "inprocess_same_total": []}
+    cpu_ms: list[float] = []
+    batch_ids = []
+    try:
+        procs = start_workers(settings, url, args.workers, args.concurrency)
+        try:
+            _wait_for_workers(wired, args.workers)
+            run_batch(wired, "warm", 4)  # steady state: backends built, imports done in every worker
+            _inprocess(settings, url, "warm-local", total)  # and in this process, for the in-process competitor
+            for i in range(args.repeats):
+                before = cpu_s(procs)
+                batch_id, elapsed = run_batch(wired, f"bench{i}", args.chunk_size)
+                cpu_ms.append((cpu_s(procs) - before) * 1000 / args.records)
+                runs["queue"].append(args.records / elapsed)
+                batch_ids.append(batch_id)
+                runs["bare_sdk"].append(ys.bare_sdk(url, items, settings.teacher_concurrency))
+                runs["bare_raw_same_total"].append(ys.bare_raw(url, items, total))
+                runs["inprocess_same_total"].append(_inprocess(settings, url, f"local{i}", total))
+        finally:
+            stop_workers(procs)
+        client_ms = ys.bare_raw_cpu_ms(url, items, settings.teacher_concurrency)
+    finally:
+        server.terminate()
+    with wired.uow() as uow:
+        drafts = uow.session.scalar(select(func.count()).select_from(Draft).where(Draft.batch_id.in_(batch_ids)))
+        failed = uow.session.scalar(select(func.count()).select_from(Draft)
+                                    .where(Draft.batch_id.in_(batch_ids), Draft.status == "failed"))
+    wired.close()
+    med = {k: statistics.median(v) for k, v in runs.items()}
+    worker_ms = statistics.median(cpu_ms)
+    return dict(part="a", records=args.records, workers=args.workers, in_flight_per_worker=settings.teacher_concurrency,
+                runs=args.repeats, drafts=drafts, failed=failed,
+                **{f"{k}_rps": [round(x, 1) for x in v] for k, v in runs.items()},
+                **{f"median_{k}_rps": round(v, 1) for k, v in med.items()},
+                ratio_vs_bare_sdk=round(med["queue"] / med["bare_sdk"], 3), target=">= 1.5",
+                ratio_vs_bare_raw_same_total=round(med["queue"] / med["bare_raw_same_total"], 3),
+                ratio_vs_inprocess_same_total=round(med["queue"] / med["inprocess_same_total"], 3),
+                worker_cpu_ms_per_record=round(worker_ms, 2), http_client_cpu_ms_per_request=round(client_ms, 2),
+                queue_own_cpu_ms_per_record=round(worker_ms - client_ms, 2))
 
 
 # --- (b) enqueue 100k ------------------------------------------------------------------------------------
@@ -178,11 +195,46 @@ def part_b(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     elapsed = time.perf_counter() - start
     queued = redis.Redis.from_url(REDIS).llen(queue_name(settings, "teacher"))
     wired.close()
-    return dict(records=args.enqueue_records, chunks=len(planned.chunk_ids), queued=queued,
+    return dict(part="b", records=args.enqueue_records, chunks=len(planned.chunk_ids), queued=queued,
                 seconds=round(elapsed, 2), target_s=10)
 
 
-def cleanup_queues(settings: Settings) -> None:
+# --- (c) a rate limit shared by two workers ------------------------------------------------------------------
+def part_c(args: argparse.Namespace, settings: Settings, limit: float = 50.0) -> dict[str, Any]:
+    out: dict[str, Any] = {"part": "c", "records": args.limit_records, "workers": args.workers,
+                           "server": f"at most {limit:g} requests in any one-second window"}
+    url, server = spawn_stub_process(api_key=ys.KEY, rps_limit=limit, rps_window_s=1.0)
+    wired = bootstrap(settings.model_copy(update={"openai_base_url": url}))
+    try:
+        for name, env in (("rpm_given", {"REASONGEN_TEACHER_RPM": str(int(limit * 60))}), ("learned", {})):
+            dataset = f"rl-{name}"
+            add_records(wired, dataset, args.limit_records)
+            procs = start_workers(settings, url, args.workers, args.concurrency, **env)
+            try:
+                _wait_for_workers(wired, args.workers)
+                ys.reset_stats(url)
+                time.sleep(1.1)
+                run_batch(wired, dataset, args.chunk_size)
+            finally:
+                stop_workers(procs)
+            stats = ys.stats_of(url)
+            span = stats["last_accepted_at"] - stats["first_accepted_at"]
+            rate = (stats["accepted"] - 1) / span if span > 0 else 0.0
+            refused = stats.get("status_429", 0)
+            out[name] = {"rps_at_server": round(rate, 2), "ratio": round(rate / limit, 3),
+                         "requests": stats["requests"], "answered_429": refused,
+                         "share_429": round(refused / max(1, stats["requests"]), 4)}
+    finally:
+        server.terminate()
+        wired.close()
+        client = redis.Redis.from_url(REDIS)
+        for key in client.scan_iter(match=f"{limiter_key(url, ys.MODEL)}*"):  # what the workers learned
+            client.delete(key)
+    out["target"] = ">= 0.95 of the limit, <= 1% answered 429"
+    return out
+
+
+def cleanup(settings: Settings) -> None:
     client = redis.Redis.from_url(REDIS)
     for key in client.scan_iter(match=f"{settings.queue_prefix}*"):
         client.delete(key)
@@ -190,24 +242,26 @@ def cleanup_queues(settings: Settings) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--part", choices=["a", "b", "all"], default="all")
+    p.add_argument("--part", choices=["a", "b", "c", "all"], default="all")
     p.add_argument("--records", type=int, default=5000)
     p.add_argument("--enqueue-records", type=int, default=100_000)
+    p.add_argument("--limit-records", type=int, default=1000, help="records for each run of part c")
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=3, help="alternating queue/bare runs for (a)")
+    p.add_argument("--repeats", type=int, default=3, help="alternating runs for (a)")
     p.add_argument("--concurrency", type=int, default=8, help="threads (chunks at once) per worker")
     p.add_argument("--chunk-size", type=int, default=100)
-    p.add_argument("--in-flight", type=int, default=64, help="requests in flight per process (both competitors)")
+    p.add_argument("--in-flight", type=int, default=64, help="requests in flight per worker process")
     args = p.parse_args()
-    for part in ("a", "b") if args.part == "all" else (args.part,):
+    for part in ("a", "b", "c") if args.part == "all" else (args.part,):
         with fresh_database("rg_qbench") as url:
-            settings = Settings(database_url=url, broker_url=REDIS, queue_prefix=f"qb{uuid.uuid4().hex[:6]}-",
-                                teacher_concurrency=args.in_flight)
+            prefix = f"qb{uuid.uuid4().hex[:6]}"
+            settings = Settings(database_url=url, broker_url=REDIS, queue_prefix=f"{prefix}-",
+                                teacher_concurrency=args.in_flight, redis_url=REDIS)
             try:
-                result = part_a(args, settings) if part == "a" else part_b(args, settings)
+                result = {"a": part_a, "b": part_b, "c": part_c}[part](args, settings)
             finally:
-                cleanup_queues(settings)
-            print(f"({part})", result, flush=True)
+                cleanup(settings)
+            print(result, flush=True)
 
 
 if __name__ == "__main__":

@@ -1,193 +1,187 @@
-"""Teacher backend benchmarks against the loopback OpenAI-compatible stub, each next to its yardstick.
+"""Generation throughput against the loopback OpenAI-compatible test server, every figure next to its competitors.
 
-(a) zero latency: records/s through the teacher backend over records/s of a bare asyncio loop of the
-    `openai` SDK at the same concurrency (same prompts, same response_format, JSON parsed). Target >= 0.95.
-(b) 0.5 s latency, no limit, concurrency 256: records/s over concurrency / latency. Target >= 0.90.
-(c) a server allowing 50 requests/s, two processes sharing the Redis limiter: requests/s over 50
-    (target >= 0.95) and the share of requests answered 429 (target <= 1%).
+"in-process" is `reasongen generate` without a broker: plan a batch over records in PostgreSQL, run its chunks
+here (workers.inprocess.run_here), drafts committed per sub-batch behind the fence. Competitors, same server,
+same prompts, same run (see bench/yardsticks.py): the bare SDK loop (default transport), the same loop on
+reasongen's transport/raw path/orjson, and Bespoke Curator (in its own virtualenv) where installed.
 
-    python bench/teacher_bench.py                 # all three
-    python bench/teacher_bench.py --part a --records 3000
+(a) zero latency, 64 in flight, interleaved rounds (median). Target: in-process >= 1.0x the bare SDK loop.
+(b) 0.5 s latency, 256 in flight, 2,560 records. Target: in-process >= 1.3x Curator's records/s, and the
+    server sees >= 0.9 x 256 requests in flight in steady state (sampled from its /stats).
+(c) a server admitting 50 requests/s in any one-second window: in-process with REASONGEN_TEACHER_RPM=3000
+    (target >= 0.95 of the limit at the server, <= 1% answered 429), then with no limit given (learned), and
+    Curator with the same RPM. Queued with two workers: bench/queue_bench.py --part c.
 
-The stub runs in its own process so it does not share the client's GIL. Part (c) needs Redis
-(REASONGEN_BENCH_REDIS, default redis://127.0.0.1:6379/12) and uses its own key prefix.
+    python bench/teacher_bench.py                 # all parts
+    python bench/teacher_bench.py --part a --records 1000 --rounds 1
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import os
 import statistics
-import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-import openai  # noqa: E402
+from sqlalchemy import func, select  # noqa: E402
 
-from generation.backends.chat_format import format_args, http_client_class, messages_for, pool_limits  # noqa: E402
-from generation.backends.openai_stub import spawn_stub_process  # noqa: E402
-from generation.backends.teacher import TeacherBackend  # noqa: E402
-from generation.ratelimit import Rates, make_limiter  # noqa: E402
-from generation.records import TrainingView  # noqa: E402
-from generation.templates import load_template  # noqa: E402
-
-REDIS = os.environ.get("REASONGEN_BENCH_REDIS", "redis://127.0.0.1:6379/12")
-KEY = "bench-key-not-secret"
-
-
-def prompts(n: int) -> list:
-    template = load_template()
-    langs = ["en", "ja", "zh"]
-    return [template.render(TrainingView(i, f"b{i}", langs[i % 3], f"Question {i}: what is {i} + 1?",
-                                         "Some context for the question.", f"The answer is {i + 1}."))
-            for i in range(n)]
+import yardsticks as ys  # noqa: E402
+from benchdb import fresh_database  # noqa: E402
+from queue_bench import add_records  # noqa: E402
+from reasongen.bootstrap import bootstrap  # noqa: E402
+from reasongen.settings import Settings  # noqa: E402
+from reasongen.testing.openai_server import spawn_stub_process  # noqa: E402
+from storage.models import Draft  # noqa: E402
+from workers.inprocess import run_here  # noqa: E402
+from workers.planning import BatchRequest, plan_batch  # noqa: E402
 
 
-def stats_of(url: str) -> dict:
-    with urllib.request.urlopen(url.replace("/v1", "/stats"), timeout=10) as reply:
-        return json.load(reply)
-
-
-async def bare_sdk(url: str, items: list, concurrency: int, transport: str = "httpx") -> float:
-    """The yardstick: the SDK alone, one gather over every prompt, a semaphore, json.loads of each reply.
-
-    With its default (httpx) transport; ``transport="aiohttp"`` gives the SDK's optional aiohttp one.
-    """
-    http = http_client_class(transport)(limits=pool_limits(concurrency + 8), timeout=60)
-    client = openai.AsyncOpenAI(base_url=url, api_key=KEY, max_retries=0, http_client=http)
-    gate = asyncio.Semaphore(concurrency)
-
-    async def one(prompt) -> dict:  # type: ignore[no-untyped-def]
-        async with gate:
-            reply = await client.chat.completions.create(model="gpt-4o-mini", messages=messages_for(prompt),
-                                                         max_tokens=1024, **format_args("json_schema"))
-            return json.loads(reply.choices[0].message.content)
-
-    await asyncio.gather(*(one(p) for p in items[:concurrency]))  # warm the pool
+def inprocess(db_url: str, url: str, records: int, concurrency: int, **extra: Any) -> dict[str, Any]:
+    """`generate` in this process over ``records`` fresh records; records/s from plan to last commit."""
+    settings = Settings(database_url=db_url, broker_url=None, openai_base_url=url, openai_api_key=ys.KEY,
+                        teacher_model=ys.MODEL, teacher_concurrency=concurrency, **extra)
+    wired = bootstrap(settings)
+    dataset = f"d{uuid.uuid4().hex[:8]}"
+    add_records(wired, dataset, records)
     start = time.perf_counter()
-    await asyncio.gather(*(one(p) for p in items))
+    planned = plan_batch(wired, BatchRequest(dataset=dataset, backend="teacher"))
+    run_here(wired, planned.batch_id)
     elapsed = time.perf_counter() - start
-    await client.close()
-    return len(items) / elapsed
+    with wired.uow() as uow:
+        failed = uow.session.scalar(select(func.count()).select_from(Draft)
+                                    .where(Draft.batch_id == planned.batch_id, Draft.status == "failed"))
+    wired.close()
+    return {"rps": records / elapsed, "failed": failed}
 
 
-def teacher_rate(url: str, items: list, concurrency: int, **options: Any) -> tuple[float, TeacherBackend]:
-    backend = TeacherBackend("gpt-4o-mini", base_url=url, api_key=KEY, concurrency=concurrency, **options)
-    backend.generate(items[:concurrency])  # warm the pool
-    start = time.perf_counter()
-    drafts = backend.generate(items)
-    elapsed = time.perf_counter() - start
-    failed = sum(d.failed for d in drafts)
-    if failed:
-        print(f"  warning: {failed} failed drafts", file=sys.stderr)
-    return len(items) / elapsed, backend
-
-
-def part_a(records: int, concurrency: int, rounds: int) -> dict:
-    url, proc = spawn_stub_process(api_key=KEY)
-    items = prompts(records)
-    runs: dict[str, list[float]] = {"bare_sdk": [], "bare_sdk_aiohttp": [], "teacher": []}
+def _curator(url: str, records: int, concurrency: int, rpm: int | None = None) -> dict[str, Any] | str:
+    missing = ys.curator_available()
+    if missing:
+        return missing
     try:
+        return ys.curator(url, records, concurrency, rpm)
+    except Exception as exc:  # noqa: BLE001 - reported, not fatal: the other competitors still count
+        return f"curator failed: {exc}"
+
+
+def part_a(db_url: str, records: int, concurrency: int, rounds: int) -> dict[str, Any]:
+    url, proc = spawn_stub_process(api_key=ys.KEY)
+    items = ys.prompts(records)
+    runs: dict[str, list[float]] = {"inprocess": [], "bare_sdk": [], "bare_raw": [], "curator": []}
+    notes: list[str] = []
+    try:
+        inprocess(db_url, url, 2 * concurrency, concurrency)  # warm: imports, the language detector, as the loops warm
         for _ in range(rounds):  # interleaved so drift in machine load hits all alike
-            runs["bare_sdk"].append(asyncio.run(bare_sdk(url, items, concurrency)))
-            runs["bare_sdk_aiohttp"].append(asyncio.run(bare_sdk(url, items, concurrency, "aiohttp")))
-            rate, backend = teacher_rate(url, items, concurrency)
-            backend.close()
-            runs["teacher"].append(rate)
+            runs["inprocess"].append(inprocess(db_url, url, records, concurrency)["rps"])
+            runs["bare_sdk"].append(ys.bare_sdk(url, items, concurrency))
+            runs["bare_raw"].append(ys.bare_raw(url, items, concurrency))
+            cur = _curator(url, records, concurrency)
+            if isinstance(cur, dict):
+                runs["curator"].append(cur["records_per_s"])
+            else:
+                notes.append(cur)
     finally:
         proc.terminate()
-    med = {k: statistics.median(v) for k, v in runs.items()}
-    return {"part": "a", "records": records, "concurrency": concurrency,
-            **{f"{k}_rps": round(v, 1) for k, v in med.items()},
-            "ratio": round(med["teacher"] / med["bare_sdk"], 3), "target": ">= 0.95",
-            "ratio_vs_bare_aiohttp": round(med["teacher"] / med["bare_sdk_aiohttp"], 3),
-            "rounds": {k: [round(x) for x in v] for k, v in runs.items()}}
+    med = {k: statistics.median(v) for k, v in runs.items() if v}
+    out: dict[str, Any] = {"part": "a", "records": records, "concurrency": concurrency, "latency_s": 0,
+                           **{f"{k}_rps": round(v, 1) for k, v in med.items()},
+                           "ratio_vs_bare_sdk": round(med["inprocess"] / med["bare_sdk"], 3), "target": ">= 1.0",
+                           "ratio_vs_bare_raw": round(med["inprocess"] / med["bare_raw"], 3),
+                           "rounds": {k: [round(x) for x in v] for k, v in runs.items()}}
+    if "curator" in med:
+        out["ratio_vs_curator"] = round(med["inprocess"] / med["curator"], 3)
+    return {**out, "notes": sorted(set(notes))} if notes else out
 
 
-def part_b(waves: int, concurrency: int, latency: float) -> dict:
-    url, proc = spawn_stub_process(latency_s=latency)
-    items = prompts(concurrency * waves)
+def part_b(db_url: str, waves: int, concurrency: int, latency: float) -> dict[str, Any]:
+    url, proc = spawn_stub_process(latency_s=latency, api_key=ys.KEY)
+    records = concurrency * waves
+    items = ys.prompts(records)
+    out: dict[str, Any] = {"part": "b", "records": records, "concurrency": concurrency, "latency_s": latency,
+                           "ideal_rps": concurrency / latency}
     try:
-        rate, backend = teacher_rate(url, items, concurrency)
-        backend.close()
-        in_flight = stats_of(url)["max_in_flight"]
-        bare = asyncio.run(bare_sdk(url, items, concurrency))  # context: what the SDK alone manages here
+        inprocess(db_url, url, concurrency, concurrency)  # warm: imports, the language detector
+        with ys.InFlightSampler(url) as sampler:
+            ours = inprocess(db_url, url, records, concurrency)
+        out.update(inprocess_rps=round(ours["rps"], 1), inprocess_failed=ours["failed"],
+                   **{f"server_{k}": v for k, v in sampler.report().items()})
+        with ys.InFlightSampler(url) as sampler:
+            cur = _curator(url, records, concurrency)
+        if isinstance(cur, dict):
+            out.update(curator_rps=round(cur["records_per_s"], 1),
+                       curator_server_steady_in_flight=sampler.report()["steady_in_flight"],
+                       ratio_vs_curator=round(ours["rps"] / cur["records_per_s"], 3))
+        else:
+            out["curator"] = cur
+        out["bare_sdk_rps"] = round(ys.bare_sdk(url, items, concurrency), 1)
+        out["bare_raw_rps"] = round(ys.bare_raw(url, items, concurrency), 1)
     finally:
         proc.terminate()
-    ideal = concurrency / latency
-    return {"part": "b", "records": len(items), "concurrency": concurrency, "latency_s": latency,
-            "teacher_rps": round(rate, 1), "ideal_rps": ideal, "ratio": round(rate / ideal, 3),
-            "bare_sdk_rps": round(bare, 1), "bare_sdk_ratio": round(bare / ideal, 3),
-            "max_in_flight_at_server": in_flight, "target": ">= 0.90"}
+    out["target"] = ">= 1.3x Curator; server steady in flight >= 0.9 x 256"
+    return out
 
 
-def part_c(records: int, limit: float) -> dict:
-    url, proc = spawn_stub_process(rps_limit=limit)
-    key = f"reasongen:bench:{uuid.uuid4().hex[:8]}"
-    try:
-        cmd = [sys.executable, __file__, "--worker", url, key, str(records // 2), str(limit)]
-        workers = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(2)]
-        reports = [json.loads(w.communicate(timeout=600)[0].strip().splitlines()[-1]) for w in workers]
-        stats = stats_of(url)
-    finally:
-        proc.terminate()
-    elapsed = max(r["end"] for r in reports) - min(r["start"] for r in reports)
-    ok = sum(r["ok"] for r in reports)
-    # At the server: completions accepted per second between the first and the last one.
-    server_rps = (stats["accepted"] - 1) / (stats["last_accepted_at"] - stats["first_accepted_at"])
+def _at_server(url: str) -> dict[str, Any]:
+    stats = ys.stats_of(url)
+    span = stats["last_accepted_at"] - stats["first_accepted_at"]
+    rate = (stats["accepted"] - 1) / span if span > 0 else 0.0
     answered_429 = stats.get("status_429", 0)
-    return {"part": "c", "records": records, "server_limit_rps": limit, "rps_at_server": round(server_rps, 2),
-            "ratio": round(server_rps / limit, 3), "rps_client_wall": round(ok / elapsed, 2),
-            "requests": stats["requests"], "answered_429": answered_429,
-            "share_429": round(answered_429 / max(1, stats["requests"]), 4), "target": ">= 0.95, 429 <= 1%"}
+    return {"rps_at_server": round(rate, 2), "requests": stats["requests"], "answered_429": answered_429,
+            "share_429": round(answered_429 / max(1, stats["requests"]), 4)}
 
 
-def worker(url: str, key: str, count: int, limit: float) -> None:
-    """One of part (c)'s two processes: waits for its peer, then drafts through the shared limiter."""
-    import redis
-
-    client = redis.Redis.from_url(REDIS)
-    client.incr(f"{key}:ready")
-    while int(client.get(f"{key}:ready") or 0) < 2:
-        time.sleep(0.005)
-    limiter = make_limiter(Rates(requests_per_s=limit), REDIS, key)
-    backend = TeacherBackend("gpt-4o-mini", base_url=url, api_key=KEY, concurrency=64, limiter=limiter)
-    start = time.time()
-    drafts = backend.generate(prompts(count))
-    end = time.time()
-    backend.close()
-    client.delete(f"{key}:ready", f"{key}:requests", f"{key}:tokens")
-    print(json.dumps({"ok": sum(not d.failed for d in drafts), "start": start, "end": end}))
+def part_c(db_url: str, records: int, limit: float) -> dict[str, Any]:
+    rpm = int(limit * 60)
+    url, proc = spawn_stub_process(rps_limit=limit, rps_window_s=1.0, api_key=ys.KEY)
+    out: dict[str, Any] = {"part": "c", "records": records, "server_limit_rps": limit,
+                           "server": "at most 50 requests in any one-second window"}
+    try:
+        ours = inprocess(db_url, url, records, 64, teacher_rpm=rpm)
+        server = _at_server(url)
+        out["inprocess_rpm_given"] = {**server, "ratio": round(server["rps_at_server"] / limit, 3),
+                                      "failed": ours["failed"]}
+        ys.reset_stats(url)
+        time.sleep(1.1)  # a fresh window
+        ours = inprocess(db_url, url, records, 64)
+        server = _at_server(url)
+        out["inprocess_learned"] = {**server, "ratio": round(server["rps_at_server"] / limit, 3),
+                                    "failed": ours["failed"]}
+        ys.reset_stats(url)
+        time.sleep(1.1)
+        cur = _curator(url, records, 64, rpm)
+        if isinstance(cur, dict):
+            server = _at_server(url)
+            out["curator_rpm_given"] = {**server, "ratio": round(server["rps_at_server"] / limit, 3)}
+        else:
+            out["curator"] = cur
+    finally:
+        proc.terminate()
+    out["target"] = ">= 0.95 of the limit, <= 1% answered 429"
+    return out
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--part", choices=["a", "b", "c", "all"], default="all")
     p.add_argument("--records", type=int, default=3000, help="records for part a")
-    p.add_argument("--concurrency", type=int, default=64, help="concurrency for part a")
+    p.add_argument("--concurrency", type=int, default=64, help="requests in flight for part a")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds for part a (median reported)")
     p.add_argument("--waves", type=int, default=10, help="part b: records = 256 * waves")
-    p.add_argument("--limit-records", type=int, default=600, help="records for part c (both processes)")
-    p.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
+    p.add_argument("--limit-records", type=int, default=600, help="records for each run of part c")
     args = p.parse_args()
-    if args.worker:
-        url, key, count, limit = args.worker
-        worker(url, key, int(count), float(limit))
-        return
-    parts = {"a": lambda: part_a(args.records, args.concurrency, args.rounds),
-             "b": lambda: part_b(args.waves, 256, 0.5),
-             "c": lambda: part_c(args.limit_records, 50.0)}
-    for name in ("a", "b", "c") if args.part == "all" else (args.part,):
-        print(json.dumps(parts[name]()), flush=True)
+    parts = {"a": lambda db: part_a(db, args.records, args.concurrency, args.rounds),
+             "b": lambda db: part_b(db, args.waves, 256, 0.5),
+             "c": lambda db: part_c(db, args.limit_records, 50.0)}
+    with fresh_database("rg_tbench") as db_url:
+        for name in ("a", "b", "c") if args.part == "all" else (args.part,):
+            print(json.dumps(parts[name](db_url)), flush=True)
 
 
 if __name__ == "__main__":
