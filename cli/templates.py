@@ -6,10 +6,10 @@ from typing import Any, Optional
 
 import typer
 from rich.panel import Panel
-from rich.table import Table
 from rich.text import Text
 
 from cli.context import console, fail, print_json, settings_from, wiring
+from cli.tables import Col, listing
 from generation.restructure import restructure
 from generation.templates import DEFAULT_TEMPLATE, Template, TemplateError, list_templates, load_template
 
@@ -40,16 +40,13 @@ def list_cmd(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", h
     if as_json:
         print_json(found)
         return
-    table = Table(show_lines=False, expand=False)
-    table.add_column("name", no_wrap=True)
-    table.add_column("ver", no_wrap=True)
-    table.add_column("hash", no_wrap=True)
-    table.add_column("description", overflow="fold", ratio=1)
+    cols = [Col("name", key=True), Col("ver"), Col("hash", key=True), Col("description", drop=True)]
+    rows = []
     for t in found:
         name = f"{t['name']} (default)" if t["default"] else t["name"]
-        legacy = " [dim](legacy syntax, for existing drafts)[/]" if t["syntax"] == "legacy" else ""
-        table.add_row(name, t["version"], t["hash"][:12], t["description"] + legacy)
-    console.print(table)
+        legacy = " (older syntax: for existing drafts)" if t["syntax"] == "legacy" else ""
+        rows.append([name, t["version"], t["hash"][:12], t["description"] + legacy])
+    console.print(listing(cols, rows, console, noun="templates"))
 
 
 @templates_app.command("show")
