@@ -5,11 +5,11 @@ with the queue, requests time out in it), and a rate-limited API (429 bursts, ``
 a gradient limiter after Netflix's concurrency-limits (Gradient2) with a TCP-like slow start:
 
 - every finished request is a sample of its latency (per completion token when the caller gives
-  tokens, so long and short answers compare); the baseline is the lowest sample seen, let drift up a
-  little per window so it follows a server that got slower for good;
+  tokens, so long and short answers compare); the baseline is the lowest sample seen (a server that got slower
+  for good settles at a lower limit, never at timeouts);
 - once a window of samples is in (about as many as the limit, at least ``MIN_WINDOW``), the window's
-  median is compared with the baseline: ``gradient = clamp(tolerance * baseline / median, 0.5, 1)``;
-  in slow start the limit doubles while the gradient is 1, afterwards it moves to
+  median is compared with the baseline: ``gradient = clamp(tolerance * baseline / median, 0.5, 1)`` (tolerance 4);
+  in slow start the limit doubles while the median stays within 2x the baseline, then it moves to
   ``limit * gradient + sqrt(limit)``, half-way per window (a server that batches keeps a gradient of
   1 and the limit grows; one that queues sees latency rise with the limit and the limit settles
   where the queue is a few requests deep);
@@ -46,8 +46,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 MIN_WINDOW = 4
-TOLERANCE = 1.5  # latency may rise this much over the baseline before the limit comes down
-BASELINE_DRIFT = 1.02  # per window: the baseline creeps up toward the present, so it can follow a slower server
+# Latency may rise this much over the baseline before the limit comes down. Generous on purpose: a batching
+# server's per-token latency grows with its batch long before its throughput stops growing, and on a server
+# that computes one request at a time a queue of a few requests hides the client's own gaps between them.
+TOLERANCE = 4.0
+SLOW_START_TOLERANCE = 2.0  # doubling stops sooner, so it cannot overshoot far into a server's queue
+# The baseline never drifts up: on a server that queues, every sample carries the queue, so a drifting
+# baseline would follow the queue up and let the limit creep without end (seen in tests).
+BASELINE_DRIFT = 1.0
 TIMEOUT_FRACTION = 0.5  # a request slower than this share of the timeout counts as queueing
 
 
@@ -209,7 +215,7 @@ class AdaptiveConcurrency:
         if gradient >= 1.0 and peak < self.limit:
             self._reason = "limit not reached: kept"
             return
-        if self._slow_start and gradient >= 1.0:
+        if self._slow_start and recent <= SLOW_START_TOLERANCE * self._baseline:
             self._set(self._limit * 2, "latency holds (slow start)")
             return
         self._slow_start = False

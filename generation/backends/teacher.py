@@ -302,7 +302,7 @@ class TeacherBackend:
         except ValueError as exc:
             limit.release(permit, Outcome.ERROR)
             raise TeacherFailure(f"the server's reply is not a chat completion: {exc}") from None
-        limit.release(permit, Outcome.OK, tokens=reply.completion_tokens or None)
+        limit.release(permit, Outcome.OK)  # raw latency: a queue wait does not scale with the reply's length
         self.breaker.success()
         tally.prompt_tokens += reply.prompt_tokens
         tally.completion_tokens += reply.completion_tokens

@@ -47,13 +47,14 @@ async def drive(limiter: AdaptiveConcurrency, server: Server, requests: int, tim
 
 def test_a_server_that_queues_keeps_the_limit_low() -> None:
     async def main() -> tuple[AdaptiveConcurrency, Server]:
-        limiter, server = AdaptiveConcurrency(64, initial=4), Server(lanes=1, service_s=0.01)
-        await drive(limiter, server, 150)
+        limiter, server = AdaptiveConcurrency(64, initial=4), Server(lanes=1, service_s=0.03)
+        await drive(limiter, server, 240)
         return limiter, server
 
     limiter, server = asyncio.run(main())
-    assert limiter.limit <= 8, limiter.snapshot()
-    assert server.peak <= 16  # never 64 requests waiting in the server's queue
+    # Latency may reach 4x the baseline: the queue settles a few requests deep (about 7), far from 64.
+    assert limiter.limit <= 12, limiter.snapshot()
+    assert server.peak <= 24  # never 64 requests waiting in the server's queue
     assert limiter.snapshot().phase == "steady"
 
 
