@@ -24,7 +24,7 @@ class ProviderJobRepository(Repository):
 
     def add_requests(self, rows: list[dict[str, Any]]) -> None:
         if rows:
-            self.session.bulk_insert_mappings(ProviderRequest, rows)  # type: ignore[arg-type]
+            self.session.bulk_insert_mappings(ProviderRequest, rows)
 
     def get(self, job_id: int) -> ProviderJob | None:
         return self.session.get(ProviderJob, job_id)
