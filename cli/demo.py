@@ -1,13 +1,16 @@
 """`reasongen demo`: the whole path offline, on a bundled en/ja/zh sample, in about a minute on a laptop.
 
-ingest -> generate (fake teacher, in-process) -> auto-review -> build the SFT set -> train a LoRA adapter on a
-tiny Phi model made here -> loss plot. No services, no API key, no GPU, no network.
+ingest -> `generate --judge fake --policy demo --then train` (fake teacher answering ja/zh in marked stand-in
+English, fake judge scoring by simple checks, the policy deciding, in-process) -> the gate holds the follow-up
+while drafts are left for people -> release -> build (with its dataset card) -> LoRA on a tiny Phi made here ->
+loss plot. No services, no API key, no GPU, no network.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -40,41 +43,75 @@ def _ingest(wired: Wiring) -> int:
     return ingest_file(wired.uow, SAMPLE, IngestOptions(dataset=DATASET)).read
 
 
-def _generate(wired: Wiring) -> int:
+POLICY = "demo"
+
+
+def _policy(wired: Wiring) -> str:
+    from review.policy import PolicySpec, save_policy
+
+    spec = PolicySpec(POLICY, approve_min=4, reject_max=2)
+    with wired.uow() as uow:
+        save_policy(uow, spec)
+        uow.commit()
+    return spec.describe()
+
+
+def _generate(wired: Wiring, workdir: Path, steps: int) -> dict[str, Any]:
+    """generate --judge fake --policy demo --then train: judged and decided in the same chunks, nobody typing."""
+    from judging.plan import judge_params
     from workers.inprocess import run_here
     from workers.planning import BatchRequest, plan_batch
 
-    planned = plan_batch(wired, BatchRequest(dataset=DATASET, backend="fake", chunk_size=8))
-    run_here(wired, planned.batch_id)
-    return planned.total_records
+    train = {"max_steps": steps, "logging_steps": 2, "eval_steps": 10, "save_steps": steps, "batch_size": 4,
+             "learning_rate": 5e-3, "lora_r": 8, "lora_alpha": 16, "max_length": 512, "device": "cpu",
+             "output_dir": str(workdir / "run")}
+    extra = {**judge_params(wired, "fake", policy=POLICY), "train_config": train}
+    planned = plan_batch(wired, BatchRequest(dataset=DATASET, backend="fake", chunk_size=8, then="train",
+                                             extra_params=extra))
+    with contextlib.redirect_stdout(io.StringIO()):  # a follow-up that fires here trains quietly
+        run_here(wired, planned.batch_id)
+    return _decisions(wired, planned.batch_id)
 
 
-def _review(wired: Wiring) -> int:
-    from review.bulk import bulk_decide
-    from review.filters import parse_filter
+def _decisions(wired: Wiring, batch_id: int) -> dict[str, Any]:
+    from sqlalchemy import func, select
 
-    # The fake teacher's drafts are placeholders, so the demo approves every pending one; with a real
-    # teacher you would run `reasongen review auto` (unflagged only) or `reasongen review next`.
-    return len(bulk_decide(wired.uow, parse_filter(dataset=DATASET, status="pending"), "approve", "demo").planned)
+    from storage.models import Batch, Draft
+
+    with wired.uow() as uow:
+        rows = dict(uow.session.execute(select(Draft.status, func.count()).where(
+            Draft.batch_id == batch_id).group_by(Draft.status)).tuples().all())
+        batch = uow.session.get(Batch, batch_id)
+        held = batch is not None and batch.followup_enqueued_at is None
+    return {"batch": batch_id, "approved": rows.get("approved", 0), "rejected": rows.get("rejected", 0),
+            "left": rows.get("pending", 0), "held": held}
 
 
-def _build(wired: Wiring, out: Path) -> Any:
-    from training.build import BuildOptions, build_sft
+def _release(wired: Wiring, batch_id: int) -> Any:
+    """What a person does once the spot checks look fine: `reasongen release BATCH` (build + train now)."""
+    from judging import gate
 
-    return build_sft(wired.uow, BuildOptions(dataset=DATASET, out_dir=str(out), eval_fraction=0.2))
-
-
-def _train(wired: Wiring, build_id: int, model: Path, out: Path, steps: int) -> Any:
-    from training.config import TrainConfig
-    from training.train import create_run, execute_run
-
-    config = TrainConfig(base_model=str(model), max_steps=steps, logging_steps=2, eval_steps=10, save_steps=steps,
-                         batch_size=4, learning_rate=5e-3, lora_r=8, lora_alpha=16, max_length=512, device="cpu",
-                         output_dir=str(out))
-    run_id = create_run(wired.uow, build_id, config)
-    # The trainer prints every log line; the demo shows the curve instead (and the losses are in the database).
     with contextlib.redirect_stdout(io.StringIO()):
-        return execute_run(wired.uow, run_id)
+        return gate.release(wired, batch_id)
+
+
+def _results(wired: Wiring, batch_id: int) -> tuple[Any, Any]:
+    with wired.uow() as uow:
+        build, run = uow.builds.for_batch(batch_id), uow.runs.for_batch(batch_id)
+        if build is None or run is None:
+            raise RuntimeError(f"batch {batch_id}'s follow-up left no build or run")
+        return (_Built(build.id, Path(build.out_dir)),
+                _Trained(run.id, run.output_dir, run.final_train_loss, run.status))
+
+
+class _Built:
+    def __init__(self, build_id: int, out_dir: Path):
+        self.build_id, self.out_dir = build_id, out_dir
+
+
+class _Trained:
+    def __init__(self, run_id: int, output_dir: str, final_train_loss: float | None, status: str):
+        self.run_id, self.output_dir, self.final_train_loss, self.status = run_id, output_dir, final_train_loss, status
 
 
 def _tiny_model(folder: Path) -> Path:
@@ -114,38 +151,52 @@ def demo(
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
     workdir = workdir.resolve()
-    # Always the embedded database and in-process work, whatever the environment says.
-    settings = Settings(database_url=f"sqlite:///{workdir / 'reasongen.db'}", broker_url=None)
+    model = _step("Make a tiny random Phi model and tokenizer locally", lambda: _tiny_model(workdir / "tiny-phi"))
+    # Always the embedded database and in-process work, whatever the environment says; the tiny model is the
+    # one the follow-up fine-tunes.
+    settings = Settings(database_url=f"sqlite:///{workdir / 'reasongen.db'}", broker_url=None,
+                        local_model=str(model))
     from storage.migrate import upgrade
 
     _step("Create the embedded SQLite database", lambda: upgrade(settings.database_url))
     wired = bootstrap(settings)
+    here = Path.cwd()
+    os.chdir(workdir)  # the follow-up's build lands in ./builds, as it would for a user
     try:
         _run(wired, workdir, steps)
     except Exception as exc:  # noqa: BLE001 - one clear line, then the folder to look in
         fail(f"demo stopped: {exc} (partial results in {workdir})")
     finally:
+        os.chdir(here)
         wired.close()
 
 
 def _run(wired: Wiring, workdir: Path, steps: int) -> None:
     n = _step("Ingest the bundled en/ja/zh sample", lambda: _ingest(wired))
-    drafted = _step("Generate reasoning drafts with the FAKE teacher (in-process)", lambda: _generate(wired))
-    approved = _step("Review: approve the drafts", lambda: _review(wired))
-    build = _step("Build the SFT set (seed layout + chat/alpaca/sharegpt formats)",
-                  lambda: _build(wired, workdir / "build"))
-    model = _step("Make a tiny random Phi model and tokenizer locally", lambda: _tiny_model(workdir / "tiny-phi"))
-    run = _step(f"Train a LoRA adapter for {steps} steps on CPU",
-                lambda: _train(wired, build.build_id, model, workdir / "run", steps))
+    rule = _step("Set the approval policy 'demo'", lambda: _policy(wired))
+    console.print(f"  [dim]{rule}[/]", highlight=False)
+    found = _step("Generate with the FAKE teacher, judge with the FAKE judge, decide by policy (unattended)",
+                  lambda: _generate(wired, workdir, steps))
+    console.print(f"  policy: [green]{found['approved']} approved[/], [red]{found['rejected']} rejected[/], "
+                  f"[yellow]{found['left']} left for people[/]", highlight=False)
+    if found["held"]:
+        console.print(f"  the follow-up (train) waits for review: {found['left']} draft(s) pending. The demo "
+                      f"releases it, as you would with: reasongen release {found['batch']}", highlight=False)
+        _step("Release: build the SFT set from the approved drafts and train a LoRA adapter on CPU",
+              lambda: _release(wired, found["batch"]))
+    build, run = _results(wired, found["batch"])
+    if run.status != "completed":
+        raise RuntimeError(f"training run {run.run_id} ended {run.status}")
     plot = _step("Plot the loss curve", lambda: _plot(wired, run.run_id, workdir / "loss.png"))
-    _summary(workdir, n, drafted, approved, build, run, plot)
+    _summary(workdir, n, found, build, run, plot)
 
 
-def _summary(workdir: Path, n: int, drafted: int, approved: int, build: Any, run: Any, plot: Path) -> None:
+def _summary(workdir: Path, n: int, found: dict[str, Any], build: Any, run: Any, plot: Path) -> None:
     table = Table("what", "where", show_header=False)
     table.add_row("database", str(workdir / "reasongen.db"))
-    table.add_row("records / drafts / approved", f"{n} / {drafted} / {approved}")
-    table.add_row(f"SFT set (build {build.build_id})", str(build.out_dir))
+    table.add_row("records / approved / rejected / left for people",
+                  f"{n} / {found['approved']} / {found['rejected']} / {found['left']}")
+    table.add_row(f"SFT set (build {build.build_id})", f"{build.out_dir} (dataset card: README.md)")
     table.add_row(f"adapter (run {run.run_id})", str(run.output_dir))
     loss = f"{run.final_train_loss:.3f}" if run.final_train_loss is not None else "-"
     table.add_row("final train loss", loss)
@@ -158,6 +209,8 @@ def _summary(workdir: Path, n: int, drafted: int, approved: int, build: Any, run
         "  export OPENAI_BASE_URL=http://localhost:8000/v1   # vLLM  (Ollama: http://localhost:11434/v1)\n"
         "  reasongen generate --dataset NAME --backend teacher --model MODEL\n"
         "or run the local Phi-2 on a GPU: reasongen generate --dataset NAME --backend local --model microsoft/phi-2\n"
+        "Judge with a second model and let a policy decide: --judge teacher --policy NAME --then train; spot-check\n"
+        "the policy with reasongen review next --sample 20 --stratify lang, then reasongen review agreement\n"
         f"Look around: REASONGEN_DATABASE_URL=sqlite:///{workdir / 'reasongen.db'} reasongen review list",
         title="next steps", expand=False))
 

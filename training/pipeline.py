@@ -107,11 +107,13 @@ def _train_for(wiring: Wiring, batch_id: int, build_id: int) -> int:
     with wiring.uow() as uow:
         run = uow.runs.for_batch(batch_id)
         run_id, done = (run.id, run.status == "completed") if run else (None, False)
+        # Training options the batch carries (the demo's short run); anything else takes the defaults.
+        overrides = dict((uow.batches.get(batch_id).params or {}).get("train_config") or {})
     if done:
         return run_id  # type: ignore[return-value]
     if run_id is None:
         # The local model setting (Phi-2 by default) is also the model a follow-up fine-tunes.
-        config = TrainConfig(base_model=wiring.settings.local_model)
+        config = TrainConfig(**{"base_model": wiring.settings.local_model, **overrides})
         run_id = create_run(wiring.uow, build_id, config, batch_id=batch_id)
     try:
         execute_run(wiring.uow, run_id, lease_s=wiring.settings.lease_s)
