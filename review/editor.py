@@ -1,4 +1,4 @@
-"""Editing a draft's text in $EDITOR: a sectioned temp file, parsed and validated on save.
+"""Editing a draft's text in $VISUAL / $EDITOR (Click's edit): a sectioned temp file, parsed and validated on save.
 
 The file looks like::
 
@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
-import subprocess
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
+
+import click
 
 from review.rules import InvalidEditError
 
@@ -27,8 +27,9 @@ SECTION = re.compile(r"^=== ([a-z_]+) ===\s*$")
 PROBLEM = "# NOT APPLIED: "
 
 
-def editor_command() -> list[str]:
-    return shlex.split(os.environ.get("EDITOR") or os.environ.get("VISUAL") or "vi")
+def editor_command() -> str | None:
+    """$VISUAL, else $EDITOR (None: Click's own default, vi or notepad) - the usual Unix order."""
+    return os.environ.get("VISUAL") or os.environ.get("EDITOR") or None
 
 
 def to_text(draft_id: int, version: int, fields: Mapping[str, str | None]) -> str:
@@ -65,20 +66,18 @@ def _open_section(found: dict[str, list[str]], name: str, expected: tuple[str, .
     return found[name]
 
 
-def run_editor(text: str, command: list[str] | None = None) -> str:
-    """Open ``text`` in the editor and return what was saved."""
-    with tempfile.TemporaryDirectory(prefix="reasongen-edit-") as folder:
-        path = Path(folder) / "draft.txt"
-        path.write_text(text, encoding="utf-8")
-        result = subprocess.run([*(command or editor_command()), str(path)], check=False)
-        if result.returncode != 0:
-            raise InvalidEditError(f"the editor exited with status {result.returncode}; nothing applied")
-        return path.read_text(encoding="utf-8")
+def run_editor(text: str, command: str | None = None) -> str:
+    """Open ``text`` in the editor (Click's edit: $VISUAL, else $EDITOR) and return what was saved."""
+    try:
+        saved = click.edit(text, editor=command or editor_command(), require_save=False, extension=".txt")
+    except click.ClickException as exc:  # the editor failed or exited non-zero
+        raise InvalidEditError(f"{exc.format_message()}; nothing applied") from exc
+    return text if saved is None else saved
 
 
 def edit_loop(draft_id: int, version: int, fields: Mapping[str, str | None],
               validate: Callable[[dict[str, str]], object], ask_retry: Callable[[str], bool],
-              command: list[str] | None = None) -> dict[str, str] | None:
+              command: str | None = None) -> dict[str, str] | None:
     """Edit until the content is valid (returned) or the reviewer gives up (None)."""
     text = to_text(draft_id, version, fields)
     while True:

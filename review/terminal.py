@@ -1,10 +1,11 @@
-"""Single keys from the terminal: raw mode for one byte on a tty, a line of input otherwise."""
+"""Single keys from the terminal: Click's getchar on a tty (one key, no Enter), a line of input otherwise."""
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import TextIO
+
+import click
 
 
 def read_key(stream: TextIO | None = None) -> str:
@@ -13,23 +14,11 @@ def read_key(stream: TextIO | None = None) -> str:
     if not stream.isatty():
         line = stream.readline()
         return line.strip()[:1].lower() if line else "q"
-    key = _raw_byte(stream.fileno())
-    if key == "\x03":
-        raise KeyboardInterrupt
-    return "q" if key in ("\x04", "") else key.lower()
-
-
-def _raw_byte(fd: int) -> str:
-    import termios
-    import tty
-
-    saved = termios.tcgetattr(fd)
     try:
-        tty.setraw(fd)
-        data = os.read(fd, 1)
-    finally:
-        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
-    return data.decode("utf-8", "replace")
+        key = click.getchar()  # raw mode for one key; Ctrl-C raises KeyboardInterrupt
+    except EOFError:  # Ctrl-D
+        return "q"
+    return "q" if key in ("\x04", "") else key.lower()
 
 
 def read_line(prompt: str, stream: TextIO | None = None) -> str | None:

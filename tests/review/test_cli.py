@@ -204,3 +204,14 @@ def test_next_reads_lines_when_stdin_is_not_a_terminal(cli, wired, drafts):
     assert "session: approve 1, reject 1" in result.stdout
     en1, en2 = draft(wired, drafts["en-1"]), draft(wired, drafts["en-2"])
     assert (en1.status, en1.reviewer, en2.status, en2.review_note) == ("approved", "tester", "rejected", "Too vague.")
+
+
+def test_visual_wins_over_editor(cli, wired, drafts, tmp_path):
+    failing = tmp_path / "failing.py"
+    failing.write_text("import sys\nsys.exit(5)\n", encoding="utf-8")
+    env = {"VISUAL": _editor(tmp_path, REPLACE_REASONING), "EDITOR": f"{sys.executable} {failing}"}
+    result = cli("edit", str(drafts["ja-1"]), env=env)
+    assert result.exit_code == 0, result.output
+    assert draft(wired, drafts["ja-1"]).reasoning == "Edited: 日本語の推論。"
+    only_editor = cli("edit", str(drafts["zh-1"]), input="n\n", env={"VISUAL": "", "EDITOR": env["EDITOR"]})
+    assert only_editor.exit_code == 2 and "Editing failed" in only_editor.stderr  # $EDITOR is used without $VISUAL
