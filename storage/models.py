@@ -132,9 +132,7 @@ class Batch(TimestampMixin, Base):
     response_mode: Mapped[str | None] = mapped_column(Text, default=None)
     concurrency_limit: Mapped[int | None] = mapped_column(Integer, default=None)
     concurrency_reason: Mapped[str | None] = mapped_column(Text, default=None)
-    # Hard budgets: estimated cost of sub-batches in flight, and the spend of work the fence threw away.
-    reserved_usd: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
-    reserved_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # The spend of work the fence threw away (a lost lease, a cancel): paid for, never saved.
     discarded_usd: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     discarded_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     # Quality gate: the batch finished but drafts of it still wait for a person; the follow-up fires when none
@@ -167,6 +165,9 @@ class Chunk(TimestampMixin, Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     n_done: Mapped[int] = mapped_column(Integer, default=0)
     n_failed: Mapped[int] = mapped_column(Integer, default=0)
+    # Hard budgets: the estimated cost of this chunk's sub-batches in flight (zeroed when its lease ends).
+    reserved_usd: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    reserved_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class Draft(TimestampMixin, Base):

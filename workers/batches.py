@@ -105,6 +105,8 @@ def reopen(wiring: Wiring, batch_id: int, max_cost: float | None = None, max_tok
         batch.max_cost_usd = batch.max_cost_usd if max_cost is None else max_cost
         batch.max_tokens = batch.max_tokens if max_tokens is None else max_tokens
         reason = budget_reason(batch.max_cost_usd, batch.max_tokens, *uow.batch_stats.spend(batch_id))
+        if batch.status == "stopped" and max_cost is None and max_tokens is None:
+            reason = reason or batch.status_reason  # stopped by a reservation that did not fit: still does not
         if reason:
             raise ValueError(f"batch {batch_id}: {reason}; pass a higher --max-cost or --max-tokens to resume it")
         if batch.status != "running":

@@ -18,12 +18,13 @@ from datetime import timedelta
 from typing import Any
 
 from generation import endpoint_state
-from generation.run import RunStats, generate_drafts
+from generation.run import DEFAULT_SUB_BATCH, RunStats, generate_drafts
 from generation.templates import load_template
 from judging.step import run_judge_step
 from reasongen.bootstrap import Wiring
 from workers.batches import BatchSpec, FollowUp, finalize, stop_batch, utcnow
 from workers.fence import ChunkStopped, Guard, Lease
+from workers.budget import Budget
 from workers.heartbeat import Heartbeat
 
 log = logging.getLogger(__name__)
@@ -154,10 +155,12 @@ def _run(wiring: Wiring, lease: Lease, backends: BackendSource, worker: str | No
     template = load_template(batch.template_name, wiring.settings.templates_dir)
     notes = {int(k): v for k, v in (batch.params.get("notes") or {}).items()}
     backend = backends.get(batch)
+    size = (batch.params.get("sub_batch_size") or wiring.settings.sub_batch_size
+            or getattr(backend, "preferred_sub_batch", DEFAULT_SUB_BATCH))
+    guard.budget = Budget(wiring, batch, lease.chunk_id, lease.owner, size, getattr(backend, "max_tokens", None))
     pause = partial(stop_batch, wiring, status=endpoint_state.PAUSED)  # the teacher's breaker opened
     guard.stats = generate_drafts(
-        guard.uow, list(lease.record_ids), backend, template, batch_id=batch.id,
-        notes=notes, sub_batch_size=batch.params.get("sub_batch_size") or wiring.settings.sub_batch_size,
+        guard.uow, list(lease.record_ids), backend, template, batch_id=batch.id, notes=notes, sub_batch_size=size,
         should_stop=endpoint_state.watching(wiring.uow, batch.id, backend, guard.should_stop, pause),
         on_progress=guard.progress,
     )

@@ -37,6 +37,7 @@ class FencedUnitOfWork:
     def __init__(self, inner: UnitOfWork, guard: "Guard"):
         self._inner = inner
         self._guard = guard
+        self._paid = (0.0, 0)  # cost and tokens of the drafts this transaction would save
 
     def __enter__(self) -> "FencedUnitOfWork":
         self._inner.__enter__()
@@ -46,12 +47,33 @@ class FencedUnitOfWork:
         self._inner.__exit__(et, e, tb)
 
     def __getattr__(self, name: str) -> Any:
+        if name == "drafts":
+            return _CountingDrafts(self._inner.drafts, self)
         return getattr(self._inner, name)
 
     def commit(self) -> None:
         if not self._guard.renew(self._inner):
+            self._inner.rollback()  # first: the renewal share-locked the batch row that discarded() updates
+            self._guard.discarded(*self._paid)
             raise ChunkStopped(f"chunk {self._guard.lease.chunk_id}: lease lost or batch stopped")
         self._inner.commit()
+
+
+class _CountingDrafts:
+    """The drafts repository, noting what the rows about to be saved cost (so a refused commit is recorded)."""
+
+    def __init__(self, inner: Any, owner: FencedUnitOfWork):
+        self._inner, self._owner = inner, owner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def add_many(self, rows: list[dict[str, Any]]) -> int:
+        usd, tokens = self._owner._paid
+        self._owner._paid = (usd + sum(r.get("cost_usd") or 0.0 for r in rows),
+                             tokens + sum((r.get("prompt_tokens") or 0) + (r.get("completion_tokens") or 0)
+                                          for r in rows))
+        return int(self._inner.add_many(rows))
 
 
 class Guard:
@@ -64,6 +86,7 @@ class Guard:
         self._on_progress = on_progress
         self._reported = 0
         self.lease_lost: Any = None  # the heartbeat's event: set once another worker holds the lease
+        self.budget: Any = None  # workers.budget.Budget: reserves each sub-batch before it is sent
 
     def uow(self) -> FencedUnitOfWork:
         return FencedUnitOfWork(self.wiring.uow(), self)
@@ -97,17 +120,30 @@ class Guard:
 
     def progress(self, stats: RunStats) -> None:
         self.stats = stats
+        if self.budget is not None:
+            self.budget.release_one()  # a sub-batch was saved: its spend now counts, not its estimate
         if self._on_progress:
             self._on_progress(stats)
 
     def over_budget(self) -> bool:
-        max_cost, max_tokens = self.batch.max_cost_usd, self.batch.max_tokens
-        if max_cost is None and max_tokens is None:
-            return False
-        with self.wiring.uow() as uow:
-            tokens, cost = uow.batch_stats.spend(self.lease.batch_id)
-        reason = budget_reason(max_cost, max_tokens, tokens, cost)
+        """Reserve the next sub-batch's estimated cost; stop the batch when it does not fit."""
+        if self.budget is not None:
+            reason = self.budget.reserve()
+        else:
+            max_cost, max_tokens = self.batch.max_cost_usd, self.batch.max_tokens
+            if max_cost is None and max_tokens is None:
+                return False
+            with self.wiring.uow() as uow:
+                reason = budget_reason(max_cost, max_tokens, *uow.batch_stats.spend(self.lease.batch_id))
         if reason is None:
             return False
         stop_batch(self.wiring, self.lease.batch_id, "stopped", reason)
         return True
+
+    def discarded(self, usd: float, tokens: int) -> None:
+        """Paid for, thrown away by the fence (lease lost, batch cancelled): counted on the batch."""
+        if not usd and not tokens:
+            return
+        with self.wiring.uow() as uow:
+            uow.batches.add_discarded(self.lease.batch_id, usd, tokens)
+            uow.commit()

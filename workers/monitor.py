@@ -27,6 +27,8 @@ def batch_summary(wiring: Wiring, batch_id: int) -> dict[str, Any]:
         summary = _summary(batch, done, failed, states, totals, errors)
         summary["shared"] = uow.batch_stats.shared(batch_id)
         summary["followup"] = _followup(batch)
+        # Paid for but thrown away by the fence (a lost lease, a cancel): not in cost_usd, which counts drafts.
+        summary["discarded_usd"], summary["discarded_tokens"] = batch.discarded_usd, batch.discarded_tokens
         summary.update(gate.summary(uow, batch))  # judge spend; "waiting for review: N" behind the gate
         summary["provider_jobs"] = _provider_jobs(uow, batch_id)
         return summary

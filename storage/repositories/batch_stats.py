@@ -29,6 +29,13 @@ class BatchStatsRepository(Repository):
         n, prompt, completion, cost = self.session.execute(stmt).one()
         return dict(drafts=n, prompt_tokens=int(prompt), completion_tokens=int(completion), cost_usd=float(cost))
 
+    def average_tokens(self, batch_id: int) -> tuple[float, float]:
+        """Mean (prompt, completion) tokens of the drafts this batch paid for (0, 0 before the first)."""
+        stmt = select(func.avg(Draft.prompt_tokens), func.avg(Draft.completion_tokens)).where(
+            Draft.batch_id == batch_id, Draft.shared_from_id.is_(None))
+        prompt, completion = self.session.execute(stmt).one()
+        return float(prompt or 0), float(completion or 0)
+
     def shared(self, batch_id: int) -> int:
         """Drafts of this batch copied from an identical record's draft (no request of their own)."""
         stmt = select(func.count()).where(Draft.batch_id == batch_id, Draft.shared_from_id.is_not(None))

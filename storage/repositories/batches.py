@@ -51,6 +51,10 @@ class BatchRepository(Repository):
     def recent(self, limit: int = 20) -> Sequence[Batch]:
         return self.session.scalars(select(Batch).order_by(Batch.id.desc()).limit(limit)).all()
 
+    def add_discarded(self, batch_id: int, usd: float, tokens: int) -> None:
+        self._run(update(Batch).where(Batch.id == batch_id).values(
+            discarded_usd=Batch.discarded_usd + usd, discarded_tokens=Batch.discarded_tokens + tokens))
+
     def set_status(self, batch_id: int, status: str, reason: str, *, only_if: str = "running") -> bool:
         stmt = (update(Batch).where(Batch.id == batch_id, Batch.status == only_if)
                 .values(status=status, status_reason=reason))

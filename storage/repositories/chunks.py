@@ -56,6 +56,22 @@ class ChunkRepository(Repository):
                 .values(lease_expires_at=until, updated_at=now))
         return self._run(stmt).rowcount == 1
 
+    def reserve(self, chunk_id: int, owner: str, usd: float, tokens: int) -> bool:
+        """Add (or, negative, release) a sub-batch's estimated cost to the chunk, if the lease is still ours."""
+        stmt = (update(Chunk).where(Chunk.id == chunk_id, Chunk.lease_owner == owner, Chunk.status == "leased")
+                .values(reserved_usd=case((Chunk.reserved_usd + usd < 0, 0.0), else_=Chunk.reserved_usd + usd),
+                        reserved_tokens=case((Chunk.reserved_tokens + tokens < 0, 0),
+                                             else_=Chunk.reserved_tokens + tokens)))
+        return self._run(stmt).rowcount == 1
+
+    def reserved(self, batch_id: int) -> tuple[float, int]:
+        """(USD, tokens) reserved by the batch's sub-batches in flight (leased chunks only)."""
+        stmt = select(func.coalesce(func.sum(Chunk.reserved_usd), 0.0),
+                      func.coalesce(func.sum(Chunk.reserved_tokens), 0)).where(
+            Chunk.batch_id == batch_id, Chunk.status == "leased")
+        usd, tokens = self.session.execute(stmt).one()
+        return float(usd), int(tokens)
+
     def exhausted_queued(self, max_attempts: int, batch_id: int | None = None) -> list[tuple[int, int]]:
         """Queued chunks no claim can take any more (attempts used up): they must fail, not be re-sent."""
         stmt = select(Chunk.id, Chunk.batch_id).where(Chunk.status == "queued", Chunk.attempts >= max_attempts)
@@ -92,7 +108,8 @@ class ChunkRepository(Repository):
             cond.append(Chunk.lease_owner == owner)
         if expired_before is not None:
             cond.append(Chunk.lease_expires_at < expired_before)
-        stmt = update(Chunk).where(*cond).values(lease_owner=None, lease_expires_at=None, updated_at=now, **values)
+        stmt = update(Chunk).where(*cond).values(lease_owner=None, lease_expires_at=None, updated_at=now,
+                                                 reserved_usd=0.0, reserved_tokens=0, **values)
         return self._run(stmt).rowcount == 1
 
     def cancel_queued(self, batch_id: int, now: datetime) -> int:
@@ -135,7 +152,8 @@ class ChunkRepository(Repository):
         else:
             cond = [Chunk.status == "queued", Chunk.enqueued_at < (enqueued_before or now)]
         stmt = (update(Chunk).where(Chunk.id == chunk_id, *cond)
-                .values(status="queued", lease_owner=None, lease_expires_at=None, enqueued_at=now, updated_at=now))
+                .values(status="queued", lease_owner=None, lease_expires_at=None, enqueued_at=now, updated_at=now,
+                        reserved_usd=0.0, reserved_tokens=0))
         return self._run(stmt).rowcount == 1
 
     def record_ids(self, batch_id: int) -> list[int]:

@@ -62,7 +62,7 @@ def test_max_tokens_stops_the_batch_cleanly_and_says_so(wired, db_url):
     with wired.uow() as uow:
         add_records(uow, "ds", rows(40))
     result = cli(db_url, "generate", "--dataset", "ds", "--backend", "fake", "--chunk-size", "5",
-                 "--max-tokens", "100")
+                 "--sub-batch-size", "1", "--max-tokens", "2000")
     # Not every record has a draft: exit 1 (some failed), the last line says how to go on.
     assert result.exit_code == 1, result.output
     assert "reasongen resume 1" in result.output.strip().splitlines()[-1]
@@ -73,6 +73,8 @@ def test_max_tokens_stops_the_batch_cleanly_and_says_so(wired, db_url):
         states = uow.chunks.count(1)
     drafted = count(wired, select(func.count()).select_from(Draft))
     assert 0 < drafted < 40 and set(states) <= {"done", "cancelled"} and states["cancelled"] > 0
+    with wired.uow() as uow:  # a hard budget: each sub-batch reserved its estimate before it was sent
+        assert uow.batch_stats.spend(1)[0] <= 2000
     refused = cli(db_url, "resume", "1")
     assert refused.exit_code == 2 and "pass a higher --max-cost" in refused.output
     resumed = cli(db_url, "resume", "1", "--max-tokens", "1000000", "--json")

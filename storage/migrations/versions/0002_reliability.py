@@ -3,7 +3,8 @@
 - drafts: a cache key is unique per record (records with identical content each get their own draft, the
   text reused from the first); ``shared_from_id`` names the draft whose text was reused.
 - batches: the teacher endpoint the batch was made for (never the key), the follow-up's state, error and lease,
-  money reserved by sub-batches in flight, and the spend of work the fence discarded.
+  and the spend of work the fence discarded.
+- chunks: the estimated cost (USD, tokens) of the chunk's sub-batches in flight (hard budgets).
 - builds/runs: at most one per batch follow-up; a run is claimed with a lease before training.
 
 Revision ID: 0002
@@ -41,10 +42,11 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("followup_error", sa.Text(), nullable=True))
         batch_op.add_column(sa.Column("followup_owner", sa.String(length=200), nullable=True))
         batch_op.add_column(sa.Column("followup_lease_expires_at", sa.DateTime(timezone=True), nullable=True))
-        batch_op.add_column(sa.Column("reserved_usd", sa.Float(), nullable=False, server_default="0"))
-        batch_op.add_column(sa.Column("reserved_tokens", sa.BigInteger(), nullable=False, server_default="0"))
         batch_op.add_column(sa.Column("discarded_usd", sa.Float(), nullable=False, server_default="0"))
         batch_op.add_column(sa.Column("discarded_tokens", sa.BigInteger(), nullable=False, server_default="0"))
+    with op.batch_alter_table("chunks") as batch_op:
+        batch_op.add_column(sa.Column("reserved_usd", sa.Float(), nullable=False, server_default="0"))
+        batch_op.add_column(sa.Column("reserved_tokens", sa.BigInteger(), nullable=False, server_default="0"))
     with op.batch_alter_table("builds") as batch_op:
         batch_op.create_index("uq_builds_batch", ["batch_id"], unique=True)
     with op.batch_alter_table("runs") as batch_op:
@@ -60,8 +62,11 @@ def downgrade() -> None:
         batch_op.drop_column("lease_owner")
     with op.batch_alter_table("builds") as batch_op:
         batch_op.drop_index("uq_builds_batch")
+    with op.batch_alter_table("chunks") as batch_op:
+        batch_op.drop_column("reserved_tokens")
+        batch_op.drop_column("reserved_usd")
     with op.batch_alter_table("batches") as batch_op:
-        for name in ("discarded_tokens", "discarded_usd", "reserved_tokens", "reserved_usd",
+        for name in ("discarded_tokens", "discarded_usd",
                      "followup_lease_expires_at", "followup_owner", "followup_error", "followup_status", "endpoint"):
             batch_op.drop_column(name)
     with op.batch_alter_table("drafts") as batch_op:
