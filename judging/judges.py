@@ -44,6 +44,21 @@ class Judge(Protocol):
         ...
 
 
+def from_reply(prompt: JudgePrompt, reply: Any, *, embedded: bool = False) -> JudgeResult:
+    """A judge model's reply (a generation DraftResult whose ``response`` holds the raw JSON) as a JudgeResult:
+    scores when every asked criterion has a 1-5 integer and a reason, else a failure saying what is wrong."""
+    from judging.scores import ScoreError, parse_scores
+
+    common = dict(raw_text=reply.raw_text, prompt_tokens=reply.prompt_tokens,
+                  completion_tokens=reply.completion_tokens, cost_usd=reply.cost_usd, latency_s=reply.latency_s)
+    if reply.error is not None:
+        return JudgeResult(error=f"judge request failed: {reply.error}", **common)
+    try:
+        return JudgeResult(scores=parse_scores(reply.response or "", prompt.criteria, embedded=embedded), **common)
+    except ScoreError as exc:
+        return JudgeResult(error=str(exc), **common)
+
+
 def submit(judge: Judge, prompts: Sequence[JudgePrompt]) -> "Future[list[JudgeResult]]":
     """Start judging without waiting when the judge can (the teacher), else judge now."""
     start = getattr(judge, "submit", None)

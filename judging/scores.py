@@ -27,21 +27,37 @@ def response_schema() -> dict[str, Any]:
             "additionalProperties": False}
 
 
-def load_object(text: str) -> dict[str, Any]:
-    """The reply as a JSON object (bare or fenced); ScoreError when it is not one."""
+def load_object(text: str, *, embedded: bool = False) -> dict[str, Any]:
+    """The reply as a JSON object (bare or fenced; with ``embedded``, the first object inside prose, as a local
+    model may write); ScoreError when there is none."""
     fenced = _FENCE.search(text or "")
     try:
         data = json.loads(fenced.group(1) if fenced else (text or ""))
     except ValueError as exc:
-        raise ScoreError(f"the judge's reply is not valid JSON ({exc})") from None
+        found = _first_object(text or "") if embedded else None
+        if found is None:
+            raise ScoreError(f"the judge's reply is not valid JSON ({exc})") from None
+        data = found
     if not isinstance(data, dict):
         raise ScoreError("the judge's reply is not a JSON object")
     return data
 
 
-def parse_scores(text: str, criteria: Sequence[str]) -> dict[str, dict[str, Any]]:
+def _first_object(text: str) -> dict[str, Any] | None:
+    decoder = json.JSONDecoder()
+    for match in re.finditer(r"\{", text):
+        try:
+            data, _ = decoder.raw_decode(text, match.start())
+        except ValueError:
+            continue
+        if isinstance(data, dict):
+            return data
+    return None
+
+
+def parse_scores(text: str, criteria: Sequence[str], *, embedded: bool = False) -> dict[str, dict[str, Any]]:
     """criterion -> {"score": int, "reason": str} for every criterion asked; ScoreError naming the first problem."""
-    data = load_object(text)
+    data = load_object(text, embedded=embedded)
     out: dict[str, dict[str, Any]] = {}
     for name in criteria:
         item = data.get(name)

@@ -14,9 +14,9 @@ from typing import Any
 
 from generation.backends.teacher import TeacherBackend, TeacherFailure
 from generation.records import DraftResult
-from judging.judges import JudgeResult
+from judging.judges import JudgeResult, from_reply
 from judging.rubric import JudgePrompt
-from judging.scores import SCHEMA_NAME, ScoreError, load_object, parse_scores, response_schema
+from judging.scores import SCHEMA_NAME, ScoreError, load_object, response_schema
 
 
 class _JudgeTransport(TeacherBackend):
@@ -68,7 +68,7 @@ class TeacherJudge:
 
         def done(f: "Future[list[DraftResult]]") -> None:
             try:
-                out.set_result([_result(p, r) for p, r in zip(prompts, f.result(), strict=True)])
+                out.set_result([from_reply(p, r) for p, r in zip(prompts, f.result(), strict=True)])
             except BaseException as exc:  # noqa: BLE001 - handed to whoever waits on the future
                 out.set_exception(exc)
 
@@ -77,14 +77,3 @@ class TeacherJudge:
 
     def close(self) -> None:
         self.transport.close()
-
-
-def _result(prompt: JudgePrompt, draft: DraftResult) -> JudgeResult:
-    common = dict(raw_text=draft.raw_text, prompt_tokens=draft.prompt_tokens,
-                  completion_tokens=draft.completion_tokens, cost_usd=draft.cost_usd, latency_s=draft.latency_s)
-    if draft.error is not None:
-        return JudgeResult(error=f"judge request failed: {draft.error}", **common)  # type: ignore[arg-type]
-    try:
-        return JudgeResult(scores=parse_scores(draft.response or "", prompt.criteria), **common)  # type: ignore[arg-type]
-    except ScoreError as exc:
-        return JudgeResult(error=str(exc), **common)  # type: ignore[arg-type]
