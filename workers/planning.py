@@ -133,4 +133,5 @@ def retry_request(wiring: Wiring, batch_id: int) -> BatchRequest | None:
             template=b.template_name, chunk_size=b.chunk_size, sub_batch_size=b.params.get("sub_batch_size"),
             backend_options=dict(b.params.get("backend_options") or {}), kind="retry", record_ids=ids,
             parent_batch=batch_id, max_cost=b.max_cost_usd, max_tokens=b.max_tokens, endpoint=b.endpoint,
+            extra_params={k: b.params[k] for k in ("judge", "policy") if k in b.params},  # judged like the first
         )
