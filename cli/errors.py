@@ -71,7 +71,7 @@ def _database(exc: BaseException, settings: Any) -> tuple[ExitCode, str] | None:
         name = _database_name(getattr(settings, "database_url", None)) or "NAME"
         fix = f"create it (e.g. createdb {name}, or CREATE DATABASE in psql), then run: reasongen db upgrade"
         return ExitCode.DATABASE, f"the database {where} does not exist ({reason.rstrip('.')}); {fix}"
-    if "no such table" in reason or "no such column" in reason or "does not exist" in reason:
+    if any(s in reason for s in ("no such table", "no such column", "has no column named", "does not exist")):
         return ExitCode.DATABASE, (f"the database {where} has an older schema ({reason.rstrip('.')}); "
                                    "bring it up to date with: reasongen db upgrade")
     return ExitCode.DATABASE, (f"cannot use the database {where}: {reason} Check that the server is running and "

@@ -92,13 +92,25 @@ def follow(wired: Wiring, batch_id: int, *, quiet: bool, interval: float = 1.0) 
 
 
 def report(wired: Wiring, batch_id: int, as_json: bool, brief: bool = False) -> None:
-    summary = monitor.batch_summary(wired, batch_id)
+    summary = {**monitor.batch_summary(wired, batch_id), **reuse(wired, batch_id)}
     if as_json:
         print_json(summary)
     elif not brief:
         console.print(status_line(summary))
+        if summary["finished"] and summary["already_drafted"]:
+            console.print(f"{summary['already_drafted']} already drafted, {summary['sent']} sent", highlight=False)
     if summary["status"] == "paused":  # the teacher's circuit breaker: the reason names the server's error
         raise ServiceUnavailable(f"batch {batch_id} paused: {summary['reason']}")
+
+
+def reuse(wired: Wiring, batch_id: int) -> dict[str, int]:
+    """Of the batch's finished records, how many already had a draft under the same key (nothing sent), and
+    how many requests it sent (drafts it wrote, less those copied from an identical record's)."""
+    with wired.uow() as uow:
+        written = uow.batch_stats.draft_totals(batch_id)["drafts"]
+        shared = uow.batch_stats.shared(batch_id)
+        done, failed = uow.chunks.record_counts(batch_id)
+    return {"already_drafted": max(done + failed - written, 0), "sent": max(written - shared, 0)}
 
 
 def status_line(s: dict[str, Any]) -> str:
