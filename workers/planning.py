@@ -83,7 +83,7 @@ def plan_batch(wiring: Wiring, req: BatchRequest) -> Planned:
             raise ValueError(f"No records to generate in dataset {req.dataset!r}"
                              + (f" matching {req.where!r}" if req.where else ""))
         # Every prompt renders (no unknown variable, no empty section) before any request is sent.
-        validate_records(template, (r for part in split(ids, 5000) for r in uow.records.by_ids(part)), req.notes)
+        validate_records(template, (r for part in split(ids, 5000) for r in uow.records.prompt_rows(part)), req.notes)
         batch = uow.batches.create(
             dataset_id=ds.id, kind=req.kind, backend=backend.name, model=backend.model, template_name=template.name,
             params=_params(req, template.hash, bool(wiring.settings.api_key())), filters=where, status="running",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 from datetime import datetime
 
 from sqlalchemy import Select, and_, exists, func, select, update
@@ -121,6 +122,12 @@ class RecordRepository:
         ids = list(ids)
         rows = {r.id: r for r in self.session.scalars(select(Record).where(Record.id.in_(ids)))}
         return [rows[i] for i in ids if i in rows]
+
+    def prompt_rows(self, ids: Sequence[int]) -> Sequence[Any]:
+        """The columns a prompt is rendered from, as plain rows (no ORM objects): enqueue renders every record."""
+        cols = (Record.id, Record.key, Record.lang, Record.instruction, Record.input, Record.output, Record.field,
+                Record.uniqueness, Record.content_hash)
+        return self.session.execute(select(*cols).where(Record.id.in_(list(ids)))).all()
 
     def by_key(self, key: str, dataset: str | None = None) -> list[tuple[str, Record]]:
         """(dataset name, record) of every live record with this key, in one dataset or in all."""

@@ -177,3 +177,24 @@ def test_generate_refuses_a_template_that_renders_empty_for_a_record_before_any_
     assert "fails for 1 record(s): record e1:" in result.output and "renders empty" in result.output
     with wired.uow() as uow:
         assert uow.session.scalar(select(func.count()).select_from(Batch)) == 0
+
+
+def test_values_that_break_a_template_are_found_and_safe_templates_skip_the_records(tmp_path):
+    from generation.templates import validate_records
+
+    (tmp_path / "first.jinja").write_text("[system]\ns\n[user]\nStarts with: {{ reference_output[0] }}\n",
+                                          encoding="utf-8")
+    first = load_template("first", tmp_path)  # the samples at load have a reference answer
+    assert not first.file.renders_for_any_values  # indexing depends on the value: render every record
+    validate_views(first, [JA, EN])
+    no_answer = TrainingView(3, "k3", "en", "q", "", "")
+    with pytest.raises(TemplateError, match=r"fails for 1 record\(s\): record k3: .*first\.jinja \[user\]"):
+        validate_views(first, [JA, no_answer, EN])
+
+    def unread():  # type: ignore[no-untyped-def]
+        raise AssertionError("records were read for a template no value can break")
+        yield
+
+    for name in ("reason", "reason-concise", "default", "concise"):
+        assert load_template(name).file.renders_for_any_values
+        validate_records(load_template(name), unread())
