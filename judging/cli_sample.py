@@ -22,4 +22,4 @@ def spot_check(ctx: Any, term: Any, n: int, stratify: str | None, seed: int, whe
             return
         done = sample_loop(wired.uow, ids, reviewer, term)
     console.print("spot check: " + (", ".join(f"{k} {v}" for k, v in sorted(done.items())) or "no decisions")
-                  + " · see how far to trust the policy: reasongen review agreement")
+                  + " · see how far to trust the policy: reasongen review agreement", highlight=False)
