@@ -9,7 +9,8 @@ weights in bf16 -- the same arithmetic as the real model -- decoding at batch 1.
 memory-bandwidth bound (each decode step reads every weight once plus the KV cache so far).
 
     python bench/local_bench.py                       # CPU part, and the GPU part when there is a GPU
-    python bench/local_bench.py --part gpu --bandwidth 4.8e12   # H200
+    python bench/local_bench.py --part gpu --bandwidth 4.8e12   # H200; eager and compiled, batch 1/8/32/64
+    python bench/local_bench.py --part gpu --device cpu --tiny --gpu-batches 1,2 --gpu-new-tokens 8  # smoke
 """
 
 from __future__ import annotations
@@ -73,8 +74,14 @@ def bare_generate(backend: LocalBackend, texts: list[str], new_tokens: int) -> f
     return counted / elapsed
 
 
+TINY = dict(hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
+            vocab_size=1000, partial_rotary_factor=0.4, max_position_embeddings=1024)
+
+
 def gpu_part(batches: list[int], prompt_len: int, new_tokens: int, bandwidth: float,
-             device: str = "cuda", arch: dict | None = None, compile_model: bool = False) -> list[dict]:
+             device: str = "cuda", arch: dict | None = None, modes: tuple[str, ...] = ("eager",)) -> list[dict]:
+    """Greedy generation at each batch size, eager (dynamic KV cache) and/or compiled (transformers' static KV
+    cache + torch.compile, its documented recipe), against the memory-bandwidth bound."""
     from transformers import PhiConfig, PhiForCausalLM
 
     arch = arch or PHI2
@@ -83,22 +90,27 @@ def gpu_part(batches: list[int], prompt_len: int, new_tokens: int, bandwidth: fl
     with torch.device(device):
         model = PhiForCausalLM(PhiConfig(**arch)).eval()
     torch.set_default_dtype(torch.float32)
-    if compile_model:  # transformers' documented recipe: a static KV cache and a compiled forward
-        model.generation_config.cache_implementation = "static"
-        model.forward = torch.compile(model.forward, mode="reduce-overhead", fullgraph=True)
     weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-    rows = []
-    for batch in batches:
-        ids = torch.randint(1, arch["vocab_size"], (batch, prompt_len), device=device)
-        prefill = timed_generate(model, ids, 1)
-        full = timed_generate(model, ids, new_tokens)
-        rate = batch * (new_tokens - 1) / (full - prefill)
-        bound = decode_bound(batch, prompt_len, new_tokens, weight_bytes, bandwidth, arch)
-        rows.append({"part": "gpu", "model": "phi-2 architecture, random bf16", "batch": batch,
-                     "compiled": compile_model,
-                     "prompt_tokens": prompt_len, "new_tokens": new_tokens, "decode_tokens_per_s": round(rate, 1),
-                     "bandwidth_bound_tokens_per_s": round(bound, 1), "ratio": round(rate / bound, 3)})
-        print(json.dumps(rows[-1]), flush=True)
+    eager_forward, rows = model.forward, []
+    for mode in modes:
+        if mode == "compiled":
+            model.generation_config.cache_implementation = "static"
+            model.forward = torch.compile(eager_forward, mode="reduce-overhead", fullgraph=True)
+        for batch in batches:
+            ids = torch.randint(1, arch["vocab_size"], (batch, prompt_len), device=device)
+            if device == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+            full = timed_generate(model, ids, new_tokens)
+            rate = batch * new_tokens / full  # prompt processing included: 256 + 256 tokens, it is a small share
+            bound = decode_bound(batch, prompt_len, new_tokens, weight_bytes, bandwidth, arch)
+            peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None
+            rows.append({"part": "gpu", "model": "phi-2 architecture, random bf16" if arch is PHI2 else "tiny phi",
+                         "device": torch.cuda.get_device_name() if device == "cuda" else device, "mode": mode,
+                         "batch": batch, "prompt_tokens": prompt_len, "new_tokens": new_tokens,
+                         "tokens_per_s": round(rate, 1), "bandwidth_bound_tokens_per_s": round(bound, 1),
+                         "ratio_to_bound": round(rate / bound, 3), "peak_gib": peak and round(peak, 2)})
+            print(json.dumps(rows[-1]), flush=True)
+    model.forward = eager_forward
     return rows
 
 
@@ -107,7 +119,7 @@ def timed_generate(model, ids, new_tokens: int) -> float:  # type: ignore[no-unt
                   attention_mask=torch.ones_like(ids))
     sync = torch.cuda.synchronize if ids.is_cuda else (lambda: None)
     with torch.inference_mode():
-        model.generate(ids, **kwargs)  # warm-up
+        model.generate(ids, **kwargs)  # warm-up (and, compiled, the compilation for this shape)
         sync()
         start = time.perf_counter()
         model.generate(ids, **kwargs)
@@ -128,13 +140,16 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--part", choices=["cpu", "gpu", "all"], default="all")
     p.add_argument("--cpu-batches", default="1,8,32")
-    p.add_argument("--gpu-batches", default="1,2,4,8,16,32,64")
+    p.add_argument("--gpu-batches", default="1,8,32,64")
     p.add_argument("--new-tokens", type=int, default=32, help="CPU part")
     p.add_argument("--gpu-prompt", type=int, default=256)
-    p.add_argument("--gpu-new-tokens", type=int, default=128)
+    p.add_argument("--gpu-new-tokens", type=int, default=256)
     p.add_argument("--bandwidth", type=float, default=3.35e12, help="bytes/s (H100 SXM 3.35e12, H200 4.8e12)")
     p.add_argument("--repeats", type=int, default=3, help="CPU part: interleaved repeats, median reported")
-    p.add_argument("--compile", action="store_true", help="GPU part: static KV cache + torch.compile")
+    p.add_argument("--modes", default="eager,compiled",
+                   help="GPU part: eager (dynamic KV cache) and/or compiled (static KV cache + torch.compile)")
+    p.add_argument("--device", default="cuda", help="GPU part on another device (cpu: a smoke test, with --tiny)")
+    p.add_argument("--tiny", action="store_true", help="GPU part with a tiny Phi (smoke test of the script)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = p.parse_args()
     if args.threads:
@@ -143,11 +158,11 @@ def main() -> None:
         for row in cpu_part([int(b) for b in args.cpu_batches.split(",")], args.new_tokens, args.repeats):
             print(json.dumps(row), flush=True)
     if args.part in ("gpu", "all"):
-        if not torch.cuda.is_available():
+        if args.device == "cuda" and not torch.cuda.is_available():
             print(json.dumps({"part": "gpu", "skipped": "CUDA is not available"}))
             return
         gpu_part([int(b) for b in args.gpu_batches.split(",")], args.gpu_prompt, args.gpu_new_tokens, args.bandwidth,
-                 compile_model=args.compile)
+                 device=args.device, arch=TINY if args.tiny else PHI2, modes=tuple(args.modes.split(",")))
 
 
 if __name__ == "__main__":

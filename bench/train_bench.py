@@ -1,8 +1,9 @@
 """Training throughput: TRL SFTTrainer + PEFT LoRA (what `reasongen train` runs) vs a bare PyTorch loop.
 
-    /work/venv/bin/python bench/train_bench.py                 # CPU: the tiny random Phi model
-    /work/venv/bin/python bench/train_bench.py --phi2          # GPU: Phi-2 architecture, random weights, bf16
+    python bench/train_bench.py                 # CPU: the tiny random Phi model
+    python bench/train_bench.py --phi2          # GPU: Phi-2 architecture, random weights, bf16, peak memory
         [--seq-len 1024] [--batch-size 4] [--steps 20] [--peak-flops 989e12]
+    python bench/train_bench.py --phi2 --layers 1 --seq-len 64 --steps 2 --batch-size 1   # CPU smoke of --phi2
 
 Data: pre-tokenized random sequences of exactly --seq-len tokens (no padding, so tokens/s counts real
 tokens); the first quarter of each is the prompt and is masked from the loss. The trainer is built by
@@ -143,6 +144,10 @@ def report(args, model, trl_rate: float, bare_rate: float, gpu: bool) -> None:  
           f"ratio trainer/bare: {trl_rate / bare_rate:.2f}x")
     print(f"model FLOPs per token: {lora_flops / 1e9:.3f} G (4N + 6N_lora + 12LSd), {full_flops / 1e9:.3f} G (6N + 12LSd)")
     if gpu:
+        print(f"peak GPU memory (trainer and bare loop, whichever was higher): "
+              f"{torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
+        print(f"target (issue 13): >= 6,000 tokens/s on one H100/H200-class GPU at seq 1024: "
+              f"{'met' if trl_rate >= 6000 else 'NOT met'} ({trl_rate:,.0f})")
         print(f"MFU (4N + 6N_lora + 12LSd = {lora_flops / 1e9:.2f} GFLOP/token, peak {args.peak_flops:.3g}): "
               f"{trl_rate * lora_flops / args.peak_flops:.1%}; with the 6N figure "
               f"({full_flops / 1e9:.2f} GFLOP/token): {trl_rate * full_flops / args.peak_flops:.1%}")
