@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.panel import Panel
 from rich.table import Table
 
 from cli.context import console, fail
@@ -202,17 +201,27 @@ def _summary(workdir: Path, n: int, found: dict[str, Any], build: Any, run: Any,
     table.add_row("final train loss", loss)
     table.add_row("loss curve", str(plot))
     console.print(table)
-    console.print(Panel(
-        "The teacher was [bold]FAKE[/]: its drafts are placeholders, marked fake everywhere they appear.\n"
-        "For real reasoning, point reasongen at a teacher model:\n"
-        "  export OPENAI_API_KEY=...            # OpenAI, or any compatible server:\n"
-        "  export OPENAI_BASE_URL=http://localhost:8000/v1   # vLLM  (Ollama: http://localhost:11434/v1)\n"
-        "  reasongen generate --dataset NAME --backend teacher --model MODEL\n"
-        "or run the local Phi-2 on a GPU: reasongen generate --dataset NAME --backend local --model microsoft/phi-2\n"
-        "Judge with a second model and let a policy decide: --judge teacher --policy NAME --then train; spot-check\n"
-        "the policy with reasongen review next --sample 20 --stratify lang, then reasongen review agreement\n"
-        f"Look around: REASONGEN_DATABASE_URL=sqlite:///{workdir / 'reasongen.db'} reasongen review list",
-        title="next steps", expand=False))
+    # Plain lines, never wrapped inside a box: every command can be copied and run as printed.
+    steps = [
+        "[bold]next steps[/] (the teacher was [bold]FAKE[/]: its drafts are placeholders, marked fake everywhere)",
+        "Look around:",
+        f"  export REASONGEN_DATABASE_URL=sqlite:///{workdir / 'reasongen.db'}",
+        "  reasongen review list",
+        "  reasongen status",
+        "  reasongen runs",
+        "For real reasoning, point reasongen at a teacher model (OpenAI, or any compatible server):",
+        "  export OPENAI_API_KEY=...",
+        "  export OPENAI_BASE_URL=http://localhost:8000/v1   # vLLM; Ollama: http://localhost:11434/v1",
+        "  reasongen generate --dataset NAME --backend teacher --model MODEL",
+        "or the local Phi-2 on a GPU:",
+        "  reasongen generate --dataset NAME --backend local --model microsoft/phi-2",
+        "Judge with a second model and let a policy decide: --judge teacher --policy NAME --then train;",
+        "spot-check the policy, then measure how far to trust it:",
+        "  reasongen review next --sample 20 --stratify lang",
+        "  reasongen review agreement",
+    ]
+    for line in steps:
+        console.print(line, soft_wrap=True, highlight=False)
 
 
 def register(app: typer.Typer) -> None:
