@@ -17,7 +17,7 @@ from reasongen.bootstrap import Wiring
 from storage.models import FOLLOWUPS, Batch, Dataset
 from training.build import BuildOptions, build_sft
 from training.config import TrainConfig
-from training.train import RunTaken, create_run, execute_run
+from training.train import create_run, execute_run
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def run_followup(wiring: Wiring, batch_id: int, then: str, owner: str | None = N
 
     try:
         with Heartbeat(renew, lease_s / 3, name=f"followup-{batch_id}"):
-            result = _run(wiring, batch_id, then)
+            result = _run(wiring, batch_id, then, owner)
     except Exception as exc:
         if not is_db_outage(exc):  # an outage keeps the claim: the retried task takes it back (same owner)
             _finish(wiring, batch_id, owner, f"{type(exc).__name__}: {exc}"[:2000])
@@ -72,7 +72,7 @@ def run_followup(wiring: Wiring, batch_id: int, then: str, owner: str | None = N
     return result
 
 
-def _run(wiring: Wiring, batch_id: int, then: str) -> FollowupResult:
+def _run(wiring: Wiring, batch_id: int, then: str, owner: str) -> FollowupResult:
     from workers.dispatch import followup_blocker
 
     with wiring.uow() as uow:
@@ -82,7 +82,7 @@ def _run(wiring: Wiring, batch_id: int, then: str) -> FollowupResult:
     build_id = _build_for(wiring, batch_id)
     if then == "build":
         return FollowupResult(build_id)
-    return FollowupResult(build_id, _train_for(wiring, batch_id, build_id))
+    return FollowupResult(build_id, _train_for(wiring, batch_id, build_id, owner))
 
 
 def _finish(wiring: Wiring, batch_id: int, owner: str, error: str | None) -> None:
@@ -103,7 +103,7 @@ def _build_for(wiring: Wiring, batch_id: int) -> int:
     return build_sft(wiring.uow, BuildOptions(dataset, batch_id=batch_id)).build_id
 
 
-def _train_for(wiring: Wiring, batch_id: int, build_id: int) -> int:
+def _train_for(wiring: Wiring, batch_id: int, build_id: int, owner: str) -> int:
     with wiring.uow() as uow:
         run = uow.runs.for_batch(batch_id)
         run_id, done = (run.id, run.status == "completed") if run else (None, False)
@@ -115,8 +115,7 @@ def _train_for(wiring: Wiring, batch_id: int, build_id: int) -> int:
         # The local model setting (Phi-2 by default) is also the model a follow-up fine-tunes.
         config = TrainConfig(**{"base_model": wiring.settings.local_model, **overrides})
         run_id = create_run(wiring.uow, build_id, config, batch_id=batch_id)
-    try:
-        execute_run(wiring.uow, run_id, lease_s=wiring.settings.lease_s)
-    except RunTaken:
-        log.warning("run %s of batch %s is being trained by another worker", run_id, batch_id)
+    # The follow-up's owner trains the run: a trainer that dies leaves both leases to the sweeper at once.
+    # RunTaken (someone else trains this run, e.g. `reasongen train`) fails the follow-up, visibly.
+    execute_run(wiring.uow, run_id, lease_s=wiring.settings.lease_s, owner=owner)
     return run_id

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 from reasongen.bootstrap import Wiring
 from workers import broker, dispatch
@@ -35,6 +35,7 @@ class SweepReport:
 def sweep(wiring: Wiring, *, batch_id: int | None = None, force: bool = False, send: bool = True) -> SweepReport:
     """One pass. ``force`` (resume) re-sends every queued chunk missing from the broker, however recent."""
     report = SweepReport()
+    _orphaned(wiring, batch_id)
     _expired(wiring, batch_id, report)
     _exhausted(wiring, batch_id, report)
     _lost(wiring, batch_id, force, report)
@@ -58,6 +59,40 @@ def _provider_jobs(wiring: Wiring) -> None:
         provider_jobs.poll(wiring)
     except Exception:  # noqa: BLE001 - the provider or the database is away: the next sweep polls again
         log.warning("polling provider batch jobs failed; next sweep tries again", exc_info=True)
+
+
+def _orphaned(wiring: Wiring, batch_id: int | None) -> None:
+    """End at once the leases of workers that are gone: a lease owner names its worker and pid
+    (``new_owner``), and a worker whose heartbeat row went stale, or that restarted under the same name with
+    another pid, holds nothing any more. Without this a SIGKILLed worker's chunks (and a killed train
+    worker's follow-up and run) would wait for their whole lease (REASONGEN_LEASE_SECONDS, 5 minutes)."""
+    now = utcnow()
+    stale_before = now - timedelta(seconds=3 * wiring.settings.heartbeat_interval_s)
+    with wiring.uow() as uow:
+        beats = {w.hostname: (w.pid, _aware(w.last_seen)) for w in uow.heartbeats.all()}
+        leases = [("chunks", i, o) for i, o in uow.chunks.leases(batch_id)]
+        if batch_id is None:
+            leases += [("followups", i, o) for i, o in uow.followups.owners()]
+            leases += [("runs", i, o) for i, o in uow.runs.owners()]
+        gone = [(repo, i, o) for repo, i, o in leases if _dead(o, beats, stale_before)]
+        for repo, key, owner in gone:
+            getattr(uow, repo).expire_lease(key, owner, now)
+        uow.commit()
+    if gone:
+        log.warning("sweeper: leases of workers that are gone ended: %s", [(r, i) for r, i, _ in gone])
+
+
+def _dead(owner: str, beats: dict, stale_before: datetime) -> bool:  # type: ignore[type-arg]
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    beat = beats.get(host)
+    if beat is None or beat[0] is None or not pid.isdigit():
+        return False  # not a worker we know of (an in-process run, or a worker that never beat): its lease runs
+    return bool(beat[0] != int(pid) or beat[1] < stale_before)
+
+
+def _aware(value: datetime) -> datetime:
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
 
 
 def _expired(wiring: Wiring, batch_id: int | None, report: SweepReport) -> None:

@@ -48,8 +48,9 @@ def run_chunk(self, chunk_id: int, owner: str | None = None) -> str:  # type: ig
 
 @shared_task(name=FOLLOWUP_TASK, bind=True)
 def followup(self, batch_id: int, then: str) -> None:  # type: ignore[no-untyped-def]
+    owner = new_owner(self.request.hostname)  # names this worker: the sweeper can tell when it is gone
     try:
-        dispatch.run_followup_here(runtime.current().wiring(), batch_id, then)
+        dispatch.run_followup_here(runtime.current().wiring(), batch_id, then, owner=owner)
     except Exception as exc:  # noqa: BLE001
         raise _retry_on_outage(self, exc) from exc
 
@@ -60,7 +61,7 @@ def train_run(self, run_id: int) -> None:  # type: ignore[no-untyped-def]
 
     rt = runtime.current()
     try:
-        execute_run(rt.wiring().uow, run_id, lease_s=rt.settings.lease_s)
+        execute_run(rt.wiring().uow, run_id, lease_s=rt.settings.lease_s, owner=new_owner(self.request.hostname))
     except RunTaken as exc:  # a duplicate delivery while another worker trains it: nothing to do
         log.warning("%s", exc)
     except Exception as exc:  # noqa: BLE001

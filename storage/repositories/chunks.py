@@ -50,6 +50,17 @@ class ChunkRepository(Repository):
         )
         return self._run(stmt).rowcount == 1
 
+    def leases(self, batch_id: int | None = None) -> list[tuple[int, str]]:
+        """(chunk id, lease owner) of every leased chunk."""
+        stmt = select(Chunk.id, Chunk.lease_owner).where(Chunk.status == "leased", Chunk.lease_owner.is_not(None))
+        return [(int(i), str(o)) for i, o in self.session.execute(_for_batch(stmt, batch_id))]
+
+    def expire_lease(self, chunk_id: int, owner: str, now: datetime) -> bool:
+        """End a dead owner's lease now (its worker is gone), so the sweeper hands the chunk on at once."""
+        stmt = (update(Chunk).where(Chunk.id == chunk_id, Chunk.lease_owner == owner, Chunk.status == "leased")
+                .values(lease_expires_at=now))
+        return self._run(stmt).rowcount == 1
+
     def touch_lease(self, chunk_id: int, owner: str, now: datetime, until: datetime) -> bool:
         """The heartbeat: extend a lease we still hold (no batch lock: it writes no draft)."""
         stmt = (update(Chunk).where(Chunk.id == chunk_id, Chunk.lease_owner == owner, Chunk.status == "leased")

@@ -53,6 +53,16 @@ class FollowupRepository(Repository):
                         followup_owner=None, followup_lease_expires_at=None))
         return self._run(stmt).rowcount == 1
 
+    def owners(self) -> list[tuple[int, str]]:
+        stmt = select(Batch.id, Batch.followup_owner).where(Batch.followup_status == "running",
+                                                            Batch.followup_owner.is_not(None))
+        return [(int(i), str(o)) for i, o in self.session.execute(stmt)]
+
+    def expire_lease(self, batch_id: int, owner: str, now: datetime) -> bool:
+        stmt = (update(Batch).where(Batch.id == batch_id, Batch.followup_owner == owner,
+                                    Batch.followup_status == "running").values(followup_lease_expires_at=now))
+        return self._run(stmt).rowcount == 1
+
     def expired(self, now: datetime) -> list[tuple[int, str]]:
         """Follow-ups whose runner stopped renewing its lease (a train worker killed mid-run)."""
         stmt = select(Batch.id, Batch.then).where(Batch.followup_status == "running",

@@ -67,6 +67,15 @@ class RunRepository:
                 .values(lease_expires_at=until))
         return rowcount(self.session.execute(stmt)) == 1
 
+    def owners(self) -> builtins.list[tuple[int, str]]:
+        stmt = select(Run.id, Run.lease_owner).where(Run.status == "running", Run.lease_owner.is_not(None))
+        return [(int(i), str(o)) for i, o in self.session.execute(stmt)]
+
+    def expire_lease(self, run_id: int, owner: str, now: Any) -> bool:
+        stmt = (update(Run).where(Run.id == run_id, Run.lease_owner == owner, Run.status == "running")
+                .values(lease_expires_at=now))
+        return self.session.execute(stmt).rowcount == 1  # type: ignore[attr-defined]
+
     def expired(self, now: Any) -> builtins.list[int]:
         """Runs whose trainer stopped renewing the lease (killed mid-training)."""
         stmt = select(Run.id).where(Run.status == "running", and_(Run.lease_expires_at.is_not(None),

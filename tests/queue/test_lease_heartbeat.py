@@ -45,3 +45,21 @@ def test_a_dead_workers_lease_still_expires_on_time(queue_wired, start_worker):
                                                                      Chunk.attempts == 2)), 30,
              every=0.1, what="second attempt")
     assert time.monotonic() - killed_at < s.lease_s + 10  # lease + worker start-up and sweep, not hours
+
+
+def test_a_killed_workers_chunks_are_handed_on_without_waiting_for_the_lease(queue_wired, start_worker):
+    # A 5-minute lease (the default's order): the sweeper must see the worker is gone (its heartbeat row went
+    # stale) and end its leases at once, instead of waiting for them to run out.
+    long_lease = {"REASONGEN_LEASE_SECONDS": "300"}
+    a = start_worker(env=long_lease)
+    ready(queue_wired, a)
+    batch_id = enqueue(queue_wired, 4, chunk_size=2, sub_batch_size=1, backend_options={"delay_s": 0.5})
+    wait_for(lambda: scalar(queue_wired, select(Chunk.id).where(Chunk.status == "leased", Chunk.n_done > 0)), 30,
+             every=0.05, what="worker a mid-chunk")
+    kill_worker(a)
+    killed_at = time.monotonic()
+    b = start_worker(env=long_lease)
+    batch = wait_for(lambda: finished(queue_wired, batch_id), 60, what="batch end")
+    assert batch.status == "done" and time.monotonic() - killed_at < 60  # not the 300 s lease
+    assert_one_draft_per_record(queue_wired, 4)
+    assert "leases of workers that are gone ended" in b.log_path.read_text()
