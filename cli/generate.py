@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Optional
 
 import typer
-from rich.table import Table
 
 from cli.batchmode import ACCEPT_LATENCY, MODE, check_mode, cost_line, decide, launch_batch, with_batch_cost
 from cli.context import console, print_json, wiring
 from cli.live import launch
+from cli.tables import Col, listing
 from workers.planning import BatchRequest, plan_batch
 from workers.rebuild import estimate, find_stale, rebuild_request
 
@@ -142,10 +142,10 @@ def show_dry_run(stale, totals, as_json: bool) -> None:  # type: ignore[no-untyp
     if as_json:
         print_json({"estimate": totals, "records": [s.__dict__ for s in stale]})
         return
-    table = Table("record", "key", "lang", "why", "est. prompt tokens")
-    for s in stale[:50]:
-        table.add_row(str(s.record_id), s.key, s.lang, s.reason, str(s.prompt_tokens))
-    console.print(table)
+    cols = [Col("record", key=True, justify="right"), Col("key", key=True), Col("lang", key=True), Col("why"),
+            Col("est. prompt tokens", justify="right", drop=True)]
+    cells = [[str(s.record_id), s.key, s.lang, s.reason, str(s.prompt_tokens)] for s in stale[:50]]
+    console.print(listing(cols, cells, console, noun="record"))
     if len(stale) > 50:
         console.print(f"... and {len(stale) - 50} more")
     priced = "" if totals["priced"] else " (no price for this model: cost shown as 0)"

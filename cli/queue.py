@@ -8,11 +8,11 @@ from typing import Optional
 
 import typer
 from rich.live import Live
-from rich.table import Table
 
 from cli.context import check_broker, console, fail, print_json, settings_from, wiring
 from cli.generate import check_outcome
 from cli.live import follow, launch, report, run_with_bar, status_table
+from cli.tables import Col, listing
 from reasongen.errors import ExitCode
 from workers import batches, monitor, provider_jobs, provider_status, sweeper
 from workers.planning import Planned, plan_batch, retry_request
@@ -120,11 +120,12 @@ def workers_cmd(ctx: typer.Context, as_json: bool = typer.Option(False, "--json"
     if as_json:
         print_json(found)
         return
-    table = Table("worker", "queues", "concurrency", "pid", "current chunk", "records", "heartbeat")
-    for w in found["workers"]:
-        table.add_row(w["hostname"], ",".join(w["queues"]), str(w["concurrency"]), str(w["pid"]),
-                      str(w["current_chunk"] or "-"), str(w["records_processed"]), f"{w['last_heartbeat_s_ago']}s ago")
-    console.print(table if found["workers"] else "No live workers.")
+    cols = [Col("worker", key=True), Col("queues"), Col("concurrency", drop=True, justify="right"),
+            Col("pid", drop=True, justify="right"), Col("current chunk", key=True, justify="right"),
+            Col("records", key=True, justify="right"), Col("heartbeat", key=True)]
+    cells = [[w["hostname"], ",".join(w["queues"]), str(w["concurrency"]), str(w["pid"]), str(w["current_chunk"] or "-"),
+              str(w["records_processed"]), f"{w['last_heartbeat_s_ago']}s ago"] for w in found["workers"]]
+    console.print(listing(cols, cells, console, noun="worker") if cells else "No live workers.")
     depths = found["queues"]
     console.print("queue depths: " + (", ".join(f"{k}={v}" for k, v in depths.items()) if depths else "no broker"))
 
