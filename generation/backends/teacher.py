@@ -99,7 +99,8 @@ class TeacherBackend:
         model = model or settings.teacher_model
         rates = Rates.per_minute(settings.teacher_rpm, settings.teacher_tpm)
         key = rate_key or f"reasongen:ratelimit:{_digest(f'{settings.openai_base_url}|{model}')}"
-        options.setdefault("limiter", make_limiter(rates, settings.effective_redis_url(), key))
+        options.setdefault("limiter", make_limiter(rates, settings.effective_redis_url(), key,
+                                                   learn=settings.teacher_learn_rate))
         for option, name in (("adaptive", "teacher_adaptive"), ("initial_concurrency", "teacher_initial_concurrency"),
                              ("breaker_threshold", "teacher_breaker_threshold"),
                              ("context_length", "teacher_context_length"), ("max_tokens", "teacher_max_tokens"),
@@ -274,7 +275,6 @@ class TeacherBackend:
                        mode: str, tally: _Tally) -> Reply:
         self.breaker.check()
         estimate = self.tokens.count(messages) + max_tokens  # the limiter's reservation, settled from usage
-        await self.limiter.acquire(estimate)
         body = {"model": self.model, "messages": messages, "max_tokens": max_tokens,
                 "temperature": self.temperature, **format_args(mode)}
         if self.seed is not None:
@@ -285,6 +285,12 @@ class TeacherBackend:
         if self.breaker.open_reason:  # it opened while this request waited for its place
             limit.release(permit, Outcome.ERROR)
             self.breaker.check()
+        try:  # the rate slot last, so the send follows it at once: slots taken before a wait for a place go
+            if await self.limiter.acquire(estimate):  # out in bunches when places free up (429s at a window)
+                permit.started = time.monotonic()  # the concurrency limit learns the server's latency, not our pacing
+        except BaseException:
+            limit.release(permit, Outcome.ERROR)
+            raise
         tally.attempts += 1
         self.counters["requests"] += 1
         try:
