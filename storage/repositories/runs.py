@@ -74,7 +74,7 @@ class RunRepository:
     def expire_lease(self, run_id: int, owner: str, now: Any) -> bool:
         stmt = (update(Run).where(Run.id == run_id, Run.lease_owner == owner, Run.status == "running")
                 .values(lease_expires_at=now))
-        return self.session.execute(stmt).rowcount == 1  # type: ignore[attr-defined]
+        return rowcount(self.session.execute(stmt)) == 1
 
     def expired(self, now: Any) -> builtins.list[int]:
         """Runs whose trainer stopped renewing the lease (killed mid-training)."""
