@@ -83,8 +83,19 @@ def status(
             console.print(status_table(rows))
             for line in filter(None, map(followup_line, rows)):
                 console.print(line, highlight=False)
+            for line in filter(None, map(rate_line, rows)):
+                console.print(line, highlight=False)
             for line in (text for row in rows for text in provider_status.job_lines(row)):
                 console.print(line, highlight=False)
+
+
+def rate_line(summary: dict) -> str | None:  # type: ignore[type-arg]
+    """The teacher's learned request limit (no REASONGEN_TEACHER_RPM given), once a 429 taught one."""
+    learned = summary.get("rate_limit")
+    if not learned or not learned.get("learned_rpm"):
+        return None
+    return (f"batch {summary['batch']} teacher rate limit learned from 429s: {learned['learned_rpm']:,} requests/min "
+            f"({learned['cuts']} cut(s); set REASONGEN_TEACHER_RPM to fix it)")
 
 
 def followup_line(summary: dict) -> str | None:  # type: ignore[type-arg]

@@ -31,7 +31,18 @@ def batch_summary(wiring: Wiring, batch_id: int) -> dict[str, Any]:
         summary["discarded_usd"], summary["discarded_tokens"] = batch.discarded_usd, batch.discarded_tokens
         summary.update(gate.summary(uow, batch))  # judge spend; "waiting for review: N" behind the gate
         summary["provider_jobs"] = _provider_jobs(uow, batch_id)
-        return summary
+        teacher = (batch.endpoint, batch.model) if batch.backend == "teacher" else None
+    summary["rate_limit"] = _learned_rate(wiring, teacher)
+    return summary
+
+
+def _learned_rate(wiring: Wiring, teacher: tuple[str | None, str] | None) -> dict[str, Any] | None:
+    """The request rate the teacher's workers learned from 429s (no RPM given; shared through Redis), if any."""
+    if teacher is None:
+        return None
+    from generation.ratelimit import learned_limit
+
+    return learned_limit(wiring.settings.effective_redis_url(), *teacher)
 
 
 def _provider_jobs(uow: Any, batch_id: int) -> dict[str, Any] | None:

@@ -106,3 +106,42 @@ def test_workers_sharing_redis_learn_one_limit(redis_url):
 
 async def _waits(limiter, n):  # type: ignore[no-untyped-def]
     return [await limiter.acquire(0) for _ in range(n)]
+
+
+def test_status_shows_the_learned_limit(pg_url, redis_url):
+    from typer.testing import CliRunner
+
+    from cli.main import app
+    from generation.ratelimit import limiter_key
+    from reasongen.bootstrap import bootstrap
+    from reasongen.settings import Settings
+    from tests.helpers import add_records
+    from workers.planning import BatchRequest, plan_batch
+
+    endpoint = f"http://127.0.0.1:9/{uuid.uuid4().hex[:6]}/v1"  # never contacted: planning does not send
+    settings = Settings(database_url=pg_url, broker_url=None, openai_base_url=endpoint, redis_url=redis_url)
+    wired = bootstrap(settings)
+    key = limiter_key(endpoint, settings.teacher_model)
+    try:
+        with wired.uow() as uow:
+            add_records(uow, "ds", [{"instruction": "Question?", "key": "k0"}])
+        planned = plan_batch(wired, BatchRequest(dataset="ds", backend="teacher"))
+        learner = RedisLearnedLimiter(redis_url, key)
+
+        async def learn() -> None:  # a second and a half of traffic, then a 429
+            for _ in range(30):
+                await learner.acquire(0)
+                await asyncio.sleep(0.05)
+            await learner.pause(0.01)
+
+        asyncio.run(learn())
+        env = {"REASONGEN_DATABASE_URL": pg_url, "REASONGEN_REDIS_URL": redis_url, "OPENAI_BASE_URL": endpoint}
+        result = CliRunner().invoke(app, ["status", str(planned.batch_id)], env=env)
+        assert result.exit_code == 0, result.output
+        rpm = learner.snapshot()["learned_rpm"]
+        assert rpm and f"teacher rate limit learned from 429s: {rpm:,} requests/min" in " ".join(result.output.split())
+    finally:
+        wired.close()
+        client = redis.Redis.from_url(redis_url)
+        for k in client.scan_iter(match=f"{key}*"):
+            client.delete(k)
