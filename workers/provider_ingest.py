@@ -88,14 +88,27 @@ def write_drafts(settings: Any, uow: Any, batch_id: int, done: list[tuple[Any, D
             result.flags = [*result.flags, *check_draft(view, result)]
         rows.append(_row(batch, view, req.cache_key, result))
     uow.drafts.add_many(rows)
+    outcome = {req.record_id: result.failed for req, result in done}
     keys = {req.cache_key for req, _ in done}
     followers = {r: k for r, k in uow.provider_jobs.followers(batch_id).items() if k in keys}
     if followers:
-        uow.drafts.share(followers, batch_id, include_failed=True)
+        outcome.update(uow.drafts.share(followers, batch_id, include_failed=True))
         uow.session.query(ProviderRequest).filter(ProviderRequest.batch_id == batch_id,
                                                   ProviderRequest.record_id.in_(list(followers)),
                                                   ProviderRequest.state == "follower").update(
             {"state": "done"}, synchronize_session=False)
+    count_progress(uow, batch_id, outcome)
+
+
+def count_progress(uow: Any, batch_id: int, outcome: dict[int, bool]) -> None:
+    """Records drafted (or failed) so far, on their chunks: what `status` counts."""
+    if not outcome:
+        return
+    for chunk in uow.chunks.for_batch(batch_id):
+        mine = [outcome[r] for r in chunk.record_ids if r in outcome]
+        if mine:
+            chunk.n_failed += sum(mine)
+            chunk.n_done += len(mine) - sum(mine)
 
 
 def _row(batch: Any, view: Any, key: str, result: DraftResult) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from generation.templates import load_template
 from reasongen.bootstrap import Wiring
 from storage.models import Chunk
 from workers.batches import utcnow
+from workers.provider_ingest import count_progress, finish_if_complete
 
 SLICE = 2000
 
@@ -38,7 +39,7 @@ def prepare(wiring: Wiring, batch_id: int) -> list[int]:
         try:
             template = load_template(batch.template_name, settings.templates_dir)
             notes = {int(k): v for k, v in (batch.params.get("notes") or {}).items()}
-            lines, followers = _lines(uow, batch_id, backend, template, notes)
+            lines, followers, drafted = _lines(uow, batch_id, backend, template, notes)
             batch.params = {**batch.params, "provider_params": backend.cache_params(), "mode": "batch"}
         finally:
             close = getattr(backend, "close", None)
@@ -58,22 +59,27 @@ def prepare(wiring: Wiring, batch_id: int) -> list[int]:
                                             for row in followers])
         uow.session.query(Chunk).filter(Chunk.batch_id == batch_id, Chunk.status == "queued").update(
             {"status": "provider"}, synchronize_session=False)
+        count_progress(uow, batch_id, dict.fromkeys(drafted, False))  # already drafted under the same key
+        if not job_ids:  # every record already drafted: nothing to send, the batch is done
+            finish_if_complete(uow, batch_id, now)
         uow.commit()
         return job_ids
 
 
 def _lines(uow: Any, batch_id: int, backend: Any, template: Any,
-           notes: dict[int, str]) -> tuple[list[tuple[dict[str, Any], bytes]], list[dict[str, Any]]]:
+           notes: dict[int, str]) -> tuple[list[tuple[dict[str, Any], bytes]], list[dict[str, Any]], list[int]]:
     ids = uow.chunks.record_ids(batch_id)
     lines: list[tuple[dict[str, Any], bytes]] = []
     followers: list[dict[str, Any]] = []
     seen: set[str] = set()
+    drafted: list[int] = []
     for start in range(0, len(ids), SLICE):
         views = [restructure(r) for r in uow.records.by_ids(ids[start : start + SLICE])]
         keys = {v.record_id: cache_key(v.content_hash, template, backend,
                                        {"note": notes[v.record_id]} if v.record_id in notes else None)
                 for v in views}
         done = uow.drafts.drafted(keys)
+        drafted.extend(done)
         for view in views:
             key = keys[view.record_id]
             if view.record_id in done:
@@ -87,4 +93,4 @@ def _lines(uow: Any, batch_id: int, backend: Any, template: Any,
             seen.add(key)
             body = first_body(backend, template.render(view, notes.get(view.record_id)))
             lines.append(({**row, "body": body}, line(row["custom_id"], body)))
-    return lines, followers
+    return lines, followers, drafted

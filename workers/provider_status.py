@@ -38,17 +38,16 @@ def job_lines(summary: dict[str, Any]) -> list[str]:
     provider = summary.get("provider_jobs")
     if not provider:
         return []
-    lines = [f"batch {summary['batch']}: provider batch jobs (requests by state: "
-             + ", ".join(f"{k} {v}" for k, v in sorted(provider["requests"].items())) + ")"]
-    for j in provider["jobs"]:
-        left = "" if j["window_left_s"] is None else f", window left {_span(j['window_left_s'])}"
-        text = (f"  job {j['job']} (attempt {j['attempt']}): {j['status'] or j['state']}, {j['completed']}/"
-                f"{j['requests']} done, {j['failed']} failed, age {_span(j['age_s'] or 0)}{left}")
-        if j["cancel_requested"]:
-            text += ", cancel requested"
-        if j["error"]:
-            text += f"; {j['error'][:120]}"
-        lines.append(text)
+    lines = [f"batch {summary['batch']} provider jobs; requests: "
+             + ", ".join(f"{k} {v}" for k, v in sorted(provider["requests"].items()))]
+    for j in provider["jobs"]:  # two short lines per job: readable at 80 columns
+        lines.append(f"  job {j['job']} (try {j['attempt']}): {j['status'] or j['state']}, {j['completed']}/"
+                     f"{j['requests']} done, {j['failed']} failed, {_span(j['age_s'] or 0)} old")
+        notes = [] if j["window_left_s"] is None else [f"window left {_span(j['window_left_s'])}"]
+        notes += ["cancel requested"] if j["cancel_requested"] else []
+        notes += [str(j["error"])[:150]] if j["error"] else []
+        if notes:
+            lines.append("    " + "; ".join(notes))
     return lines
 
 
