@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
 import time
 
 import pytest
@@ -11,67 +12,86 @@ from generation.concurrency import AdaptiveConcurrency, Outcome
 
 
 class Server:
-    """``lanes`` requests computed at once (1: a server that queues), each taking ``service_s``."""
+    """``lanes`` requests computed at once (1: a server that queues), each taking ``service_s``.
+
+    Time is virtual (the limiter reads ``clock``), so the test does not depend on how busy the machine is:
+    a driver advances the clock to the next finishing request once every task is waiting.
+    """
 
     def __init__(self, lanes: int, service_s: float):
-        self.lanes, self.service_s = asyncio.Semaphore(lanes), service_s
+        self.lanes, self.service_s = [0.0] * lanes, service_s
+        self.now = 0.0
         self.in_flight = self.peak = self.done = 0
+        self._finishing: list[tuple[float, int, asyncio.Future[None]]] = []
+
+    def clock(self) -> float:
+        return self.now
 
     async def call(self) -> None:
         self.in_flight += 1
         self.peak = max(self.peak, self.in_flight)
+        lane = min(range(len(self.lanes)), key=self.lanes.__getitem__)
+        finish = max(self.now, self.lanes[lane]) + self.service_s
+        self.lanes[lane] = finish
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._finishing, (finish, id(done), done))
         try:
-            async with self.lanes:
-                await asyncio.sleep(self.service_s)
+            await done
         finally:
             self.in_flight -= 1
             self.done += 1
 
+    async def run_clock(self, work: asyncio.Future[object]) -> None:
+        while not work.done():
+            for _ in range(50):  # let every ready task run before time moves on
+                await asyncio.sleep(0)
+            if self._finishing:
+                self.now, _, done = heapq.heappop(self._finishing)
+                done.set_result(None)
 
-async def drive(limiter: AdaptiveConcurrency, server: Server, requests: int, timeout_s: float = 30) -> list[int]:
-    limits: list[int] = []
 
+async def drive(limiter: AdaptiveConcurrency, server: Server, requests: int, timeout_s: float = 30) -> None:
     async def one() -> None:
         async with limiter.slot() as permit:
-            try:
-                await asyncio.wait_for(server.call(), timeout_s)
-            except TimeoutError:
-                permit.record(Outcome.TIMEOUT)
-                return
-            permit.record(Outcome.OK, tokens=10)
-            limits.append(limiter.limit)
+            started = server.now
+            await server.call()
+            permit.record(Outcome.TIMEOUT if server.now - started > timeout_s else Outcome.OK)
 
-    await asyncio.gather(*(one() for _ in range(requests)))
-    return limits
+    work = asyncio.gather(*(one() for _ in range(requests)))
+    await server.run_clock(work)
+    await work
 
 
 def test_a_server_that_queues_keeps_the_limit_low() -> None:
     async def main() -> tuple[AdaptiveConcurrency, Server]:
-        limiter, server = AdaptiveConcurrency(64, initial=4), Server(lanes=1, service_s=0.03)
-        await drive(limiter, server, 240)
+        server = Server(lanes=1, service_s=1.0)
+        limiter = AdaptiveConcurrency(64, initial=4, clock=server.clock)
+        await drive(limiter, server, 300, timeout_s=120)
         return limiter, server
 
     limiter, server = asyncio.run(main())
     # Latency may reach 4x the baseline: the queue settles a few requests deep (about 7), far from 64.
-    assert limiter.limit <= 12, limiter.snapshot()
-    assert server.peak <= 24  # never 64 requests waiting in the server's queue
-    assert limiter.snapshot().phase == "steady"
+    assert limiter.limit <= 10, limiter.snapshot()
+    assert server.peak <= 16  # never 64 requests waiting in the server's queue
+    assert limiter.snapshot().phase == "steady" and limiter.timeouts == 0
 
 
 def test_a_server_that_batches_lets_the_limit_grow_to_the_maximum() -> None:
     async def main() -> tuple[AdaptiveConcurrency, Server]:
-        limiter, server = AdaptiveConcurrency(64, initial=4), Server(lanes=1000, service_s=0.02)
+        server = Server(lanes=1000, service_s=1.0)
+        limiter = AdaptiveConcurrency(64, initial=4, clock=server.clock)
         await drive(limiter, server, 600)
         return limiter, server
 
     limiter, server = asyncio.run(main())
-    assert limiter.limit >= 48, limiter.snapshot()
-    assert server.peak >= 48
+    assert limiter.limit == 64, limiter.snapshot()
+    assert server.peak == 64
 
 
 def test_a_limit_never_filled_is_not_grown() -> None:
     async def main() -> AdaptiveConcurrency:
-        limiter, server = AdaptiveConcurrency(64, initial=4), Server(lanes=1000, service_s=0.005)
+        server = Server(lanes=1000, service_s=0.005)
+        limiter = AdaptiveConcurrency(64, initial=4, clock=server.clock)
         for _ in range(20):  # two at a time: the limit of 4 is never reached
             await drive(limiter, server, 2)
         return limiter
@@ -111,7 +131,8 @@ def test_a_429_cuts_the_limit_and_retry_after_holds_every_caller() -> None:
 
 def test_latency_near_the_timeout_cuts_the_limit() -> None:
     async def main() -> AdaptiveConcurrency:
-        limiter, server = AdaptiveConcurrency(64, initial=16, timeout_s=0.2), Server(lanes=1, service_s=0.01)
+        server = Server(lanes=1, service_s=0.01)
+        limiter = AdaptiveConcurrency(64, initial=16, timeout_s=0.2, clock=server.clock)
         await drive(limiter, server, 16)  # the last of 16 queued requests waits ~0.16 s > half the timeout
         return limiter
 
@@ -122,7 +143,8 @@ def test_latency_near_the_timeout_cuts_the_limit() -> None:
 
 def test_fixed_mode_is_a_semaphore_of_the_maximum() -> None:
     async def main() -> tuple[AdaptiveConcurrency, Server]:
-        limiter, server = AdaptiveConcurrency(5, initial=1, adaptive=False), Server(lanes=1000, service_s=0.01)
+        server = Server(lanes=1000, service_s=0.01)
+        limiter = AdaptiveConcurrency(5, initial=1, adaptive=False, clock=server.clock)
         await drive(limiter, server, 50)
         return limiter, server
 

@@ -61,8 +61,10 @@ def test_a_server_that_queues_gets_a_few_requests_not_the_ceiling(teacher) -> No
     drafts = backend.generate(prompts(120))
     assert all(d.error is None for d in drafts)
     state = backend.concurrency_state()
-    assert state is not None and state.limit <= 12, state
-    assert stub.stats()["max_in_flight"] <= 24  # without the limiter: 64 waiting in the server's queue
+    # Real time on a shared machine: the client's own delays count as latency too, so the bound is loose; the
+    # exact dynamics are tested on virtual time in test_concurrency.py.
+    assert state is not None and state.limit <= 16, state
+    assert stub.stats()["max_in_flight"] <= 32  # without the limiter: 64 waiting in the server's queue
     assert backend.counters["timeout"] == 0
 
 
