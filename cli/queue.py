@@ -54,7 +54,16 @@ def sweep(
     """Re-send chunks whose lease expired or whose message the broker lost; fail chunks out of attempts."""
     with wiring(ctx) as wired:
         while True:
-            found = sweeper.sweep(wired).as_dict()
+            try:
+                found = sweeper.sweep(wired).as_dict()
+            except Exception as exc:  # noqa: BLE001 - --forever outlives a database restart
+                from workers.chunks import is_db_outage
+
+                if not (forever and is_db_outage(exc)):
+                    raise
+                console.print(f"database unavailable ({type(exc).__name__}); sweeping again shortly")
+                time.sleep(wired.settings.sweep_interval_s)
+                continue
             print_json(found) if as_json else console.print(
                 f"requeued {len(found['requeued'])}, re-sent {len(found['resent'])}, failed {len(found['failed'])}")
             if not forever:

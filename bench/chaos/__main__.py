@@ -1,10 +1,15 @@
-"""Chaos and load run: nothing lost, nothing duplicated, no chunk stuck, no key leaked.
+"""Chaos and load run: what a user pays for and waits for, with the queue's DEFAULT settings.
 
     python bench/chaos --records 10000
 
-Three teacher workers on a private Redis and a private PostgreSQL, against a local OpenAI-compatible server
-that injects faults (10% 500s, 2% hanging requests, 5% malformed JSON, 5% truncated output, a requests/s
-limit). Meanwhile a worker is SIGKILLed three times, Redis restarts empty once and PostgreSQL restarts once.
+Three teacher workers, a train worker and `reasongen sweep --forever` on a private Redis and a private
+PostgreSQL. First a fault-free batch measures the baseline time T0. Then the chaos batch (`--then train`) runs
+against the test server injecting faults (10% 500s, 2% hanging requests, 5% malformed JSON, 5% truncated
+output, a requests/s limit) through a counting proxy, while worker 0, 1 and 2 are SIGKILLed, Redis restarts
+empty, the PostgreSQL postmaster is SIGKILLed and restarted, and the server is slow for a minute. At the
+deadline (3 x T0) every record must have a terminal draft (good, or failed with a reason). Its drafts are then
+approved, the follow-up trains a tiny model, and the train worker is SIGKILLed mid-training: the run must
+complete once, resumed from its checkpoint. Paid duplicates are counted at the server (bench/chaos/proxy.py).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import json
 import os
 import secrets
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -21,10 +27,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
-from report import outcome, progress, secret_leaks  # noqa: E402
+import proxy as counting  # noqa: E402
+from report import outcome, progress, secret_leaks, training  # noqa: E402
 from services import PG_BIN, PrivatePostgres, PrivateRedis, Processes, reasongen, wait_until  # noqa: E402
 
 from storage.db import make_engine  # noqa: E402
+
+FAULTS = ["--error-rate", "0.10", "--hang-rate", "0.02", "--malformed-rate", "0.05", "--length-rate", "0.05"]
+TRAIN_CONFIG = {"max_steps": 24, "batch_size": 4, "logging_steps": 2, "save_steps": 4, "max_length": 128,
+                "lora_r": 4, "lora_alpha": 8}
 
 
 def arguments() -> argparse.Namespace:
@@ -33,62 +44,68 @@ def arguments() -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=3)
     p.add_argument("--chunk-size", type=int, default=50)
     p.add_argument("--rps-limit", type=float, default=400.0, help="the server's own requests/s limit")
-    p.add_argument("--timeout", type=float, default=1800.0, help="give up after this many seconds")
-    p.add_argument("--pg-port", type=int, default=55432)
-    p.add_argument("--redis-port", type=int, default=56379)
-    p.add_argument("--stub-port", type=int, default=58199)
+    p.add_argument("--deadline-factor", type=float, default=3.0, help="deadline = this x the fault-free time")
+    p.add_argument("--slow-delay", type=float, default=1.5, help="added to every request in the slow minute")
+    p.add_argument("--timeout", type=float, default=3600.0, help="give up after this many seconds")
+    p.add_argument("--no-train", action="store_true", help="skip the training phase")
+    for name, port in (("pg", 55432), ("redis", 56379), ("stub", 58199), ("clean-stub", 58198), ("proxy", 58197)):
+        p.add_argument(f"--{name}-port", type=int, default=port)
     return p.parse_args()
 
 
-def write_records(path: Path, n: int) -> None:
-    langs = [("en", "Explain step {i} of a designed experiment.", ""), ("ja", "実験計画の手順{i}を説明してください。", "品質工学"),
-             ("zh", "请解释实验设计的第{i}步。", "")]
+def write_records(path: Path, n: int, tag: str) -> None:
+    langs = [("en", "Explain step {i} of a designed {tag}.", ""), ("ja", "{tag}の手順{i}を説明してください。", "品質工学"),
+             ("zh", "请解释{tag}的第{i}步。", "")]
     with path.open("w", encoding="utf-8") as f:
         for i in range(n):
             lang, instruction, inp = langs[i % 3]
-            row = {"id": f"c{i}", "lang": lang, "instruction": instruction.format(i=i), "input": inp,
+            row = {"id": f"{tag}{i}", "lang": lang, "instruction": instruction.format(i=i, tag=tag), "input": inp,
                    "output": f"Step {i} sets {i % 7} factors at 2 levels.", "field": "qe", "uniqueness": "low"}
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-def environment(pg: PrivatePostgres, redis: PrivateRedis, stub_url: str, key: str, rps: float) -> dict[str, str]:
-    # The shared limiter keeps all workers under the server's limit instead of discovering it by 429s.
-    return {**os.environ, "REASONGEN_TEACHER_RPM": str(int(rps * 60 * 0.9)), "REASONGEN_DATABASE_URL": pg.url, "REASONGEN_BROKER_URL": redis.url,
-            "OPENAI_API_KEY": key, "OPENAI_BASE_URL": stub_url, "REASONGEN_TEACHER_MODEL": "chaos-teacher",
+def environment(pg: PrivatePostgres, redis: PrivateRedis, key: str, rps: float, model: str) -> dict[str, str]:
+    # Queue settings (lease, attempts, requeue, sweep, heartbeat) are the defaults: none is set here. The
+    # teacher is configured for this server: a limiter 10% under its rate limit, and a 3 s request timeout
+    # because the server hangs 2% of requests on purpose (the 120 s default would only make the run longer).
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REASONGEN_", "OPENAI_"))}
+    return {**env, "REASONGEN_DATABASE_URL": pg.url, "REASONGEN_BROKER_URL": redis.url, "OPENAI_API_KEY": key,
+            "REASONGEN_TEACHER_RPM": str(int(rps * 60 * 0.9)), "REASONGEN_TEACHER_MODEL": "chaos-teacher",
             "REASONGEN_TEACHER_TIMEOUT": "3", "REASONGEN_TEACHER_CONCURRENCY": "64",
-            "REASONGEN_LEASE_SECONDS": "20", "REASONGEN_SWEEP_INTERVAL": "3", "REASONGEN_REQUEUE_AFTER": "10",
-            "REASONGEN_HEARTBEAT_INTERVAL": "2", "REASONGEN_MAX_ATTEMPTS": "8", "PYTHONUNBUFFERED": "1"}
+            "REASONGEN_LOCAL_MODEL": model, "PYTHONUNBUFFERED": "1"}
 
 
 def start_stack(args: argparse.Namespace, root: Path, key: str):  # type: ignore[no-untyped-def]
+    from training.tiny import make_tiny_model
+
     pg, redis = PrivatePostgres(root, args.pg_port), PrivateRedis(root, args.redis_port)
     pg.start()
     redis.start()
-    stub_url = f"http://127.0.0.1:{args.stub_port}/v1"
-    procs = Processes(root, environment(pg, redis, stub_url, key, args.rps_limit))
+    procs = Processes(root, environment(pg, redis, key, args.rps_limit, str(make_tiny_model(root / "tiny-phi"))))
     procs.env["CHAOS_KEY"] = key
-    procs.start("stub", [sys.executable, "-m", "reasongen.testing.openai_server", "--port", str(args.stub_port),
-                         "--error-rate", "0.10", "--hang-rate", "0.02", "--malformed-rate", "0.05",
-                         "--length-rate", "0.05", "--rps-limit", str(args.rps_limit), "--api-key-env", "CHAOS_KEY"])
+    server = [sys.executable, "-m", "reasongen.testing.openai_server", "--rps-limit", str(args.rps_limit),
+              "--api-key-env", "CHAOS_KEY"]
+    procs.start("stub", [*server, "--port", str(args.stub_port), *FAULTS])
+    procs.start("clean-stub", [*server, "--port", str(args.clean_stub_port)])
     procs.start("broker-traffic", ["redis-cli", "-p", str(args.redis_port), "monitor"])
-    return pg, redis, procs
+    proxy = counting.start(f"http://127.0.0.1:{args.stub_port}/v1", args.proxy_port)
+    for port in (args.stub_port, args.clean_stub_port):
+        wait_until(lambda p=port: _up(p), 20, "test server")
+    return pg, redis, procs, proxy
 
 
-def run_cli(procs: Processes, *args: str) -> str:
-    import subprocess
-
-    done = subprocess.run(reasongen(*args), env=procs.env, capture_output=True, text=True)
+def run_cli(procs: Processes, *args: str, **env: str) -> str:
+    done = subprocess.run(reasongen("--debug", *args), env={**procs.env, **env}, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"reasongen {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
     return done.stdout
 
 
-def enqueue(procs: Processes, root: Path, n: int, chunk_size: int) -> int:
-    write_records(root / "chaos.jsonl", n)
-    run_cli(procs, "db", "upgrade")
-    run_cli(procs, "ingest", str(root / "chaos.jsonl"), "--dataset", "chaos")
-    out = run_cli(procs, "generate", "--dataset", "chaos", "--backend", "teacher", "--chunk-size", str(chunk_size),
-                  "--json")
+def enqueue(procs: Processes, root: Path, tag: str, n: int, chunk_size: int, port: int, *extra: str) -> int:
+    write_records(root / f"{tag}.jsonl", n, tag)
+    run_cli(procs, "ingest", str(root / f"{tag}.jsonl"), "--dataset", tag)
+    out = run_cli(procs, "generate", "--dataset", tag, "--backend", "teacher", "--chunk-size", str(chunk_size),
+                  "--json", *extra, OPENAI_BASE_URL=f"http://127.0.0.1:{port}/v1")  # stored on the batch
     return int(json.loads(out)["batch"])
 
 
@@ -97,18 +114,30 @@ def start_workers(procs: Processes, n: int) -> list[str]:
     for name in names:
         procs.start(name, reasongen("worker", "--queues", "teacher", "--concurrency", "4", "--hostname",
                                     f"{name}@chaos", "--loglevel", "WARNING"))
+    procs.start("trainer", reasongen("worker", "--queues", "train", "--hostname", "trainer@chaos",
+                                     "--loglevel", "WARNING"))
     procs.start("sweeper", reasongen("sweep", "--forever"))
     return names
 
 
+def wait_ended(engine, batch_id: int, timeout: float) -> float:  # type: ignore[no-untyped-def]
+    start = time.monotonic()
+    wait_until(lambda: _safe(lambda: outcome(engine, batch_id)["batch_ended"]), timeout, f"batch {batch_id}")
+    return time.monotonic() - start
+
+
 def chaos_plan(workers: list[str]) -> list[tuple[float, str, str]]:
     """(fraction of drafts written, action, target): spread over the run."""
-    return [(0.10, "kill", workers[0]), (0.25, "redis", ""), (0.40, "kill", workers[1]),
+    return [(0.10, "kill", workers[0]), (0.25, "redis", ""), (0.35, "slow", ""), (0.40, "kill", workers[1]),
             (0.55, "postgres", ""), (0.70, "kill", workers[2 % len(workers)])]
 
 
-def act(action: str, target: str, procs: Processes, pg: PrivatePostgres, redis: PrivateRedis) -> None:
-    print(f"  chaos: {action} {target}", flush=True)
+def act(action: str, target: str, procs: Processes, pg: PrivatePostgres, redis: PrivateRedis, proxy, args) -> None:  # type: ignore[no-untyped-def]
+    print(f"  chaos at {time.strftime('%H:%M:%S')}: {action} {target}", flush=True)
+    if action == "slow":
+        proxy.slow(60.0, args.slow_delay)
+        return
+    proxy.event(f"{action} {target}")
     if action == "kill":
         procs.kill(target)
         time.sleep(1.0)
@@ -118,32 +147,52 @@ def act(action: str, target: str, procs: Processes, pg: PrivatePostgres, redis: 
         redis.restart_empty()
         procs.restart("broker-traffic")
     elif action == "postgres":
-        pg.restart()
+        pg.crash()
+    proxy.event(f"{action} {target} over")
 
 
-def drive(engine, batch_id: int, total: int, plan, procs, pg, redis, timeout: float) -> float:  # type: ignore[no-untyped-def]
-    start, pending = time.monotonic(), list(plan)
-    while time.monotonic() - start < timeout:
-        try:
-            written, state = progress(engine, batch_id), outcome(engine, batch_id)["batch_status"]
-        except Exception as exc:  # noqa: BLE001 - PostgreSQL may be restarting
-            print(f"  (database unavailable: {type(exc).__name__})", flush=True)
+def drive(engine, batch_id: int, total: int, plan, deadline: float, ctx) -> dict:  # type: ignore[no-untyped-def]
+    """Run the plan; at the deadline, snapshot what is still without a terminal draft."""
+    start, pending, at_deadline = time.monotonic(), list(plan), None
+    while time.monotonic() - start < ctx[-1].timeout:
+        written = _safe(lambda: progress(engine, batch_id))
+        state = _safe(lambda: outcome(engine, batch_id))
+        if written is None or state is None:
             time.sleep(1)
             continue
         while pending and written >= pending[0][0] * total:
-            act(pending[0][1], pending[0][2], procs, pg, redis)
+            act(pending[0][1], pending[0][2], *ctx)
             pending.pop(0)
-        if state not in ("queued", "running") and not pending:
-            return time.monotonic() - start
+        if at_deadline is None and time.monotonic() - start >= deadline:
+            at_deadline = dict(state, at_s=round(time.monotonic() - start, 1))
+        if state["batch_ended"] and not pending:
+            elapsed = time.monotonic() - start
+            return dict(final=state, elapsed=elapsed, at_deadline=at_deadline or dict(state, at_s=round(elapsed, 1)))
         time.sleep(0.5)
-    raise TimeoutError(f"batch {batch_id} did not finish in {timeout:.0f}s")
+    raise TimeoutError(f"batch {batch_id} did not finish in {ctx[-1].timeout:.0f}s")
 
 
-def stub_stats(port: int) -> dict[str, int]:
-    import urllib.request
+def train_phase(engine, procs: Processes, batch_id: int, timeout: float = 900) -> dict:  # type: ignore[no-untyped-def]
+    """Approve the chaos batch's drafts, run its follow-up, SIGKILL the train worker mid-training."""
+    from sqlalchemy import text
 
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=5) as resp:
-        return json.load(resp)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE drafts SET status = 'approved' WHERE batch_id = :b AND status = 'pending'"),
+                     {"b": batch_id})
+        conn.execute(text("UPDATE batches SET params = params || CAST(:p AS jsonb) WHERE id = :b"),
+                     {"b": batch_id, "p": json.dumps({"train_config": TRAIN_CONFIG})})
+    run_cli(procs, "retry-followup", str(batch_id))
+    wait_until(lambda: (_safe(lambda: training(engine, batch_id)["last_step"]) or 0) >= 6, timeout, "training")
+    print(f"  chaos at {time.strftime('%H:%M:%S')}: kill trainer (mid-training)", flush=True)
+    procs.kill("trainer")
+    killed_at_step = training(engine, batch_id)["last_step"]
+    time.sleep(1.0)
+    procs.restart("trainer")
+    started = time.monotonic()
+    wait_until(lambda: _safe(lambda: training(engine, batch_id)["followup"]) in ("done", "failed"), timeout,
+               "follow-up after the kill")
+    return dict(training(engine, batch_id), killed_at_step=killed_at_step,
+                recovered_in_s=round(time.monotonic() - started, 1))
 
 
 def main() -> None:
@@ -154,17 +203,23 @@ def main() -> None:
     if PG_BIN is None:
         sys.exit("needs PostgreSQL server binaries (/usr/lib/postgresql/*/bin)")
     root = Path(tempfile.mkdtemp(prefix="reasongen-chaos-"))
+    root.chmod(0o755)  # the postgres user runs the server in here
     key = "sk-chaos-" + secrets.token_hex(16)
-    pg, redis, procs = start_stack(args, root, key)
+    pg, redis, procs, proxy = start_stack(args, root, key)
     try:
-        wait_until(lambda: _up(args.stub_port), 20, "stub server")
-        batch_id = enqueue(procs, root, args.records, args.chunk_size)
+        run_cli(procs, "db", "upgrade")
         workers = start_workers(procs, args.workers)
         engine = make_engine(pg.url, pool_pre_ping=True)
-        elapsed = drive(engine, batch_id, args.records, chaos_plan(workers), procs, pg, redis, args.timeout)
-        print_report(outcome(engine, batch_id), stub_stats(args.stub_port), args.records, elapsed,
-                     secret_leaks(key, [str(PG_BIN / "pg_dump"), "-h", "127.0.0.1", "-p", str(args.pg_port),
-                                        "-U", "postgres", "postgres"], root), root)
+        base = enqueue(procs, root, "baseline", args.records, args.chunk_size, args.clean_stub_port)
+        t0 = wait_ended(engine, base, args.timeout)
+        print(f"  fault-free baseline: {t0:.1f} s; deadline {args.deadline_factor * t0:.1f} s", flush=True)
+        batch_id = enqueue(procs, root, "chaos", args.records, args.chunk_size, args.proxy_port, "--then", "train")
+        run = drive(engine, batch_id, args.records, chaos_plan(workers), args.deadline_factor * t0,
+                    (procs, pg, redis, proxy, args))
+        trained = None if args.no_train else train_phase(engine, procs, batch_id)
+        leaks = secret_leaks(key, [str(PG_BIN / "pg_dump"), "-h", "127.0.0.1", "-p", str(args.pg_port),
+                                   "-U", "postgres", "postgres"], root)
+        print_report(args.records, t0, run, proxy.report(), trained, leaks, root)
     finally:
         procs.stop_all()
         redis.stop()
@@ -172,26 +227,48 @@ def main() -> None:
         shutil.rmtree(pg.data, ignore_errors=True)  # the logs stay for reading
 
 
-def _up(port: int) -> bool:
+def _safe(fn):  # type: ignore[no-untyped-def]
     try:
-        stub_stats(port)
-        return True
+        return fn()
+    except Exception:  # noqa: BLE001 - PostgreSQL may be restarting
+        return None
+
+
+def _up(port: int) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=5):
+            return True
     except OSError:
         return False
 
 
-def print_report(out: dict, stub: dict, n: int, elapsed: float, leaks: dict[str, bool], root: Path) -> None:  # type: ignore[type-arg]
-    print("server:", ", ".join(f"{k}={v}" for k, v in sorted(stub.items())))
-    per_record = stub.get("requests", 0) / max(n, 1)
-    rows = [("records", out["records"]), ("records with exactly one current draft", out["one_current_draft"]),
-            ("records failed with a reason", out["failed_with_reason"]), ("records lost", out["lost"]),
-            ("records duplicated", out["duplicated"]), ("chunks stuck", out["chunks_stuck"]),
-            ("teacher requests per record", f"{per_record:.3f}"), ("batch status", out["batch_status"]),
-            ("wall time (s)", f"{elapsed:.1f}"), ("API key found in", ", ".join(k for k, v in leaks.items() if v) or "nowhere")]
-    width = max(len(r[0]) for r in rows)
+def print_report(n: int, t0: float, run: dict, paid: dict, trained: dict | None, leaks: dict, root: Path) -> None:  # type: ignore[type-arg]
+    final, dl = run["final"], run["at_deadline"]
+    per_record = paid["requests"] / max(n, 1)
+    stuck = dl["without_draft"] + (0 if dl["batch_ended"] else 0)
+    rows = [("records", n), ("fault-free time T0 (s)", f"{t0:.1f}"), ("chaos wall time (s)", f"{run['elapsed']:.1f}"),
+            ("records with a good draft", final["good"]), ("records failed with a reason", final["failed_with_reason"]),
+            ("records lost (no draft at the end)", final["without_draft"]),
+            (f"records stuck at the deadline ({dl['at_s']} s)", dl["without_draft"]),
+            ("batch ended by the deadline", "yes" if dl["batch_ended"] else "no"),
+            ("requests (at the server)", paid["requests"]), ("requests per record", f"{per_record:.3f}"),
+            ("paid duplicates", paid["paid_duplicates"]),
+            ("  explained by injected faults", paid["explained_by_injected_faults"]),
+            ("  unexplained", paid["unexplained_paid_duplicates"]),
+            ("API key found in", ", ".join(k for k, v in leaks.items() if v) or "nowhere")]
+    if trained:
+        rows += [("training: follow-up", f"{trained['followup']} {trained['followup_error'] or ''}".strip()),
+                 ("training: builds / runs for the batch", f"{trained['builds']} / {trained['runs']}"),
+                 ("training: run", f"{trained['run_status']}, killed at step {trained['killed_at_step']}, "
+                                   f"last step {trained['last_step']}, recovered in {trained['recovered_in_s']} s")]
+    width = max(len(str(r[0])) for r in rows)
     print("\n".join(f"{name:<{width}}  {value}" for name, value in rows))
-    ok = out["lost"] == 0 and out["duplicated"] == 0 and out["chunks_stuck"] == 0 and per_record <= 1.5 \
-        and not any(leaks.values())
+    ok = (final["without_draft"] == 0 and stuck == 0 and dl["batch_ended"] and per_record <= 1.35
+          and paid["unexplained_paid_duplicates"] == 0 and not any(leaks.values())
+          and (trained is None or (trained["run_status"] == "completed" and trained["runs"] == 1
+                                   and trained["builds"] == 1)))
     print(f"\nverdict: {'PASS' if ok else 'FAIL'} (logs in {root})")
     sys.exit(0 if ok else 1)
 

@@ -1,4 +1,4 @@
-"""What the chaos run counts at the end, straight from PostgreSQL (the source of truth)."""
+"""What the chaos run counts, straight from PostgreSQL (the source of truth)."""
 
 from __future__ import annotations
 
@@ -14,32 +14,42 @@ WITH batch_records AS (
     SELECT r.record_id,
            count(d.id) FILTER (WHERE d.is_current AND d.status <> 'failed') AS good_current,
            count(d.id) FILTER (WHERE d.is_current AND d.status = 'failed' AND d.error IS NOT NULL) AS failed_current,
-           count(d.id) FILTER (WHERE d.is_current) AS current_drafts,
-           count(d.id) AS all_drafts
+           count(d.id) FILTER (WHERE d.is_current) AS current_drafts
     FROM batch_records r LEFT JOIN drafts d ON d.record_id = r.record_id
     GROUP BY r.record_id
 )
 SELECT count(*) AS records,
-       count(*) FILTER (WHERE good_current = 1 AND current_drafts = 1) AS one_current_draft,
+       count(*) FILTER (WHERE good_current = 1 AND current_drafts = 1) AS good,
        count(*) FILTER (WHERE failed_current = 1 AND current_drafts = 1) AS failed_with_reason,
-       count(*) FILTER (WHERE current_drafts = 0) AS lost,
-       count(*) FILTER (WHERE current_drafts > 1 OR all_drafts > 1) AS duplicated
+       count(*) FILTER (WHERE current_drafts = 0) AS without_draft
 FROM per_record
 """
 
 
-def outcome(engine, batch_id: int) -> dict[str, int]:  # type: ignore[no-untyped-def]
+def outcome(engine, batch_id: int) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """Records with a good draft, failed with a reason, and without any terminal draft; the batch's state."""
     with engine.connect() as conn:
         row = conn.execute(text(OUTCOME_SQL), {"b": batch_id}).mappings().one()
-        stuck = conn.execute(text("SELECT count(*) FROM chunks WHERE batch_id = :b AND status NOT IN "
-                                  "('done', 'failed', 'cancelled')"), {"b": batch_id}).scalar_one()
-        status = conn.execute(text("SELECT status FROM batches WHERE id = :b"), {"b": batch_id}).scalar_one()
-    return {**dict(row), "chunks_stuck": stuck, "batch_status": status}
+        status, finished = conn.execute(text("SELECT status, finished_at IS NOT NULL FROM batches WHERE id = :b"),
+                                        {"b": batch_id}).one()
+    return {**dict(row), "batch_status": status, "batch_ended": bool(finished)}
 
 
 def progress(engine, batch_id: int) -> int:  # type: ignore[no-untyped-def]
     with engine.connect() as conn:
-        return conn.execute(text("SELECT count(*) FROM drafts WHERE batch_id = :b"), {"b": batch_id}).scalar_one()
+        return int(conn.execute(text("SELECT count(*) FROM drafts WHERE batch_id = :b"), {"b": batch_id}).scalar_one())
+
+
+def training(engine, batch_id: int) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    with engine.connect() as conn:
+        runs = conn.execute(text("SELECT id, status, error FROM runs WHERE batch_id = :b"), {"b": batch_id}).all()
+        builds = conn.execute(text("SELECT count(*) FROM builds WHERE batch_id = :b"), {"b": batch_id}).scalar_one()
+        follow = conn.execute(text("SELECT followup_status, followup_error FROM batches WHERE id = :b"),
+                              {"b": batch_id}).one()
+        steps = conn.execute(text("SELECT max(step) FROM run_metrics m JOIN runs r ON r.id = m.run_id "
+                                  "WHERE r.batch_id = :b AND m.split = 'train'"), {"b": batch_id}).scalar_one()
+    return dict(runs=len(runs), run_status=runs[0][1] if runs else None, run_error=runs[0][2] if runs else None,
+                builds=int(builds), followup=follow[0], followup_error=follow[1], last_step=steps)
 
 
 def secret_leaks(key: str, pg_dump_argv: list[str], folder: Path) -> dict[str, bool]:

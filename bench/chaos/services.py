@@ -66,8 +66,14 @@ class PrivatePostgres:
     def crash(self, down_s: float = 1.0) -> None:
         """SIGKILL the postmaster (its backends die with it), then start the cluster again."""
         pid = int((self.data / "postmaster.pid").read_text().split()[0])
+        children = _children(pid)
         os.kill(pid, signal.SIGKILL)
-        wait_until(lambda: not _alive(pid), 30, "postmaster exit")
+        for child in children:  # as on a machine crash: its backends die with it (else they hold shared memory)
+            try:
+                os.kill(child, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        wait_until(lambda: not _alive(pid) and not any(map(_alive, children)), 30, "postgres exit")
         time.sleep(down_s)
         # Orphaned backends hold the shared memory for a moment; start retries until they are gone.
         wait_until(self._try_start, 60, "postgres after crash")
@@ -103,6 +109,18 @@ class PrivateRedis:
         if self.proc:
             self.proc.kill()
             self.proc.wait()
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.split("/")[2]))
+    return found
 
 
 def _alive(pid: int) -> bool:
