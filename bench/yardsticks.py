@@ -16,11 +16,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -130,30 +130,42 @@ def curator(url: str, records: int, concurrency: int, rpm: int | None = None, ti
     return json.loads(lines[-1])  # type: ignore[no-any-return]
 
 
+_SAMPLER = """
+import json, sys, time, urllib.request
+url, every = sys.argv[1], float(sys.argv[2])
+samples = []
+try:
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as reply:
+                samples.append((time.monotonic(), int(json.load(reply).get("in_flight", 0))))
+        except OSError:
+            pass
+        time.sleep(every)
+except KeyboardInterrupt:
+    print(json.dumps(samples), flush=True)
+"""
+
+
 class InFlightSampler:
-    """Samples the server's requests in flight every ``every`` seconds from a thread, between start and stop."""
+    """Samples the server's requests in flight every ``every`` seconds from a child process (so the polling
+    costs the measured process nothing), between ``__enter__`` and ``__exit__``."""
 
     def __init__(self, url: str, every: float = 0.02):
-        self.url, self.every = url, every
+        self.url, self.every = url.replace("/v1", "/stats"), every
         self.samples: list[tuple[float, int]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._proc: subprocess.Popen[str] | None = None
 
     def __enter__(self) -> "InFlightSampler":
-        self._thread.start()
+        self._proc = subprocess.Popen([sys.executable, "-c", _SAMPLER, self.url, str(self.every)],
+                                      stdout=subprocess.PIPE, text=True)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.samples.append((time.monotonic(), int(stats_of(self.url).get("in_flight", 0))))
-            except OSError:
-                pass
-            self._stop.wait(self.every)
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGINT)
+        out, _ = self._proc.communicate(timeout=30)
+        self.samples = [tuple(x) for x in json.loads(out.strip().splitlines()[-1])] if out.strip() else []
 
     def report(self) -> dict[str, Any]:
         busy = [(t, n) for t, n in self.samples if n > 0]
