@@ -25,7 +25,7 @@ class Backoff:
         """Exponential with equal jitter; a server's Retry-After wins (plus a little jitter)."""
         if retry_after is not None:
             return min(MAX_DELAY_S, retry_after * (1 + 0.1 * random.random()))
-        ceiling = min(self.cap_s, self.base_s * 2**attempt)
+        ceiling = min(self.cap_s, self.base_s * 2.0**attempt)
         return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 

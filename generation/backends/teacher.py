@@ -355,7 +355,7 @@ class TeacherBackend:
         if not self.price:
             return 0.0
         per_prompt, per_completion = self.price
-        return (tally.prompt_tokens * per_prompt + tally.completion_tokens * per_completion) / 1_000_000
+        return float(tally.prompt_tokens * per_prompt + tally.completion_tokens * per_completion) / 1_000_000
 
     def _secret(self) -> str | None:
         return self._api_key.get_secret_value() if self._api_key else None

@@ -11,7 +11,7 @@ def cost(settings: Any, model: str, prompt_tokens: int, completion_tokens: int, 
     if price is None:
         return 0.0
     usd = (prompt_tokens * price[0] + completion_tokens * price[1]) / 1_000_000
-    return usd * (settings.batch_discount if batch else 1.0)
+    return float(usd * (settings.batch_discount if batch else 1.0))
 
 
 def side_by_side(settings: Any, model: str, prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:

@@ -11,13 +11,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-CLEAN = ["storage/", "generation/tokens.py", "generation/templates.py", "generation/textfiles.py",
-         "generation/restructure.py", "generation/records.py", "generation/checks.py", "generation/backends/base.py",
-         "generation/backends/fake.py", "generation/backends/local.py", "generation/backends/chat_format.py",
-         "training/examples.py", "cli/templates.py"]
-# Still to do (errors at the time of writing): generation/run.py, retry.py, backends/teacher.py,
-# provider_batch/; workers/ (broker, chunks, planning, provider_prepare); training/sft.py, formats.py, train.py,
-# build.py; review/service.py. Then the whole of generation/ and workers/ goes here.
+CLEAN = ["storage/", "generation/", "training/examples.py", "cli/templates.py"]
+# Still to do (errors at the time of writing, 04:30 UTC): workers/chunks.py (3), planning.py, broker.py,
+# provider_prepare.py (1 each); training/sft.py (25), formats.py (5), train.py (2), build.py; review/service.py.
+# Then workers/ goes here.
 
 
 @pytest.mark.slow
