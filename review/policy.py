@@ -17,6 +17,7 @@ from typing import Any
 
 from review import service
 from review.rules import ReviewError
+from storage.models import utcnow
 from storage.repositories.reviews import DraftFilter
 from storage.uow import UnitOfWork
 
@@ -114,6 +115,7 @@ def apply_to_drafts(uow: UnitOfWork, spec: PolicySpec, draft_ids: Sequence[int],
     result = PolicyResult()
     rows = uow.reviews.find(DraftFilter(ids=tuple(draft_ids), status="pending")) if draft_ids else []
     judged = uow.judgements.latest_for([r.draft.id for r in rows], spec.rubric_name)
+    approvals = []
     for row in rows:
         j = judged.get(row.draft.id)
         if j is None:
@@ -122,16 +124,33 @@ def apply_to_drafts(uow: UnitOfWork, spec: PolicySpec, draft_ids: Sequence[int],
         decision = decide(spec, j.scores, j.overall, row.draft.flags or [])
         if decision.action is None:
             result.left.append(row.draft.id)
-            continue
-        if not dry_run:
+        elif decision.action == "approve":
+            approvals.append(row)
+        elif dry_run:
+            result.rejected.append(row.draft.id)
+        else:  # each rejection has its own note (the judge's reasons): one versioned update each
             try:
-                service.decide(uow, row.draft.id, row.draft.version, decision.action, spec.reviewer,
-                               note=decision.note, row=row)
+                service.decide(uow, row.draft.id, row.draft.version, "reject", spec.reviewer, note=decision.note,
+                               row=row)
+                result.rejected.append(row.draft.id)
             except ReviewError as exc:
                 result.conflicts.append((row.draft.id, str(exc)))
-                continue
-        (result.approved if decision.action == "approve" else result.rejected).append(row.draft.id)
+    _approve_all(uow, spec, approvals, result, dry_run)
     return result
+
+
+def _approve_all(uow: UnitOfWork, spec: PolicySpec, rows: list[Any], result: PolicyResult, dry_run: bool) -> None:
+    """Approvals in one versioned statement and one insert of audit events (a draft changed meanwhile is a
+    conflict, as in review.bulk)."""
+    if dry_run or not rows:
+        result.approved.extend(r.draft.id for r in rows)
+        return
+    values = {"status": "approved", "reviewer": spec.reviewer, "reviewed_at": utcnow(), "review_note": None}
+    done = uow.reviews.update_many([(r.draft.id, r.draft.version) for r in rows], values)
+    uow.reviews.add_events([service.event_values(r.draft.id, service.snapshot(r), values, "approve", None)
+                            for r in rows if r.draft.id in done])
+    result.approved.extend(r.draft.id for r in rows if r.draft.id in done)
+    result.conflicts.extend((r.draft.id, "changed meanwhile") for r in rows if r.draft.id not in done)
 
 
 def apply_policy(uow_factory: Callable[[], UnitOfWork], name: str, flt: DraftFilter, *, dry_run: bool = False,

@@ -32,7 +32,8 @@ def test_policy_decides_judged_drafts_with_audit_and_reasons(wired):
                                      .order_by(ReviewEvent.id)).all()
         judgements = uow.session.execute(select(Judgement.backend, Judgement.scores, Judgement.overall)
                                          .order_by(Judgement.draft_id)).all()
-    assert [(e.action, e.reviewer) for e in events] == [("approve", spec.reviewer), ("reject", spec.reviewer)]
+    assert sorted((e.draft_id, e.action, e.reviewer) for e in events) == [
+        (drafts[ids[0]].id, "approve", spec.reviewer), (drafts[ids[1]].id, "reject", spec.reviewer)]
     assert len(judgements) == 3 and {j.backend for j in judgements} == {"fake"}
     assert all(set(j.scores) == {"reasoning_soundness", "answer_english_consistent"} for j in judgements)
     assert [j.overall for j in judgements] == [5.0, 1.0, 3.0]
