@@ -82,6 +82,7 @@ class TeacherBackend:
         self.breaker = Breaker(breaker_threshold)
         self._context_setting = context_length
         self._context: ctx.ContextInfo | None = None
+        self._context_asked: weakref.WeakKeyDictionary[Any, asyncio.Task[ctx.ContextInfo]] = weakref.WeakKeyDictionary()
         self.tokens = ctx.TokenCounter(model, tokenizer_path)
         if response_mode:
             _MODES.set(self._mode_key, response_mode, "configured")
@@ -197,11 +198,17 @@ class TeacherBackend:
     async def context_info(self, client: openai.AsyncOpenAI | None = None) -> ctx.ContextInfo:
         """Asked once: the server's /v1/models, else the setting, else the model's local config."""
         if self._context is None:
-            # OpenAI's own /models says nothing about context: only self-hosted servers are asked.
-            asked = client is not None and self.base_url
-            server = await ctx.server_length(client, self.model, min(self.timeout_s, 10.0)) if asked else None
-            self._context = ctx.resolve(server, self._context_setting, self.model)
+            loop = asyncio.get_running_loop()
+            if loop not in self._context_asked:  # the first draft asks; the others wait for its answer
+                self._context_asked[loop] = loop.create_task(self._ask_context(client))
+            self._context = await asyncio.shield(self._context_asked[loop])
         return self._context
+
+    async def _ask_context(self, client: openai.AsyncOpenAI | None) -> ctx.ContextInfo:
+        # OpenAI's own /models says nothing about context: only self-hosted servers are asked.
+        asked = client is not None and self.base_url
+        server = await ctx.server_length(client, self.model, min(self.timeout_s, 10.0)) if asked else None
+        return ctx.resolve(server, self._context_setting, self.model)
 
     async def _write(self, client: openai.AsyncOpenAI, messages: list[dict[str, str]], tally: _Tally) -> DraftResult:
         context = await self.context_info(client)
