@@ -24,7 +24,9 @@ from generation.textfiles import render_compiled
 
 # The seed: English instruction, native input; the completion reasons (opening with the translation
 # directive for ja/zh), restates the input in English, then answers in English.
-DEFAULT_PROMPT = "### Instruction:\n{{ instruction }}\n\n{% if input %}### Input:\n{{ input }}\n\n{% endif %}### Reasoning:\n"
+DEFAULT_PROMPT = ("### Instruction:\n{{ instruction }}\n\n"
+                  "{% if input %}### Input:\n{{ input }}\n\n{% endif %}"
+                  "### Reasoning:\n")
 DEFAULT_COMPLETION = ("{% if reasoning %}{{ reasoning }}\n\n{% endif %}"
                       "{% if transformed_input %}### Transformed input:\n{{ transformed_input }}\n\n{% endif %}"
                       "{% if response %}### Response:\n{{ response }}{% endif %}")

@@ -44,7 +44,8 @@ def test_new_defaults_are_jinja_under_new_names_and_old_files_still_load():
     assert default.name == DEFAULT_TEMPLATE == "reason" and default.syntax == "jinja"
     legacy = load_template("default")
     assert legacy.syntax == "legacy" and legacy.hash != default.hash and len(default.hash) == 64
-    assert (legacy.version, load_template("concise").version, load_template("reason-concise").version) == ("2", "1", "2")
+    versions = (legacy.version, load_template("concise").version, load_template("reason-concise").version)
+    assert versions == ("2", "1", "2")
     assert {"default", "concise", "reason", "reason-concise"} <= {t.name for t in list_templates()}
 
 
@@ -117,7 +118,8 @@ def test_a_template_that_renders_empty_for_some_record_names_the_records(tmp_pat
                                            encoding="utf-8")
     template = load_template("jaonly", tmp_path)
     validate_views(template, [JA])
-    with pytest.raises(TemplateError, match=r"fails for 1 record\(s\): record k2: .*jaonly\.jinja \[user\] renders empty"):
+    empty = r"fails for 1 record\(s\): record k2: .*jaonly\.jinja \[user\] renders empty"
+    with pytest.raises(TemplateError, match=empty):
         validate_views(template, [JA, EN])
 
 
