@@ -19,6 +19,7 @@ from reasongen.settings import Settings, load_settings
 console = Console()
 err_console = Console(stderr=True)
 
+
 def settings_from(ctx: typer.Context) -> Settings:
     root = ctx.find_root()
     if not isinstance(root.obj, Settings):

@@ -62,6 +62,10 @@ def send_or_explain(wired: Wiring, planned: Planned) -> None:
 
 
 def run_with_bar(wired: Wiring, planned: Planned, *, quiet: bool) -> None:
+    if planned.backend == "local":  # transformers in this process: its warnings and bars are not ours to show
+        from training.launch import quiet_libraries
+
+        quiet_libraries()
     if quiet:
         run_here(wired, planned.batch_id)
         return

@@ -16,6 +16,7 @@ from typer.core import TyperGroup
 
 from cli.context import console, fail, print_json, wiring
 from cli.tables import Col, listing
+from reasongen.errors import require
 from reasongen.bootstrap import Wiring
 from training.config import PHI2_TARGET_MODULES, TrainConfig
 from training.launch import launch_run, quiet_libraries
@@ -211,6 +212,8 @@ def eval_run(
     max_new_tokens: int = typer.Option(256, "--max-new-tokens", min=1, help="Tokens to generate per answer."),
 ) -> None:
     """Generate with the base model and with the adapter for the same prompts; store them side by side."""
+    for module in ("torch", "transformers", "peft"):  # say so now, not after the run is looked up
+        require(module, "eval", extra="train")
     from training.evaluate import evaluate_run
 
     quiet_libraries()  # the spinner is the output

@@ -41,7 +41,7 @@ def test_show_puts_source_and_draft_side_by_side(cli, drafts):
     # The Japanese source and the English restructured instruction share a line (side by side).
     assert any("Source record (Japanese)" in line and "Restructured" in line for line in lines)
     assert any("二たす二は？" in line and "Read the following Japanese" in line for line in lines)
-    assert "[fake English rendering of ja input" in result.stdout  # brackets in text are not markup
+    assert "[stand-in translation]" in result.stdout  # brackets in text are not markup
     shown = json.loads(cli("show", str(drafts["zh-1"]), "--json").stdout)
     assert shown["restructured"]["input"] == "什么是微调？\n\n请简要回答。"
     assert (shown["version"], shown["record"]["key"]) == (1, "zh-1")
