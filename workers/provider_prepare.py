@@ -84,9 +84,9 @@ def _lines(uow: Any, batch_id: int, backend: Any, template: Any,
             key = keys[view.record_id]
             if view.record_id in done:
                 continue
-            row = {"batch_id": batch_id, "record_id": view.record_id, "cache_key": key, "attempt": 1,
-                   "kind": "draft", "custom_id": new_custom_id(batch_id, view.record_id), "prompt_tokens": 0,
-                   "completion_tokens": 0}
+            row: dict[str, Any] = {
+                "batch_id": batch_id, "record_id": view.record_id, "cache_key": key, "attempt": 1, "kind": "draft",
+                "custom_id": new_custom_id(batch_id, view.record_id), "prompt_tokens": 0, "completion_tokens": 0}
             if key in seen:
                 followers.append({**row, "body": {}})
                 continue

@@ -253,7 +253,8 @@ class BatchAPI:
 
     def _finish(self, job: dict[str, Any], processed: int, status: str) -> None:
         lines = self._validate(self.files[job["input_file_id"]]["_data"], job["endpoint"])[1]
-        good, bad = [], []
+        good: list[dict[str, Any]] = []
+        bad: list[dict[str, Any]] = []
         for no, line in enumerate(lines):
             out = self._answer(line, no) if no < processed else {
                 "id": f"batch_req_{uuid.uuid4().hex}", "custom_id": line["custom_id"], "response": None,
