@@ -6,7 +6,8 @@ seven requests and half a minute of backoff per record. The teacher reports each
 here; once ``threshold`` consecutive requests, whichever drafts they belong to, failed with the same
 signature (status + the server's own message), the breaker opens: further requests fail at once with
 the reason, and the worker pauses the batch (``pause_reason``), so ``status`` shows why and ``resume``
-continues once the server is fixed. Any success closes it; so does ``reset`` (a chunk starting again).
+continues once the server is fixed. Any success closes it; so does a chunk starting more than a few
+seconds after it opened (the batch was resumed).
 
 Timeouts and 429s never count: they are load, which the concurrency limiter handles.
 """
@@ -14,6 +15,7 @@ Timeouts and 429s never count: they are load, which the concurrency limiter hand
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,6 +82,7 @@ class Breaker:
         self._last: Failure | None = None
         self._streak = 0
         self._open: Failure | None = None
+        self._opened_at = 0.0
         self.trips = 0
 
     @property
@@ -108,11 +111,17 @@ class Breaker:
             else:
                 self._last, self._streak = failure, 1
             if self._streak >= self.threshold and self._open is None:
-                self._open = failure
+                self._open, self._opened_at = failure, time.monotonic()
                 self.trips += 1
 
     def reset(self) -> None:
         self.success()
+
+    def reset_if_stale(self, after_s: float) -> None:
+        """Close a breaker that opened more than ``after_s`` ago (a resumed batch starts afresh); one that just
+        opened stays open, so a chunk starting in the same moment cannot undo the pause."""
+        if self._open is not None and time.monotonic() - self._opened_at > after_s:
+            self.success()
 
     def state(self) -> dict[str, Any]:
         return {"open": self._open is not None, "reason": self.open_reason, "streak": self._streak,
@@ -125,7 +134,7 @@ def pause_reason(backend: Any) -> str | None:
     return breaker.open_reason if isinstance(breaker, Breaker) else None
 
 
-def reset(backend: Any) -> None:
+def reset(backend: Any, stale_after_s: float = 5.0) -> None:
     breaker = getattr(backend, "breaker", None)
     if isinstance(breaker, Breaker):
-        breaker.reset()
+        breaker.reset_if_stale(stale_after_s)

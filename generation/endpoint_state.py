@@ -61,7 +61,7 @@ def check(uow_factory: Callable[[], Any], batch_id: int, backend: Any,
 def watching(uow_factory: Callable[[], Any], batch_id: int, backend: Any, should_stop: Callable[[], bool],
              pause: Callable[..., Any]) -> Callable[[], bool]:
     """``should_stop`` for a chunk: the endpoint check first (it may pause the batch), then the guard's own."""
-    breaker.reset(backend)  # this chunk runs because its batch is running: a resumed batch starts closed
+    breaker.reset(backend)  # this chunk runs because its batch is running again: a resumed batch starts closed
 
     def stop() -> bool:
         return check(uow_factory, batch_id, backend, pause) or should_stop()

@@ -92,3 +92,12 @@ def test_the_estimate_is_calibrated_by_the_servers_usage() -> None:
 ])
 def test_replies_of_servers_that_ignore_response_format_parse_leniently(reply: str) -> None:
     assert parse_draft(reply) == {"transformed_input": "Q", "reasoning": "R", "response": "A"}
+
+
+def test_a_chunk_starting_just_after_the_breaker_opened_does_not_close_it() -> None:
+    breaker = Breaker(threshold=1)
+    breaker.failure(classify(status_error(500, "Internal Server Error")))
+    breaker.reset_if_stale(5.0)  # a lane starting its next chunk in the same moment
+    assert breaker.open_reason is not None
+    breaker.reset_if_stale(0.0)  # the batch was resumed later
+    assert breaker.open_reason is None
