@@ -1,0 +1,52 @@
+"""The breaker on real `reasongen worker` processes: a server failing every request pauses the batch after about
+N requests (not retries x records), `status` names the server's message, and resume finishes it once fixed."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from pydantic import SecretStr
+
+from reasongen.testing.openai_server import start_stub_server
+from tests.helpers import add_records
+from tests.queue.conftest import broker_url, queue_settings, queue_wired, start_worker, wait_for  # noqa: F401
+from tests.queue.test_workers import finished, ready
+from workers import batches, dispatch, monitor, sweeper
+from workers.planning import BatchRequest, plan_batch
+
+pytestmark = pytest.mark.slow
+THRESHOLD = 4
+
+
+def test_a_permanent_error_pauses_a_queued_batch_and_resume_finishes_it(queue_wired, start_worker, monkeypatch):
+    base_url, stub = start_stub_server(error_rate=1.0, error_message="model 'm' has no chat template")
+    try:
+        env = {"OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": "sk-x", "REASONGEN_TEACHER_BREAKER": str(THRESHOLD),
+               "REASONGEN_LEASE_SECONDS": "30"}
+        worker = start_worker(concurrency=2, env=env)
+        ready(queue_wired, worker)
+        monkeypatch.setattr(queue_wired.settings, "openai_base_url", base_url)
+        monkeypatch.setattr(queue_wired.settings, "openai_api_key", SecretStr("sk-x"))
+        with queue_wired.uow() as uow:
+            add_records(uow, "ds", [{"instruction": f"Question {i}?", "key": f"k{i}"} for i in range(40)])
+        planned = plan_batch(queue_wired, BatchRequest(dataset="ds", backend="teacher", model="m", chunk_size=5))
+        dispatch.send_chunks(queue_wired.settings, planned.chunk_ids, planned.backend)
+
+        batch = wait_for(lambda: finished(queue_wired, planned.batch_id), 90, what="the batch to pause")
+        assert batch.status == "paused", batch
+        assert "circuit breaker open" in batch.reason and "model 'm' has no chat template" in batch.reason
+        sent = stub.stats()["requests"]
+        assert sent <= 4 * THRESHOLD, f"{sent} requests for 40 records (7 attempts each would be 280)"
+
+        stub.configure(error_rate=0.0)  # the server is fixed
+        time.sleep(6)  # the user takes a moment: a breaker open this long closes when a chunk starts again
+        batches.reopen(queue_wired, planned.batch_id)
+        sweeper.sweep(queue_wired, batch_id=planned.batch_id, force=True)
+        batch = wait_for(lambda: finished(queue_wired, planned.batch_id), 90, what="the resumed batch to end")
+        summary = monitor.batch_summary(queue_wired, planned.batch_id)
+        assert batch.status == "done" and summary["done"] == 40 and summary["failed"] == 0, summary
+        assert summary["teacher"]["response_mode"].startswith("json_schema")
+        assert summary["teacher"]["concurrency_limit"] >= 1
+    finally:
+        stub.stop()
