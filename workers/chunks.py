@@ -155,8 +155,8 @@ def _run(wiring: Wiring, lease: Lease, backends: BackendSource, worker: str | No
     template = load_template(batch.template_name, wiring.settings.templates_dir)
     notes = {int(k): v for k, v in (batch.params.get("notes") or {}).items()}
     backend = backends.get(batch)
-    size = (batch.params.get("sub_batch_size") or wiring.settings.sub_batch_size
-            or getattr(backend, "preferred_sub_batch", DEFAULT_SUB_BATCH))
+    size = int(batch.params.get("sub_batch_size") or wiring.settings.sub_batch_size
+               or getattr(backend, "preferred_sub_batch", DEFAULT_SUB_BATCH))
     guard.budget = Budget(wiring, batch, lease.chunk_id, lease.owner, size, getattr(backend, "max_tokens", None))
     pause = partial(stop_batch, wiring, status=endpoint_state.PAUSED)  # the teacher's breaker opened
     guard.stats = generate_drafts(
