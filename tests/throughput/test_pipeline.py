@@ -30,7 +30,8 @@ def test_lanes_cover_the_backends_slots_plus_one_chunk():
 def test_requests_in_flight_stay_at_the_concurrency_across_small_chunks(db_url, stub):
     url, handle = stub(latency_s=0.2)
     settings = Settings(database_url=db_url, broker_url=None, templates_dir=None, openai_base_url=url,
-                        openai_api_key="test-key-not-secret", teacher_concurrency=24)
+                        openai_api_key="test-key-not-secret", teacher_concurrency=24,
+                        teacher_adaptive=False)  # a fixed 24 places: this is about feeding them, not sizing them
     wired = bootstrap(settings)
     try:
         with wired.uow() as uow:
