@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import func, or_, select
 
@@ -64,7 +64,12 @@ def requirements(uow: UnitOfWork) -> dict[str, int]:
 def claim(uow: UnitOfWork, draft_id: int, reviewer: str, n: int, now: datetime | None = None) -> bool:
     """Take (or renew) this reviewer's lease on a draft; False when it is not theirs to take."""
     now = now or utcnow()
-    uow.session.execute(select(Draft.id).where(Draft.id == draft_id).with_for_update())
+    # Lock the draft (a claim for its last place waits for, then sees, any other); one being claimed or decided
+    # right now is skipped, and one decided since the caller read it is not pending any more.
+    status = uow.session.scalar(select(Draft.status).where(Draft.id == draft_id)
+                                .with_for_update(skip_locked=True))
+    if status != "pending":
+        return False
     mine = _mine(uow, draft_id, reviewer)
     if mine is not None:
         if mine.decision is not None:
@@ -81,12 +86,26 @@ def claim(uow: UnitOfWork, draft_id: int, reviewer: str, n: int, now: datetime |
     return True
 
 
-def next_claim(uow: UnitOfWork, candidates: Sequence[DraftRow], reviewer: str, n: int) -> DraftRow | None:
-    """The first candidate this reviewer can claim (the desk skips the others)."""
-    for row in candidates:
-        if claim(uow, row.draft.id, reviewer, n):
-            return row
-    return None
+def open_to(uow: UnitOfWork, draft_ids: Sequence[int], reviewer: str, required: dict[int, int],
+            now: datetime | None = None) -> set[int]:
+    """Of these drafts (id -> places), those this reviewer might claim: one query, so the desk tries to claim
+    only likely ones instead of queueing on drafts other reviewers hold."""
+    now = now or utcnow()
+    taken: dict[int, int] = {}
+    mine: set[int] = set()
+    stmt = select(ReviewAssignment.draft_id, ReviewAssignment.reviewer, ReviewAssignment.decision,
+                  ReviewAssignment.leased_until).where(ReviewAssignment.draft_id.in_(list(draft_ids)))
+    for draft_id, who, decision, until in uow.session.execute(stmt):
+        if who == reviewer:
+            if decision is not None:
+                mine.add(draft_id)
+        elif decision is not None or (until is not None and _aware(until) > now):
+            taken[draft_id] = taken.get(draft_id, 0) + 1
+    return {i for i in draft_ids if i not in mine and taken.get(i, 0) < required.get(i, 1)}
+
+
+def _aware(value: datetime) -> datetime:
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
 
 
 def decide(uow: UnitOfWork, row: DraftRow, reviewer: str, action: str, note: str | None, n: int) -> Outcome:

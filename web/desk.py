@@ -20,7 +20,7 @@ from web.queries import Filters, filters, judge_scores_available
 from web.security import admin, me, wiring_of
 
 router = APIRouter(include_in_schema=False)
-PAGE = 50  # candidates read per query while looking for a draft this reviewer may claim
+PAGE = 25  # candidates read per query while looking for a draft this reviewer may claim
 MAX_PAGES = 20
 
 
@@ -59,14 +59,19 @@ def _current(uow: UnitOfWork, base: DraftFilter, draft: int | None, after: int |
         row = service.load(uow, draft)
         n = assignments.required(uow, row.record.dataset_id)
         return row, row.draft.status != "pending" or assignments.claim(uow, draft, reviewer, n)
-    required: dict[int, int] = {}
+    per_dataset: dict[int, int] = {}
     for _ in range(MAX_PAGES):
         rows = uow.reviews.find(dataclasses.replace(base, after_id=after), limit=PAGE)
+        for ds in {r.record.dataset_id for r in rows} - per_dataset.keys():
+            per_dataset[ds] = assignments.required(uow, ds)
+        places = {r.draft.id: per_dataset[r.record.dataset_id] for r in rows}
+        pending = [r.draft.id for r in rows if r.draft.status == "pending"]
+        open_ids = assignments.open_to(uow, pending, reviewer, places) if pending else set()
         for row in rows:
-            ds = row.record.dataset_id
-            n = required.setdefault(ds, assignments.required(uow, ds))
-            if row.draft.status != "pending" or assignments.claim(uow, row.draft.id, reviewer, n):
-                return row, True
+            if row.draft.status != "pending":
+                return row, True  # a listing of decided drafts: nothing to lease
+            if row.draft.id in open_ids and assignments.claim(uow, row.draft.id, reviewer, places[row.draft.id]):
+                return service.load(uow, row.draft.id), True  # as it is now, after the lock
         if len(rows) < PAGE:
             return None, False
         after = rows[-1].draft.id

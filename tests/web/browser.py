@@ -25,8 +25,8 @@ def _missing(what: str) -> None:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
+def launch() -> Iterator[Any]:
+    """The session's one browser (the fixture `browser` in conftest.py: Playwright allows one sync instance)."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:

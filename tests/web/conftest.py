@@ -106,3 +106,10 @@ class LiveServer:
 def live_server(app) -> Iterator[LiveServer]:  # type: ignore[no-untyped-def]
     with LiveServer(app) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    from tests.web.browser import launch
+
+    yield from launch()

@@ -6,7 +6,7 @@ from typing import Any
 
 from tests.queue.conftest import wait_for
 from tests.review.conftest import draft, events
-from tests.web.browser import DOCS, browser, sign_in  # noqa: F401 - fixture
+from tests.web.browser import DOCS, sign_in
 from tests.web.judged import add_judgement
 
 pytestmark = __import__("pytest").mark.slow
@@ -16,7 +16,7 @@ def shown(page: Any) -> int:
     return int(page.get_attribute("#desk", "data-draft-id"))
 
 
-def test_review_with_the_keyboard_approve_reject_edit_undo(browser, live_server, drafts, web_wired):  # noqa: F811
+def test_review_with_the_keyboard_approve_reject_edit_undo(browser, live_server, drafts, web_wired):
     add_judgement(web_wired, drafts["ja-1"], 2.5)
     page = sign_in(browser, live_server.url, "rex")
     order = [drafts[k] for k in ("en-1", "en-2", "ja-1", "zh-1")]
@@ -59,7 +59,7 @@ def test_review_with_the_keyboard_approve_reject_edit_undo(browser, live_server,
     page.context.close()
 
 
-def test_bulk_approve_by_filter_after_a_count_preview(browser, live_server, drafts, web_wired):  # noqa: F811
+def test_bulk_approve_by_filter_after_a_count_preview(browser, live_server, drafts, web_wired):
     page = sign_in(browser, live_server.url, "rex")
     page.goto(f"{live_server.url}/desk/bulk?status=pending&lang=en")
     assert page.inner_text("#bulk-count") == "2"
@@ -72,7 +72,7 @@ def test_bulk_approve_by_filter_after_a_count_preview(browser, live_server, draf
     page.context.close()
 
 
-def test_two_reviewers_disagree_and_an_admin_adjudicates(browser, live_server, drafts, web_wired):  # noqa: F811
+def test_two_reviewers_disagree_and_an_admin_adjudicates(browser, live_server, drafts, web_wired):
     admin = sign_in(browser, live_server.url, "ada", "/adjudicate")  # not the desk: that would take a place
     admin.select_option("select[name=dataset]", "d")
     admin.fill("input[name=n]", "2")
@@ -104,7 +104,7 @@ def test_two_reviewers_disagree_and_an_admin_adjudicates(browser, live_server, d
         page.context.close()
 
 
-def test_a_stale_decision_shows_both_versions(browser, live_server, drafts, web_wired):  # noqa: F811
+def test_a_stale_decision_shows_both_versions(browser, live_server, drafts, web_wired):
     rex = sign_in(browser, live_server.url, "rex")
     target = shown(rex)
     rita = sign_in(browser, live_server.url, "rita", f"/desk?draft={target}")

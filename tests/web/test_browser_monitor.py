@@ -9,7 +9,7 @@ import pytest
 from reasongen.settings import Settings
 from tests.queue.conftest import broker_url, queue_settings, queue_wired, start_worker, wait_for  # noqa: F401
 from tests.queue.test_workers import enqueue, finished, ready
-from tests.web.browser import DOCS, browser, sign_in  # noqa: F401 - fixture
+from tests.web.browser import DOCS, sign_in
 from tests.web.conftest import PASSWORD, LiveServer
 from web import accounts
 from web.app import create_app
