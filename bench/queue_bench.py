@@ -159,8 +159,8 @@ def part_a(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
                 cpu_ms.append((cpu_s(procs) - before) * 1000 / args.records)
                 runs["queue"].append(args.records / elapsed)
                 batch_ids.append(batch_id)
-                runs["bare_sdk"].append(ys.bare_sdk(url, items, settings.teacher_concurrency))
-                runs["bare_raw_same_total"].append(ys.bare_raw(url, items, total))
+                runs["bare_sdk"].append(ys.bare_sdk(url, items, settings.teacher_concurrency).rps)
+                runs["bare_raw_same_total"].append(ys.bare_raw(url, items, total).rps)
                 runs["inprocess_same_total"].append(_inprocess(settings, url, f"local{i}", total))
         finally:
             stop_workers(procs)

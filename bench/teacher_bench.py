@@ -50,15 +50,15 @@ def inprocess(db_url: str, url: str, records: int, concurrency: int, **extra: An
     wired = bootstrap(settings)
     dataset = f"d{uuid.uuid4().hex[:8]}"
     add_records(wired, dataset, records)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     planned = plan_batch(wired, BatchRequest(dataset=dataset, backend="teacher"))
     run_here(wired, planned.batch_id)
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     with wired.uow() as uow:
         failed = uow.session.scalar(select(func.count()).select_from(Draft)
                                     .where(Draft.batch_id == planned.batch_id, Draft.status == "failed"))
     wired.close()
-    return {"rps": records / elapsed, "failed": failed}
+    return {"rps": records / elapsed, "failed": failed, "cpu_ms": cpu * 1000 / records}
 
 
 def _curator(url: str, records: int, concurrency: int, rpm: int | None = None) -> dict[str, Any] | str:
@@ -75,16 +75,22 @@ def part_a(db_url: str, records: int, concurrency: int, rounds: int) -> dict[str
     url, proc = spawn_stub_process(api_key=ys.KEY)
     items = ys.prompts(records)
     runs: dict[str, list[float]] = {"inprocess": [], "bare_sdk": [], "bare_raw": [], "curator": []}
+    cpu: dict[str, list[float]] = {k: [] for k in runs}
     notes: list[str] = []
     try:
         inprocess(db_url, url, 2 * concurrency, concurrency)  # warm: imports, the language detector, as the loops warm
         for _ in range(rounds):  # interleaved so drift in machine load hits all alike
-            runs["inprocess"].append(inprocess(db_url, url, records, concurrency)["rps"])
-            runs["bare_sdk"].append(ys.bare_sdk(url, items, concurrency))
-            runs["bare_raw"].append(ys.bare_raw(url, items, concurrency))
+            ours = inprocess(db_url, url, records, concurrency)
+            runs["inprocess"].append(ours["rps"])
+            cpu["inprocess"].append(ours["cpu_ms"])
+            for name, loop in (("bare_sdk", ys.bare_sdk), ("bare_raw", ys.bare_raw)):
+                run = loop(url, items, concurrency)
+                runs[name].append(run.rps)
+                cpu[name].append(run.cpu_ms)
             cur = _curator(url, records, concurrency)
             if isinstance(cur, dict):
                 runs["curator"].append(cur["records_per_s"])
+                cpu["curator"].append(cur["cpu_ms_per_record_incl_startup"])
             else:
                 notes.append(cur)
     finally:
@@ -94,7 +100,8 @@ def part_a(db_url: str, records: int, concurrency: int, rounds: int) -> dict[str
                            **{f"{k}_rps": round(v, 1) for k, v in med.items()},
                            "ratio_vs_bare_sdk": round(med["inprocess"] / med["bare_sdk"], 3), "target": ">= 1.0",
                            "ratio_vs_bare_raw": round(med["inprocess"] / med["bare_raw"], 3),
-                           "rounds": {k: [round(x) for x in v] for k, v in runs.items()}}
+                           "rounds": {k: [round(x) for x in v] for k, v in runs.items()},
+                           "cpu_ms_per_record": {k: round(statistics.median(v), 2) for k, v in cpu.items() if v}}
     if "curator" in med:
         out["ratio_vs_curator"] = round(med["inprocess"] / med["curator"], 3)
     return {**out, "notes": sorted(set(notes))} if notes else out
@@ -111,17 +118,20 @@ def part_b(db_url: str, waves: int, concurrency: int, latency: float) -> dict[st
         with ys.InFlightSampler(url) as sampler:
             ours = inprocess(db_url, url, records, concurrency)
         out.update(inprocess_rps=round(ours["rps"], 1), inprocess_failed=ours["failed"],
+                   inprocess_cpu_ms_per_record=round(ours["cpu_ms"], 2),
                    **{f"server_{k}": v for k, v in sampler.report().items()})
         with ys.InFlightSampler(url) as sampler:
             cur = _curator(url, records, concurrency)
         if isinstance(cur, dict):
             out.update(curator_rps=round(cur["records_per_s"], 1),
+                       curator_cpu_ms_per_record_incl_startup=round(cur["cpu_ms_per_record_incl_startup"], 2),
                        curator_server_steady_in_flight=sampler.report()["steady_in_flight"],
                        ratio_vs_curator=round(ours["rps"] / cur["records_per_s"], 3))
         else:
             out["curator"] = cur
-        out["bare_sdk_rps"] = round(ys.bare_sdk(url, items, concurrency), 1)
-        out["bare_raw_rps"] = round(ys.bare_raw(url, items, concurrency), 1)
+        for name, loop in (("bare_sdk", ys.bare_sdk), ("bare_raw", ys.bare_raw)):
+            run = loop(url, items, concurrency)
+            out[f"{name}_rps"], out[f"{name}_cpu_ms_per_record"] = round(run.rps, 1), round(run.cpu_ms, 2)
     finally:
         proc.terminate()
     out["target"] = ">= 1.3x Curator; server steady in flight >= 0.9 x 256"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import resource
 import signal
 import statistics
 import subprocess
@@ -24,7 +25,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import openai
 import orjson
@@ -57,7 +58,12 @@ def reset_stats(url: str) -> None:
     urllib.request.urlopen(request, timeout=10).close()
 
 
-async def _loop(url: str, items: list[Any], concurrency: int, raw: bool) -> float:
+class Run(NamedTuple):
+    rps: float
+    cpu_ms: float  # CPU ms per record in the process that ran it (user + system), the machine-load-proof figure
+
+
+async def _loop(url: str, items: list[Any], concurrency: int, raw: bool) -> Run:
     transport = "aiohttp" if raw else "httpx"
     http = http_client_class(transport)(limits=pool_limits(concurrency + 8), timeout=60)
     client = openai.AsyncOpenAI(base_url=url, api_key=KEY, max_retries=0, http_client=http)
@@ -76,19 +82,19 @@ async def _loop(url: str, items: list[Any], concurrency: int, raw: bool) -> floa
             return json.loads(done.choices[0].message.content)  # type: ignore[no-any-return, arg-type]
 
     await asyncio.gather(*(one(p) for p in items[:concurrency]))  # warm the pool, as the others are warmed
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(one(p) for p in items))
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     await client.close()
-    return len(items) / elapsed
+    return Run(len(items) / elapsed, cpu * 1000 / len(items))
 
 
-def bare_sdk(url: str, items: list[Any], concurrency: int) -> float:
+def bare_sdk(url: str, items: list[Any], concurrency: int) -> Run:
     """Records/s of the SDK's default path (httpx transport, typed models, json)."""
     return asyncio.run(_loop(url, items, concurrency, raw=False))
 
 
-def bare_raw(url: str, items: list[Any], concurrency: int) -> float:
+def bare_raw(url: str, items: list[Any], concurrency: int) -> Run:
     """Records/s of the same loop on reasongen's transport, raw path and JSON parser."""
     return asyncio.run(_loop(url, items, concurrency, raw=True))
 
@@ -97,8 +103,7 @@ def bare_raw_cpu_ms(url: str, items: list[Any], concurrency: int) -> float:
     """CPU ms per request of the raw loop alone, in a child process (the HTTP client's own cost)."""
     code = ("import sys, time, json; sys.path[:0] = [sys.argv[1], sys.argv[1] + '/bench']; import yardsticks as y; "
             "items = y.prompts(int(sys.argv[3])); y.bare_raw(sys.argv[2], items[:64], 64); "
-            "c0 = time.process_time(); y.bare_raw(sys.argv[2], items, int(sys.argv[4])); "
-            "print(json.dumps((time.process_time() - c0) * 1000 / len(items)))")
+            "print(json.dumps(y.bare_raw(sys.argv[2], items, int(sys.argv[4])).cpu_ms))")
     out = subprocess.run([sys.executable, "-c", code, str(ROOT), url, str(len(items)), str(concurrency)],
                          capture_output=True, text=True, check=True, timeout=600)
     return float(out.stdout.strip().splitlines()[-1])
@@ -120,14 +125,18 @@ def curator(url: str, records: int, concurrency: int, rpm: int | None = None, ti
             "--concurrency", str(concurrency)]
     if rpm:
         args += ["--rpm", str(rpm)]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
         out = subprocess.run(args, capture_output=True, text=True, timeout=timeout_s)
     finally:
         os.unlink(f.name)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
     if out.returncode != 0 or not lines:
         raise RuntimeError(f"curator_bench failed ({out.returncode}): {out.stderr[-1500:]}")
-    return json.loads(lines[-1])  # type: ignore[no-any-return]
+    # CPU of the whole child (start-up, imports, its dataset writing included): an upper bound of its per-record cost
+    return {**json.loads(lines[-1]), "cpu_ms_per_record_incl_startup": cpu * 1000 / records}
 
 
 _SAMPLER = """
