@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Optional
 
 import typer
@@ -11,7 +12,7 @@ from rich.text import Text
 from cli.context import console, fail, print_json, settings_from, wiring
 from cli.tables import Col, listing
 from generation.restructure import restructure
-from generation.templates import DEFAULT_TEMPLATE, Template, TemplateError, list_templates, load_template
+from generation.templates import DEFAULT_TEMPLATE, Template, TemplateError, load_template, scan_templates
 
 templates_app = typer.Typer(help="Prompt templates: list them, read one, render one for a record.",
                             no_args_is_help=True)
@@ -35,18 +36,27 @@ def _summary(t: Template) -> dict[str, Any]:
 
 @templates_app.command("list")
 def list_cmd(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """Every template: built-in ones and those in --templates-dir (which shadow a built-in of the same name)."""
-    found = [_summary(t) for t in list_templates(settings_from(ctx).templates_dir)]
+    """Every template: built-in ones and those in --templates-dir (which shadow a built-in of the same name).
+
+    A file that fails the checks is listed with the reason (and exit status 1)."""
+    usable, broken = scan_templates(settings_from(ctx).templates_dir)
+    found = [_summary(t) for t in usable]
+    found += [{"name": Path(path).stem, "source": path, "error": why} for path, why in broken.items()]
     if as_json:
         print_json(found)
-        return
+        raise typer.Exit(1 if broken else 0)
     cols = [Col("name", key=True), Col("ver"), Col("hash", key=True), Col("description", drop=True)]
     rows = []
     for t in found:
+        if "error" in t:
+            rows.append([t["name"], "-", "-", Text(f"unusable: {t['error']}", "red")])
+            continue
         name = f"{t['name']} (default)" if t["default"] else t["name"]
         legacy = " (older syntax: for existing drafts)" if t["syntax"] == "legacy" else ""
         rows.append([name, t["version"], t["hash"][:12], t["description"] + legacy])
     console.print(listing(cols, rows, console, noun="templates"))
+    if broken:
+        raise typer.Exit(1)
 
 
 @templates_app.command("show")

@@ -22,7 +22,7 @@ from generation.restructure import LANGUAGE_NAMES, RecordLike, restructure, tran
 from generation.textfiles import TemplateError, TemplateNotFoundError, TextTemplate, find_file, list_files, load_file
 
 __all__ = ["DEFAULT_TEMPLATE", "VARIABLES", "Template", "TemplateError", "TemplateNotFoundError", "load_template",
-           "list_templates", "template_values", "validate_records", "validate_views"]
+           "list_templates", "scan_templates", "template_values", "validate_records", "validate_views"]
 
 BUILTIN_DIR = Path(__file__).with_name("templates")
 DEFAULT_TEMPLATE = "reason"
@@ -111,16 +111,22 @@ def load_template(name: str = DEFAULT_TEMPLATE, templates_dir: Path | None = Non
 
 
 def list_templates(templates_dir: Path | None = None) -> list[Template]:
-    """Every template visible from settings, by name; a user file shadows a built-in name.
+    """Every usable template visible from settings, by name; a user file shadows a built-in name."""
+    return scan_templates(templates_dir)[0]
 
-    A file that does not parse is left out here; ``load_template`` names its problem."""
+
+def scan_templates(templates_dir: Path | None = None) -> tuple[list[Template], dict[str, str]]:
+    """(usable templates, {path: why not} for the files that fail ``load_template``'s checks)."""
     found: list[Template] = []
+    broken: dict[str, str] = {}
     for path in list_files(template_dirs(templates_dir)):
         try:
-            found.append(Template(load_file(path, SECTIONS)))
-        except TemplateError:
-            continue
-    return found
+            template = Template(load_file(path, SECTIONS))
+            _validate(template)
+            found.append(template)
+        except TemplateError as exc:
+            broken[str(path)] = str(exc)
+    return found, broken
 
 
 def validate_views(template: Template, views: Iterable[TrainingView], notes: dict[int, str] | None = None,

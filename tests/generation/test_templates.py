@@ -200,3 +200,13 @@ def test_values_that_break_a_template_are_found_and_safe_templates_skip_the_reco
     for name in ("reason", "reason-concise", "default", "concise"):
         assert load_template(name).file.renders_for_any_values
         validate_records(load_template(name), unread())
+
+
+def test_list_shows_a_broken_user_template_with_its_reason(wired, db_url, tmp_path):
+    (tmp_path / "bad.jinja").write_text("[system]\n{{ nope }}\n[user]\nu\n", encoding="utf-8")
+    result = _cli(db_url, "--templates-dir", str(tmp_path), "templates", "list", "--json")
+    assert result.exit_code == 1
+    bad = next(t for t in json.loads(result.output) if t["name"] == "bad")
+    assert "unknown variable(s) nope" in bad["error"]
+    table = _cli(db_url, "--templates-dir", str(tmp_path), "templates", "list")
+    assert table.exit_code == 1 and "unusable" in table.output and "reason (default)" in table.output
