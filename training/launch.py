@@ -38,8 +38,8 @@ def quiet_libraries() -> None:
     with contextlib.suppress(ImportError):
         from transformers.utils import logging as hf_logging
 
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]  # untyped in transformers
+        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     with contextlib.suppress(ImportError):
         from datasets import disable_progress_bars
         from datasets.utils import logging as ds_logging

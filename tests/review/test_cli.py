@@ -215,3 +215,21 @@ def test_visual_wins_over_editor(cli, wired, drafts, tmp_path):
     assert draft(wired, drafts["ja-1"]).reasoning == "Edited: 日本語の推論。"
     only_editor = cli("edit", str(drafts["zh-1"]), input="n\n", env={"VISUAL": "", "EDITOR": env["EDITOR"]})
     assert only_editor.exit_code == 2 and "Editing failed" in only_editor.stderr  # $EDITOR is used without $VISUAL
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_review_next_is_one_line_and_exit_130(wired, drafts, db_url):
+    import os
+
+    import pexpect
+
+    env = {**os.environ, "REASONGEN_DATABASE_URL": db_url, "TERM": "xterm", "COLUMNS": "120"}
+    env.pop("REASONGEN_DEBUG", None)
+    child = pexpect.spawn(REASONGEN, ["review", "next"], env=env, encoding="utf-8", timeout=60, dimensions=(50, 120))
+    child.expect("4 pending left")
+    child.send("\x03")  # Ctrl-C while Click's getchar waits for a key
+    child.expect("interrupted")
+    assert "error:" in child.before  # (coloured)
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 130 and "Traceback" not in child.before
