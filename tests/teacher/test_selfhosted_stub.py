@@ -103,3 +103,40 @@ def test_a_permanent_error_opens_the_breaker_after_n_requests_not_retries_times_
     backend.breaker.reset()  # resume: requests go out again
     stub.configure(error_rate=0.0)
     assert all(d.error is None for d in backend.generate(prompts(3)))
+
+
+def test_check_against_a_server_that_honours_response_format_and_reports_its_context() -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    url, handle = start_stub_server(context_length=4096, latency_s=0.3)
+    try:
+        result = CliRunner().invoke(app, ["--openai-base-url", url, "teacher", "check", "--model", "stub-model",
+                                          "--in-flight", "4", "--json"])
+    finally:
+        handle.stop()
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["model_listed"] and report["response_format"] == "honoured (json_schema)"
+    assert report["context_length"] == 4096 and report["context"] == "4096 tokens (from server)"
+    # 4 in flight took about as long as one: the server runs them together, so it is told it may take more.
+    assert report["speedup"] >= 2 and report["suggested_concurrency"] >= 4
+
+
+def test_check_names_a_refused_key() -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    url, handle = start_stub_server(api_key="sk-the-right-one-123456")
+    try:
+        result = CliRunner(env={"OPENAI_API_KEY": "sk-the-wrong-one-654321"}).invoke(
+            app, ["--openai-base-url", url, "teacher", "check"])
+    finally:
+        handle.stop()
+    assert result.exit_code == 6
+    assert "the server refused the key" in " ".join(result.output.split())
+    assert "sk-the-wrong-one-654321" not in result.output
