@@ -21,12 +21,18 @@ from storage.models import Chunk, ProviderRequest
 from workers.batches import finalize, utcnow
 
 TERMINAL = ("completed", "expired", "cancelled", "failed")
+SLICE = 1000
 
 
 def ingest_file(settings: Any, uow: Any, client: Any, job: Any, file_id: str) -> int:
     """Handle every line of an output or error file; returns how many were new."""
     raw = client.files.content(file_id).content
     parsed = [read_line(x) for x in raw.splitlines() if x.strip()]
+    # In slices: statements stay small (PostgreSQL refuses IN lists of tens of thousands of pairs).
+    return sum(_ingest_lines(settings, uow, job, parsed[i : i + SLICE]) for i in range(0, len(parsed), SLICE))
+
+
+def _ingest_lines(settings: Any, uow: Any, job: Any, parsed: list[tuple[str, Any, Any]]) -> int:
     requests = uow.provider_jobs.by_custom_ids([custom_id for custom_id, _, _ in parsed])
     drafts: list[tuple[Any, DraftResult]] = []
     now, new = utcnow(), 0
@@ -125,21 +131,23 @@ def _row(batch: Any, view: Any, key: str, result: DraftResult) -> dict[str, Any]
 
 def close_job(uow: Any, settings: Any, job: Any, status: str, now: datetime) -> None:
     """A job ended: its unanswered requests are retried, cancelled or failed; the next job and the batch move."""
-    left = uow.provider_jobs.requests_of(job.id, ["sent"])
+    left = list(uow.provider_jobs.requests_of(job.id, ["sent"]))
     if job.cancel_requested:
         uow.provider_jobs.set_state(job.id, ["sent"], "cancelled", "cancelled by user", now)
     elif status == "failed":
         why = f"provider job failed: {job.error or 'validation failed'}"
         for req in left:
             req.state, req.error = "failed", why
-        write_drafts(settings, uow, job.batch_id, [(r, DraftResult(error=why, finish_reason="error"))
-                                                               for r in left])
+        for i in range(0, len(left), SLICE):
+            write_drafts(settings, uow, job.batch_id, [(r, DraftResult(error=why, finish_reason="error"))
+                                                       for r in left[i : i + SLICE]])
     else:
         failed = []
         for req in left:
             failed += _again(settings, uow, job, req, req.body, req.kind, True,
                              f"no answer in a job that ended {status}")
-        write_drafts(settings, uow, job.batch_id, failed)
+        for i in range(0, len(failed), SLICE):
+            write_drafts(settings, uow, job.batch_id, failed[i : i + SLICE])
     job.state, job.finished_at, job.status = "done", now, status
     collector = uow.provider_jobs.collector(job.batch_id)
     if collector is not None:
