@@ -19,7 +19,7 @@ from cli.tables import Col, listing
 from reasongen.errors import require
 from reasongen.bootstrap import Wiring
 from training.config import PHI2_TARGET_MODULES, TrainConfig
-from training.launch import launch_run, quiet_libraries
+from training.launch import launch_run, quiet_libraries, unfinished_run
 
 JSON_HELP = "Print JSON."
 
@@ -77,7 +77,7 @@ def train(
         fail("--epochs and --max-steps exclude each other")
     with wiring(ctx) as wired:
         if resume:
-            run_id = _unfinished_run(wired, build)
+            run_id = unfinished_run(wired, build)
         else:
             config = TrainConfig(
                 base_model=base_model, lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
@@ -89,15 +89,6 @@ def train(
         _launch(wired, run_id, wait=wait, quiet=as_json)
         row = _run_rows(wired, [run_id])[0]
     print_json(row) if as_json else _print_runs([row])
-
-
-def _unfinished_run(wired: Wiring, build_id: int) -> int:
-    with wired.uow() as uow:
-        uow.builds.get(build_id)
-        run = uow.runs.latest_unfinished(build_id)
-        if run is None:
-            raise LookupError(f"Build {build_id} has no unfinished run to resume; start one without --resume")
-        return run.id
 
 
 def _launch(wired: Wiring, run_id: int, *, wait: bool, quiet: bool) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import Literal
 
 from reasongen.bootstrap import Wiring
+from reasongen.errors import NotFound
 
 # Libraries whose own chatter (deprecations, progress bars, info logs) the user cannot act on.
 LIBRARIES = ("transformers", "peft", "trl", "torch", "datasets", "accelerate", "huggingface_hub", "tokenizers")
@@ -58,6 +59,16 @@ def trainer_output(to: Literal["hidden", "stderr"]) -> Iterator[None]:
         return
     with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
         yield
+
+
+def unfinished_run(wired: Wiring, build_id: int) -> int:
+    """The build's latest run that did not finish (for `train --resume`)."""
+    with wired.uow() as uow:
+        uow.builds.get(build_id)
+        run = uow.runs.latest_unfinished(build_id)
+        if run is None:
+            raise NotFound(f"Build {build_id} has no unfinished run to resume; start one without --resume")
+        return run.id
 
 
 def launch_run(wired: Wiring, run_id: int, *, on_step: StepCallback | None = None,
