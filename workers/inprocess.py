@@ -4,7 +4,7 @@ A teacher keeps ``max_in_flight`` requests open; one chunk of 50 records cannot 
 that drains before the next starts leaves the slots idle at every boundary. So chunks run in *lanes* (threads,
 as a teacher worker runs them): enough that the records in hand always exceed the backend's concurrency, so
 the next chunk's requests are already queued on the backend's slots while the previous chunk commits its
-last sub-batch. Each chunk keeps its own lease, fence and per-sub-batch commits, exactly as on a worker.
+last sub-batch (plus one lane more for the database round trips of a loaded PostgreSQL). Each chunk keeps its own lease, fence and per-sub-batch commits, exactly as on a worker.
 Backends that cannot overlap work (fake, local) get one lane: the old one-after-another order.
 """
 
@@ -74,11 +74,12 @@ class _Progress:
 
 
 def lanes_for(backend: object, chunk_records: int) -> int:
-    """Chunks to run at once: one more than it takes for the records in hand to cover the backend's slots."""
+    """Chunks to run at once: enough for the records in hand to cover the backend's slots, plus two, so that
+    one chunk can wait on its database work (pending check, fenced commit) while another waits to start."""
     if not hasattr(backend, "submit"):
         return 1
     in_flight = int(getattr(backend, "max_in_flight", 1))
-    return max(1, min(MAX_LANES, -(-in_flight // max(1, chunk_records)) + 1))
+    return max(1, min(MAX_LANES, -(-in_flight // max(1, chunk_records)) + 2))
 
 
 def _lanes(backends: BackendSource, batch: BatchSpec, chunk_records: int) -> int:

@@ -19,12 +19,12 @@ class _Submitting:
         raise NotImplementedError
 
 
-def test_lanes_cover_the_backends_slots_plus_one_chunk():
-    assert lanes_for(_Submitting(), 50) == 7  # 256 slots / 50 records = 5.1 -> 6 chunks, plus one queued
+def test_lanes_cover_the_backends_slots_plus_two_chunks():
+    assert lanes_for(_Submitting(), 50) == 8  # 256 slots / 50 records = 5.1 -> 6 chunks, plus two
     assert lanes_for(object(), 50) == 1  # a backend that cannot overlap work runs one chunk at a time
     small = _Submitting()
     small.max_in_flight = 10
-    assert lanes_for(small, 50) == 2
+    assert lanes_for(small, 50) == 3
 
 
 def test_requests_in_flight_stay_at_the_concurrency_across_small_chunks(db_url, stub):
