@@ -247,3 +247,19 @@ def test_an_output_file_read_twice_writes_nothing_twice(server, batch_wired):
         sent = uow.session.scalar(select(func.count()).select_from(ProviderRequest).where(
             ProviderRequest.batch_id == batch_id))
     assert (n, sent) == (6, 6)
+
+
+def test_big_files_are_ingested_in_slices_with_the_same_result(server, batch_wired, monkeypatch):
+    from workers import provider_ingest
+
+    monkeypatch.setattr(provider_ingest, "SLICE", 7)  # 40 lines: six slices, the last one short
+    url, handle = server(batch_seconds=0.1)
+    wired = batch_wired(url)
+    rows = [*ROWS[:39], {"instruction": "x [[stub:error:once]]", "output": "y", "key": "e"}]
+    batch_id = plan(wired, rows)
+    provider_jobs.start(wired, batch_id)
+    drive(wired, batch_id)
+    assert {d.status for d in one_draft_per_record(wired, batch_id)} == {"pending"}
+    with wired.uow() as uow:
+        assert uow.provider_jobs.request_counts(batch_id) == {"done": 40, "resent": 1}
+    assert handle.stats()["batch_lines_paid"] == 40
