@@ -11,7 +11,7 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from datetime import timedelta
@@ -45,11 +45,12 @@ def new_owner(worker: str | None = None) -> str:
     return f"{host}:{os.getpid()}:{threading.get_ident() % 100000}:{uuid.uuid4().hex[:8]}"
 
 
-def claim(wiring: Wiring, chunk_id: int, owner: str) -> Lease | None:
+def claim(wiring: Wiring, chunk_id: int, owner: str, previous: Sequence[str] = ()) -> Lease | None:
     s = wiring.settings
     now = utcnow()
     with wiring.uow() as uow:
-        if not uow.chunks.claim(chunk_id, owner, now, now + timedelta(seconds=s.lease_s), s.max_attempts):
+        if not uow.chunks.claim(chunk_id, owner, now, now + timedelta(seconds=s.lease_s), s.max_attempts,
+                                previous):
             return None
         uow.commit()
         chunk = uow.chunks.get(chunk_id)
@@ -58,10 +59,11 @@ def claim(wiring: Wiring, chunk_id: int, owner: str) -> Lease | None:
 
 
 def process_chunk(wiring: Wiring, chunk_id: int, backends: "BackendSource", *, worker: str | None = None,
-                  on_progress: Callable[[RunStats], None] | None = None, owner: str | None = None) -> Outcome:
-    """``owner``: the lease owner of an earlier delivery of this same attempt (a retry after a database
-    outage takes its own lease back)."""
-    lease = claim(wiring, chunk_id, owner or new_owner(worker))
+                  on_progress: Callable[[RunStats], None] | None = None, owner: str | None = None,
+                  previous: Sequence[str] = ()) -> Outcome:
+    """``previous``: lease owners of earlier deliveries of this same attempt (a retry after a database outage
+    takes their lease over, under this worker's own ``owner``)."""
+    lease = claim(wiring, chunk_id, owner or new_owner(worker), previous)
     if lease is None:  # done, taken, cancelled, or a duplicate message: all harmless
         return Outcome(chunk_id, "skipped")
     try:

@@ -34,15 +34,19 @@ def _retry_on_outage(task, exc: BaseException, **kwargs: object):  # type: ignor
 
 
 @shared_task(name=CHUNK_TASK, bind=True)
-def run_chunk(self, chunk_id: int, owner: str | None = None) -> str:  # type: ignore[no-untyped-def]
+def run_chunk(self, chunk_id: int, owner: str | None = None,  # type: ignore[no-untyped-def]
+              previous: list[str] | None = None) -> str:
+    """``previous`` (``owner`` in older messages): the lease owners of this message's earlier deliveries."""
     rt = runtime.current()
-    owner = owner or new_owner(self.request.hostname)
+    previous = [*(previous or []), *([owner] if owner else [])]
+    mine = new_owner(self.request.hostname)  # the lease names the worker that runs it now
     try:
         wiring = rt.wiring()
-        outcome = process_chunk(wiring, chunk_id, rt.backends, worker=self.request.hostname, owner=owner)
+        outcome = process_chunk(wiring, chunk_id, rt.backends, worker=self.request.hostname, owner=mine,
+                                previous=previous)
         dispatch.deliver(wiring, outcome)
     except Exception as exc:  # noqa: BLE001 - only database outages are retried; the rest re-raises
-        raise _retry_on_outage(self, exc, chunk_id=chunk_id, owner=owner) from exc
+        raise _retry_on_outage(self, exc, previous=[*previous, mine][-3:]) from exc
     return outcome.state
 
 

@@ -33,12 +33,14 @@ class ChunkRepository(Repository):
             stmt = stmt.where(Chunk.status.in_(list(statuses)))
         return self.session.scalars(stmt).all()
 
-    def claim(self, chunk_id: int, owner: str, now: datetime, until: datetime, max_attempts: int) -> bool:
+    def claim(self, chunk_id: int, owner: str, now: datetime, until: datetime, max_attempts: int,
+              previous: Sequence[str] = ()) -> bool:
         """Lease a queued chunk (or one whose lease expired) of a running batch; counts an attempt.
 
-        The owner may also take back its own lease (a task retried after a database outage): that is the same
-        attempt, so it is not counted again."""
-        mine = and_(Chunk.status == "leased", Chunk.lease_owner == owner)
+        A task retried after a database outage may also take over the lease of its earlier deliveries
+        (``previous`` owners, possibly on another worker): the same attempt, not counted again. The lease then
+        names this worker, so the sweeper can tell if *it* dies."""
+        mine = and_(Chunk.status == "leased", Chunk.lease_owner.in_(list(previous) or [owner]))
         claimable = or_(Chunk.status == "queued", and_(Chunk.status == "leased", Chunk.lease_expires_at < now), mine)
         stmt = (
             update(Chunk)

@@ -35,7 +35,7 @@ def test_resume_makes_a_chunk_cancelled_on_its_last_attempt_claimable(wired, db_
     batches.stop_batch(wired, batch_id, "stopped", "budget reached: test")  # ...is stopped by the budget
     assert close(wired, lease, None, "cancelled").state == "cancelled"
 
-    result = runner.invoke(app, ["--database-url", db_url, "resume", str(batch_id)])
+    result = runner.invoke(app, ["--database-url", db_url, "resume", str(batch_id), "--max-tokens", "1000000"])
     assert result.exit_code == 0, result.output
     summary = monitor.batch_summary(wired, batch_id)
     assert (summary["status"], summary["done"], summary["chunks"]) == ("done", 4, {"done": 1})
