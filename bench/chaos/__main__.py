@@ -95,7 +95,8 @@ def start_stack(args: argparse.Namespace, root: Path, key: str):  # type: ignore
 
 
 def run_cli(procs: Processes, *args: str, **env: str) -> str:
-    done = subprocess.run(reasongen("--debug", *args), env={**procs.env, **env}, capture_output=True, text=True)
+    done = subprocess.run(reasongen("--debug", *args), env={**procs.env, **env}, capture_output=True, text=True,
+                          cwd=procs.root)
     if done.returncode != 0:
         raise RuntimeError(f"reasongen {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
     return done.stdout
@@ -216,7 +217,7 @@ def main() -> None:
         batch_id = enqueue(procs, root, "chaos", args.records, args.chunk_size, args.proxy_port, "--then", "train")
         run = drive(engine, batch_id, args.records, chaos_plan(workers), args.deadline_factor * t0,
                     (procs, pg, redis, proxy, args))
-        trained = None if args.no_train else train_phase(engine, procs, batch_id)
+        trained = None if args.no_train else _safe_train(engine, procs, batch_id)
         leaks = secret_leaks(key, [str(PG_BIN / "pg_dump"), "-h", "127.0.0.1", "-p", str(args.pg_port),
                                    "-U", "postgres", "postgres"], root)
         print_report(args.records, t0, run, proxy.report(), trained, leaks, root)
@@ -225,6 +226,14 @@ def main() -> None:
         redis.stop()
         pg.stop()
         shutil.rmtree(pg.data, ignore_errors=True)  # the logs stay for reading
+
+
+def _safe_train(engine, procs: Processes, batch_id: int) -> dict:  # type: ignore[no-untyped-def,type-arg]
+    try:
+        return train_phase(engine, procs, batch_id)
+    except Exception as exc:  # noqa: BLE001 - reported (and failing the verdict), the batch figures still print
+        print(f"  training phase failed: {type(exc).__name__}: {exc}", flush=True)
+        return dict(training(engine, batch_id), killed_at_step=None, recovered_in_s=None, phase_error=str(exc))
 
 
 def _safe(fn):  # type: ignore[no-untyped-def]
@@ -247,7 +256,7 @@ def _up(port: int) -> bool:
 def print_report(n: int, t0: float, run: dict, paid: dict, trained: dict | None, leaks: dict, root: Path) -> None:  # type: ignore[type-arg]
     final, dl = run["final"], run["at_deadline"]
     per_record = paid["requests"] / max(n, 1)
-    stuck = dl["without_draft"] + (0 if dl["batch_ended"] else 0)
+    stuck = dl["without_draft"]
     rows = [("records", n), ("fault-free time T0 (s)", f"{t0:.1f}"), ("chaos wall time (s)", f"{run['elapsed']:.1f}"),
             ("records with a good draft", final["good"]), ("records failed with a reason", final["failed_with_reason"]),
             ("records lost (no draft at the end)", final["without_draft"]),

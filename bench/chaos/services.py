@@ -146,7 +146,8 @@ class Processes:
 
     def start(self, name: str, argv: list[str]) -> subprocess.Popen:
         log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                cwd=self.root)  # builds and runs are written here, not where the bench started
         self.procs[name] = (proc, argv)
         return proc
 
