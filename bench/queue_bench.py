@@ -246,6 +246,7 @@ def main() -> None:
     p.add_argument("--records", type=int, default=5000)
     p.add_argument("--enqueue-records", type=int, default=100_000)
     p.add_argument("--limit-records", type=int, default=1000, help="records for each run of part c")
+    p.add_argument("--limit", type=float, default=50.0, help="part c: requests/s the server admits per 1 s window")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--repeats", type=int, default=3, help="alternating runs for (a)")
     p.add_argument("--concurrency", type=int, default=8, help="threads (chunks at once) per worker")
@@ -258,7 +259,7 @@ def main() -> None:
             settings = Settings(database_url=url, broker_url=REDIS, queue_prefix=f"{prefix}-",
                                 teacher_concurrency=args.in_flight, redis_url=REDIS)
             try:
-                result = {"a": part_a, "b": part_b, "c": part_c}[part](args, settings)
+                result = part_c(args, settings, args.limit) if part == "c" else {"a": part_a, "b": part_b}[part](args, settings)
             finally:
                 cleanup(settings)
             print(result, flush=True)

@@ -185,10 +185,11 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds for part a (median reported)")
     p.add_argument("--waves", type=int, default=10, help="part b: records = 256 * waves")
     p.add_argument("--limit-records", type=int, default=600, help="records for each run of part c")
+    p.add_argument("--limit", type=float, default=50.0, help="part c: requests/s the server admits per 1 s window")
     args = p.parse_args()
     parts = {"a": lambda db: part_a(db, args.records, args.concurrency, args.rounds),
              "b": lambda db: part_b(db, args.waves, 256, 0.5),
-             "c": lambda db: part_c(db, args.limit_records, 50.0)}
+             "c": lambda db: part_c(db, args.limit_records, args.limit)}
     with fresh_database("rg_tbench") as db_url:
         for name in ("a", "b", "c") if args.part == "all" else (args.part,):
             print(json.dumps(parts[name](db_url)), flush=True)
