@@ -77,7 +77,14 @@ def post_bulk(request: Request, body: BulkRequest, who: Principal = Depends(me))
 @router.get("/agreement", summary="Agreement between reviewers: Cohen's kappa per pair, Fleiss' kappa overall")
 def get_agreement(request: Request, dataset: str | None = None) -> dict[str, Any]:
     with wiring_of(request).uow() as uow:
-        return agreement(assignments.pair_decisions(uow, dataset))
+        return {**agreement(assignments.pair_decisions(uow, dataset)), "people_vs_policy": people_vs_policy(uow)}
+
+
+def people_vs_policy(uow: Any) -> dict[str, Any]:
+    """The judge policy's decisions against people's on the same drafts (review.agreement, as the CLI shows it)."""
+    from review.agreement import agreement as policy_agreement
+
+    return policy_agreement(uow)
 
 
 def agreement(items: dict[int, dict[str, str]]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from storage import models
 from storage.repositories.reviews import DraftFilter, DraftRow
 from storage.uow import UnitOfWork
 from web.accounts import Principal
-from web.api import agreement
+from web.api import agreement, people_vs_policy
 from web.queries import Filters, filters, judge_scores_available
 from web.security import admin, me, wiring_of
 
@@ -120,4 +120,5 @@ def adjudicate_page(request: Request, _: Principal = Depends(admin)) -> Response
 def agreement_page(request: Request, dataset: str | None = None) -> Response:
     with wiring_of(request).uow() as uow:
         agreed = agreement(assignments.pair_decisions(uow, dataset or None))
-    return page(request, "agreement.html", agreement=agreed, dataset=dataset)
+        policy = people_vs_policy(uow)
+    return page(request, "agreement.html", agreement=agreed, dataset=dataset, policy=policy)

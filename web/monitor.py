@@ -25,6 +25,8 @@ def batch_rows(request: Request, limit: int = 20) -> list[dict[str, Any]]:
             batch = uow.batches.get(row["batch"])
             row["followup_status"] = getattr(batch, "followup_status", None)  # set by workers (issue 14)
             row["followup_error"] = getattr(batch, "followup_error", None)
+            # Held by the quality gate until its drafts are reviewed (judging/gate.py); admins may release it.
+            row["followup_held"] = bool(getattr(batch, "followup_waiting_at", None)) and not batch.followup_enqueued_at
     return rows
 
 
@@ -79,6 +81,19 @@ def api_resume(request: Request, batch_id: int, _: Principal = Depends(admin)) -
     batches.reopen(wired, batch_id)
     found = sweeper.sweep(wired, batch_id=batch_id, force=True).as_dict()
     return {"batch": batch_id, "resent": len(found["resent"]), "requeued": len(found["requeued"])}
+
+
+@router.post("/api/batches/{batch_id}/release", tags=["monitor"], summary="Fire a follow-up held for review now "
+                                                                          "(admins; needs a broker)")
+def api_release(request: Request, batch_id: int, _: Principal = Depends(admin)) -> dict[str, Any]:
+    from judging import gate
+
+    wired = wiring_of(request)
+    if not wired.settings.broker_url:
+        raise ValueError(f"no broker configured: release batch {batch_id} in a terminal with reasongen release "
+                         f"{batch_id} (the follow-up then runs there)")
+    fired = gate.release(wired, batch_id, force=True)
+    return {"batch": batch_id, "released": bool(fired), "then": fired[1] if fired else None}
 
 
 @router.get("/api/workers", tags=["monitor"], summary="Live workers (heartbeats, current chunk) and queue depths")

@@ -75,3 +75,6 @@ def test_admin_cancels_a_batch_from_the_page_reviewer_cannot(signed_in, drafts, 
     assert ada.get(f"/api/batches/{planned.batch_id}").json()["status"] in ("cancelled", "stopping")
     resume = ada.post(f"/api/batches/{planned.batch_id}/resume", headers={"X-CSRF-Token": ada_csrf})
     assert resume.status_code == 400 and "no broker" in resume.json()["detail"]
+    release = ada.post(f"/api/batches/{planned.batch_id}/release", headers={"X-CSRF-Token": ada_csrf})
+    assert release.status_code == 400 and "reasongen release" in release.json()["detail"]
+    assert rex.post(f"/api/batches/{planned.batch_id}/release", headers={"X-CSRF-Token": rex_csrf}).status_code == 403

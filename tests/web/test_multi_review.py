@@ -96,3 +96,20 @@ def test_bulk_refuses_datasets_that_need_several_reviewers(signed_in, drafts, we
     rex, csrf = signed_in("rex")
     r = rex.post("/api/bulk/preview", json={"action": "approve"}, headers={"X-CSRF-Token": csrf})
     assert r.status_code == 400 and "d (2)" in r.json()["detail"]
+
+
+def test_agreement_page_shows_people_against_the_judge_policy(signed_in, drafts, web_wired):
+    from review import service
+
+    with web_wired.uow() as uow:  # the policy approved two drafts; a person spot-checked both, disagreeing once
+        service.approve(uow, drafts["en-1"], 1, "policy:strict@abc")
+        service.approve(uow, drafts["en-2"], 1, "policy:strict@abc")
+        service.reject(uow, drafts["en-2"], 2, "rex", "misses the point")
+        service.reset(uow, drafts["en-1"], 2, "rex")
+        service.approve(uow, drafts["en-1"], 3, "rex")
+        uow.commit()
+    rex, _ = signed_in("rex")
+    figures = rex.get("/api/agreement").json()["people_vs_policy"]
+    assert (figures["n"], figures["agree"]) == (2, 1)
+    page = rex.get("/agreement").text
+    assert "2 drafts decided by both a person and a policy: 1 agree" in page
