@@ -154,7 +154,7 @@ def decisions(uow: UnitOfWork, draft_id: int) -> list[Vote]:
     stmt = (select(ReviewAssignment.reviewer, ReviewAssignment.decision, ReviewAssignment.note)
             .where(ReviewAssignment.draft_id == draft_id, ReviewAssignment.decision.is_not(None))
             .order_by(ReviewAssignment.id))
-    return [Vote(*row) for row in uow.session.execute(stmt)]
+    return [Vote(reviewer, decision or "", note) for reviewer, decision, note in uow.session.execute(stmt)]
 
 
 def undo_mine(uow: UnitOfWork, reviewer: str) -> tuple[int, datetime] | None:
@@ -196,7 +196,7 @@ def pair_decisions(uow: UnitOfWork, dataset: str | None = None) -> dict[int, dic
                 .join(Dataset, Dataset.id == Record.dataset_id).where(Dataset.name == dataset))
     items: dict[int, dict[str, str]] = {}
     for draft_id, reviewer, decision in uow.session.execute(stmt):
-        items.setdefault(draft_id, {})[reviewer] = decision
+        items.setdefault(draft_id, {})[reviewer] = decision or ""
     return items
 
 

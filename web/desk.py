@@ -26,8 +26,9 @@ MAX_PAGES = 20
 
 def page(request: Request, name: str, **context: Any) -> Response:
     who: Principal = request.state.principal
-    return request.app.state.templates.TemplateResponse(
+    response: Response = request.app.state.templates.TemplateResponse(
         request, name, {"me": who, "csrf": who.csrf_token or "", "nav": name.split(".")[0], **context})
+    return response
 
 
 @router.get("/")

@@ -66,7 +66,7 @@ class PipelineCollector:
         yield _counter("reasongen_reviewer_decisions", "Approvals and rejections by reviewer",
                        ["reviewer", "action"], per_reviewer)
         yield _gauge("reasongen_chunks", "Chunks by status", ["status"], chunks)
-        secs = [(b - a).total_seconds() for a, b in durations]
+        secs = [(b - a).total_seconds() for a, b in durations if a is not None and b is not None]
         yield _gauge("reasongen_chunk_seconds_avg", "Mean duration of the last 1000 finished chunks", [],
                      [((), sum(secs) / len(secs) if secs else 0.0)])
         depths = broker.queue_depths(self.wiring.settings) if self.wiring.settings.broker_url else None
@@ -97,6 +97,6 @@ def _counter(name: str, doc: str, labels: list[str], rows: Any) -> Metric:
 @router.get("/metrics")
 def metrics(request: Request) -> Response:
     registry = CollectorRegistry()
-    registry.register(PipelineCollector(wiring_of(request)))  # type: ignore[arg-type]
+    registry.register(PipelineCollector(wiring_of(request)))
     body = generate_latest(REGISTRY) + generate_latest(registry)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -58,4 +58,4 @@ def _with_scores(flt: DraftFilter, low: float | None, high: float | None) -> Dra
         return flt
     if not judge_scores_available():
         raise ValueError("filtering by judge score needs judgements (reasongen judge); none in this version")
-    return dataclasses.replace(flt, score_min=low, score_max=high)  # type: ignore[call-arg]
+    return dataclasses.replace(flt, score_min=low, score_max=high)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
@@ -85,7 +86,7 @@ def not_signed_in(request: Request, _exc: Exception) -> Response:
 router = APIRouter(include_in_schema=False)
 
 
-def _cookie_args(request: Request) -> dict[str, object]:
+def _cookie_args(request: Request) -> dict[str, Any]:
     # Secure behind TLS (uvicorn --proxy-headers turns X-Forwarded-Proto into the scheme).
     return {"httponly": True, "samesite": "lax", "secure": request.url.scheme == "https", "path": "/"}
 
@@ -97,10 +98,10 @@ def _safe_next(target: str | None) -> str:
 @router.get("/login", response_class=HTMLResponse)
 def login_form(request: Request, next: str | None = None, failed: bool = False) -> Response:
     token = secrets.token_urlsafe(24)
-    page = request.app.state.templates.TemplateResponse(
+    page: Response = request.app.state.templates.TemplateResponse(
         request, "login.html", {"csrf": token, "next": _safe_next(next), "failed": failed},
         status_code=401 if failed else 200)
-    page.set_cookie(LOGIN_CSRF_COOKIE, token, max_age=3600, **_cookie_args(request))  # type: ignore[arg-type]
+    page.set_cookie(LOGIN_CSRF_COOKIE, token, max_age=3600, **_cookie_args(request))
     return page
 
 
@@ -118,7 +119,7 @@ def login(request: Request, name: str = Form(...), password: str = Form(...), cs
         return RedirectResponse(f"/login?failed=1&next={quote(_safe_next(next))}", status_code=303)
     response = RedirectResponse(_safe_next(next), status_code=303)
     response.set_cookie(SESSION_COOKIE, token, max_age=int(accounts.SESSION_TTL.total_seconds()),
-                        **_cookie_args(request))  # type: ignore[arg-type]
+                        **_cookie_args(request))
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/")
     return response
 
