@@ -64,7 +64,7 @@ def test_clear_errors(db_url, write, tmp_path):
     missing = run(db_url, "ingest", tmp_path / "nope.jsonl", "-d", "demo")
     assert missing.exit_code == 2 and "no such file" in errors(missing)
     unknown = run(db_url, "show", "nope")
-    assert unknown.exit_code == 2 and "No dataset named 'nope'" in errors(unknown)
+    assert unknown.exit_code == 4 and "No dataset named 'nope'" in errors(unknown)  # not found (README exit codes)
     guess = run(db_url, "ingest", write("a.txt", jsonl(EN)), "-d", "demo")
     assert guess.exit_code == 2 and "--format" in errors(guess)
     forced = run(db_url, "ingest", write("b.txt", jsonl(EN)), "-d", "demo", "--format", "jsonl")
@@ -73,7 +73,7 @@ def test_clear_errors(db_url, write, tmp_path):
 
 def test_missing_schema_says_how_to_create_it(tmp_path, write):
     result = run(f"sqlite:///{tmp_path / 'empty.db'}", "ingest", write("a.jsonl", jsonl(EN)), "-d", "demo")
-    assert result.exit_code == 2 and "reasongen db upgrade" in errors(result)
+    assert result.exit_code == 5 and "reasongen db upgrade" in errors(result)  # database not usable
 
 
 def test_bundled_sample_ingests_cleanly(db_url):
