@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,15 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def screenshot(page: Any, name: str, tmp: Path) -> Path:
+    """docs/NAME with REASONGEN_SCREENSHOTS=1 (to refresh the README's pictures), else a temporary file, so a
+    test run leaves the working tree alone."""
+    path = (DOCS if os.environ.get("REASONGEN_SCREENSHOTS") == "1" else tmp) / name
+    page.screenshot(path=str(path))
+    assert path.stat().st_size > 10_000  # a real picture, not a blank page
+    return path
 
 
 def _missing(what: str) -> None:

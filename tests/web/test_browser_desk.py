@@ -6,7 +6,7 @@ from typing import Any
 
 from tests.queue.conftest import wait_for
 from tests.review.conftest import draft, events
-from tests.web.browser import DOCS, sign_in
+from tests.web.browser import screenshot, sign_in
 from tests.web.judged import add_judgement
 
 pytestmark = __import__("pytest").mark.slow
@@ -16,7 +16,7 @@ def shown(page: Any) -> int:
     return int(page.get_attribute("#desk", "data-draft-id"))
 
 
-def test_review_with_the_keyboard_approve_reject_edit_undo(browser, live_server, drafts, web_wired):
+def test_review_with_the_keyboard_approve_reject_edit_undo(browser, live_server, drafts, web_wired, tmp_path):
     add_judgement(web_wired, drafts["ja-1"], 2.5)
     page = sign_in(browser, live_server.url, "rex")
     order = [drafts[k] for k in ("en-1", "en-2", "ja-1", "zh-1")]
@@ -38,7 +38,7 @@ def test_review_with_the_keyboard_approve_reject_edit_undo(browser, live_server,
 
     assert "二たす二は？" in page.inner_text("#desk")  # CJK record text, as text
     assert "never translates the input" in page.inner_text(".judge")  # the judge's reason, highlighted
-    page.screenshot(path=str(DOCS / "web-desk.png"), full_page=False)
+    screenshot(page, "web-desk.png", tmp_path)
     page.keyboard.press("e")  # edit ja-1 in place
     area = page.locator("textarea[data-field=reasoning]")
     area.fill("Translate 二たす二は？ first: 'two plus two?'. Then answer: four.")

@@ -9,7 +9,7 @@ import pytest
 from reasongen.settings import Settings
 from tests.queue.conftest import broker_url, queue_settings, queue_wired, start_worker, wait_for  # noqa: F401
 from tests.queue.test_workers import enqueue, finished, ready
-from tests.web.browser import DOCS, sign_in
+from tests.web.browser import screenshot, sign_in
 from tests.web.conftest import PASSWORD, LiveServer
 from web import accounts
 from web.app import create_app
@@ -23,7 +23,7 @@ def done_count(page) -> int:  # type: ignore[no-untyped-def]
 
 
 def test_batches_page_updates_while_a_worker_runs_a_batch(browser, queue_settings: Settings, queue_wired,  # noqa: F811
-                                                          start_worker):  # noqa: F811
+                                                          start_worker, tmp_path):  # noqa: F811
     with queue_wired.uow() as uow:
         accounts.add_user(uow, "ada", "admin", PASSWORD)
         uow.commit()
@@ -39,7 +39,7 @@ def test_batches_page_updates_while_a_worker_runs_a_batch(browser, queue_setting
         wait_for(lambda: 0 < done_count(page) < 24, 60, every=0.2, what="a partly done batch on the page")
         partial = done_count(page)
         page.set_viewport_size({"width": 1440, "height": 300})
-        page.screenshot(path=str(DOCS / "web-batches.png"))
+        screenshot(page, "web-batches.png", tmp_path)
         wait_for(lambda: finished(queue_wired, batch_id), 120, what="the batch to finish")
         wait_for(lambda: done_count(page) == 24, 30, every=0.2, what="the page to show 24 done")
         assert first <= partial < 24
