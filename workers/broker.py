@@ -63,6 +63,15 @@ def held_chunk_ids(settings: Settings, reserved_within_s: float) -> set[int] | N
     return held  # type: ignore[return-value]
 
 
+def data_lost(settings: Settings) -> bool:
+    """True once after the broker lost its data (Redis restarted empty, or flushed): a marker key written
+    here is gone. Then every queued chunk it does not hold is re-sent at once, however recent, instead of
+    after ``requeue_after_s``. (True on the very first call too: harmless, held chunks are not re-sent.)"""
+    if not is_redis(settings):
+        return False
+    return bool(_client(settings).set(f"{settings.queue_prefix}reasongen:broker-epoch", "1", nx=True))
+
+
 def _task_chunk(message: Any) -> int | None:
     try:
         return chunk_id_of(str(message["headers"]["id"]))

@@ -140,6 +140,8 @@ def _why(attempts: int) -> str:
 
 def _lost(wiring: Wiring, batch_id: int | None, force: bool, report: SweepReport) -> None:
     now = utcnow()
+    if wiring.settings.broker_url and broker.data_lost(wiring.settings):
+        force = True  # Redis came back empty: every message it held is gone, however recent
     cutoff = now if force else now - timedelta(seconds=wiring.settings.requeue_after_s)
     with wiring.uow() as uow:
         candidates = uow.chunks.queued_before(cutoff, batch_id)

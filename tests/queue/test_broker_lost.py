@@ -1,0 +1,26 @@
+"""Redis restarted empty: the sweeper notices the broker lost its data (a marker key is gone) and re-sends
+every queued chunk it no longer holds at once, not after REASONGEN_REQUEUE_AFTER (2 minutes by default)."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+from sqlalchemy import func, select
+
+from storage.models import Draft
+from tests.queue.conftest import wait_for
+from tests.queue.test_workers import assert_one_draft_per_record, enqueue, finished, scalar
+
+pytestmark = pytest.mark.slow
+
+
+def test_an_emptied_broker_is_noticed_without_waiting_for_requeue_after(queue_wired, start_worker, broker_url):
+    batch_id = enqueue(queue_wired, 30, chunk_size=3, sub_batch_size=3, backend_options={"delay_s": 0.2})
+    w = start_worker(env={"REASONGEN_REQUEUE_AFTER": "600"})  # the sweeper's age rule would wait 10 minutes
+    wait_for(lambda: scalar(queue_wired, select(func.count()).select_from(Draft)), 30, every=0.05,
+             what="first drafts")
+    redis.Redis.from_url(broker_url).flushdb()  # our private db only: every queued message is gone
+    batch = wait_for(lambda: finished(queue_wired, batch_id), 60, what="batch end")
+    assert batch.status == "done"
+    assert_one_draft_per_record(queue_wired, 30)
+    assert w.poll() is None
