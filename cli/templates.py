@@ -12,6 +12,7 @@ from rich.text import Text
 from cli.context import console, fail, print_json, settings_from, wiring
 from cli.tables import Col, listing
 from generation.restructure import restructure
+from reasongen.errors import NotFound
 from generation.templates import DEFAULT_TEMPLATE, Template, TemplateError, load_template, scan_templates
 
 templates_app = typer.Typer(help="Prompt templates: list them, read one, render one for a record.",
@@ -91,7 +92,7 @@ def render_cmd(
     with wiring(ctx) as wired, wired.uow() as uow:
         found = uow.records.by_key(record, dataset)
         if not found:
-            fail(f"no record with key {record!r}" + (f" in dataset {dataset!r}" if dataset else ""))
+            raise NotFound(f"no record with key {record!r}" + (f" in dataset {dataset!r}" if dataset else ""))
         if len(found) > 1:
             fail(f"key {record!r} is in datasets {', '.join(d for d, _ in found)}; pick one with --dataset")
         ds_name, row = found[0]

@@ -160,7 +160,7 @@ def test_cli_lists_shows_and_renders_exactly_the_prompt(wired, db_url):
         expected = load_template().render(restructure(record), "Fix it.")
     assert (rendered["system"], rendered["user"]) == (expected.system, expected.user)
     missing = _cli(db_url, "templates", "render", "reason", "-r", "nope")
-    assert missing.exit_code == 2 and "no record with key 'nope'" in missing.output
+    assert missing.exit_code == 4 and "no record with key 'nope'" in missing.output  # not found
 
 
 def test_generate_refuses_a_template_that_renders_empty_for_a_record_before_any_request(wired, db_url, tmp_path):
