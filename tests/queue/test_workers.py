@@ -146,6 +146,9 @@ def test_teacher_chunks_reach_the_stub_and_the_key_stays_out_of_messages_and_dat
     try:
         with queue_wired.uow() as uow:
             add_records(uow, "ds", rows(20))
+        # The batch records the endpoint it is planned for (never the key); workers use that endpoint.
+        monkeypatch.setattr(queue_wired.settings, "openai_base_url", base_url)
+        monkeypatch.setattr(queue_wired.settings, "openai_api_key", __import__("pydantic").SecretStr(key))
         planned = plan_batch(queue_wired, BatchRequest(dataset="ds", backend="teacher", chunk_size=5))
         dispatch.send_chunks(queue_wired.settings, planned.chunk_ids, planned.backend)
         messages = redis.Redis.from_url(broker_url).lrange(queue_name(queue_wired.settings, "teacher"), 0, -1)
