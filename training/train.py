@@ -70,7 +70,8 @@ def execute_run(uow_factory: Callable[[], UnitOfWork], run_id: int, callbacks: l
             step = max((m.step for m in uow.runs.metrics(run_id, "train")), default=0)
             return RunOutcome(run_id, step, step, run.tokens_per_s, run.final_train_loss, run.final_eval_loss,
                               Path(run.output_dir))
-        if not uow.runs.claim(run_id, owner, _now(), _now() + timedelta(seconds=lease_s)):
+        dead = run.lease_owner if _dead_here(run.lease_owner) else None  # a crashed trainer on this machine
+        if not uow.runs.claim(run_id, owner, _now(), _now() + timedelta(seconds=lease_s), dead):
             raise RunTaken(f"run {run_id} is being trained by another worker ({run.lease_owner}); nothing to do")
         build = uow.builds.get(run.build_id)
         cfg, output_dir = TrainConfig.from_dict(run.config), Path(run.output_dir)
@@ -92,6 +93,23 @@ def execute_run(uow_factory: Callable[[], UnitOfWork], run_id: int, callbacks: l
     _finish(uow_factory, run_id, owner, tokens_per_s=outcome.tokens_per_s,
             final_train_loss=outcome.final_train_loss, final_eval_loss=outcome.final_eval_loss)
     return outcome
+
+
+def _dead_here(owner: str | None) -> bool:
+    """A lease owner (``host[:pid:...]`` or ``name@host:pid:...``) on this machine whose process is gone."""
+    if not owner:
+        return False
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host.rpartition("@")[2] != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _now() -> datetime:

@@ -52,19 +52,20 @@ class RunRepository:
                 .order_by(Run.id.desc()).limit(1))
         return self.session.scalar(stmt)
 
-    def claim(self, run_id: int, owner: str, now: Any, until: Any) -> bool:
+    def claim(self, run_id: int, owner: str, now: Any, until: Any, dead_owner: str | None = None) -> bool:
         """Take a run to train it: not completed, and nobody else holds a live lease on it. One UPDATE, so of
         two workers receiving the same message at once exactly one wins."""
         free = or_(Run.status.in_(("queued", "failed")), Run.lease_expires_at.is_(None), Run.lease_expires_at < now,
-                   Run.lease_owner == owner)
+                   Run.lease_owner.in_([owner, dead_owner or owner]))
         stmt = (update(Run).where(Run.id == run_id, Run.status != "completed", free)
                 .values(status="running", error=None, lease_owner=owner, lease_expires_at=until,
-                        started_at=func.coalesce(Run.started_at, now)))
+                        started_at=func.coalesce(Run.started_at, now))
+                .execution_options(synchronize_session=False))  # SQLite's naive datetimes vs. aware ones
         return rowcount(self.session.execute(stmt)) == 1
 
     def touch(self, run_id: int, owner: str, until: Any) -> bool:
         stmt = (update(Run).where(Run.id == run_id, Run.lease_owner == owner, Run.status == "running")
-                .values(lease_expires_at=until))
+                .values(lease_expires_at=until).execution_options(synchronize_session=False))
         return rowcount(self.session.execute(stmt)) == 1
 
     def owners(self) -> builtins.list[tuple[int, str]]:
@@ -73,7 +74,7 @@ class RunRepository:
 
     def expire_lease(self, run_id: int, owner: str, now: Any) -> bool:
         stmt = (update(Run).where(Run.id == run_id, Run.lease_owner == owner, Run.status == "running")
-                .values(lease_expires_at=now))
+                .values(lease_expires_at=now).execution_options(synchronize_session=False))
         return rowcount(self.session.execute(stmt)) == 1
 
     def expired(self, now: Any) -> builtins.list[int]:
