@@ -49,7 +49,7 @@ def test_datasets_and_show(db_url, write):
     [row] = json.loads(run(db_url, "datasets", "--json").stdout)
     assert (row["name"], row["records"], row["languages"]) == ("demo", 4, {"en": 2, "ja": 1, "zh": 1})
     shown = json.loads(run(db_url, "show", "demo", "--json").stdout)
-    assert shown["records"] == 4 and shown["stale"] == {"total": 4, "never_drafted": 4, "changed": 0}
+    assert shown["records"] == 4 and shown["stale"] == {"total": 4, "never_drafted": 4, "changed": 0, "shared": 0}
     assert {"lang": "en", "field": "quality", "uniqueness": "low", "records": 2} in shown["groups"]
     table = run(db_url, "show", "demo")
     assert table.exit_code == 0 and "stale: 4" in table.stdout
