@@ -1,7 +1,7 @@
 """The quality gate in front of a batch's follow-up (``--then build|train``).
 
-A batch that judges or applies a policy hands out its follow-up only when none of its drafts are left pending
-(the policy decided them all, or people did), or when a person runs ``reasongen release BATCH``. Until then
+A batch with a follow-up hands it out only when none of its drafts are left pending (a policy decided them
+all, or people did), or when a person runs ``reasongen release BATCH``. Until then
 ``status`` shows "waiting for review: N". Each path sets ``followup_enqueued_at`` under the batch row lock, so
 the follow-up is handed out exactly once, whichever path gets there first; it never fires from older
 approvals while this batch's drafts are undecided.
@@ -21,8 +21,11 @@ FollowUp = tuple[int, str]
 
 
 def gated(batch: Batch) -> bool:
-    params = batch.params or {}
-    return bool(batch.then) and bool(params.get("judge") or params.get("policy"))
+    """Every follow-up waits for its batch's drafts to be decided: by a policy, by people, or both.
+
+    Without a judge or policy people are the gate, so a plain ``--then build`` waits for review (or
+    ``release``) instead of failing on drafts that nobody could have approved yet."""
+    return bool(batch.then)
 
 
 def waiting_for_review(uow: UnitOfWork, batch: Batch) -> int:

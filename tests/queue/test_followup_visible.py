@@ -1,5 +1,5 @@
-"""A `--then` follow-up that cannot run says so (issue 10, item 10): in-process `--then build` never builds
-silently from older approvals, `status` shows the follow-up's state and error, and `reasongen
+"""A `--then` follow-up that cannot run says so (issue 10, item 10): in-process `--then build` waits for
+this batch's drafts to be decided and never builds silently from older approvals, `status` shows the follow-up's state and error, and `reasongen
 retry-followup BATCH` runs it again. Exit codes of generate (item 8) are checked on the way."""
 
 from __future__ import annotations
@@ -42,10 +42,15 @@ def test_then_build_refuses_to_build_from_older_approvals_and_retry_followup_run
         uow.session.execute(update(Draft).values(status="approved"))
         uow.commit()
 
-    result = cli(db_url, "generate", "--dataset", "ds", "--backend", "fake", "--then", "build", "--json")
-    assert result.exit_code != 0
-    assert "nothing to build" in result.output and builds(wired) == 0  # nothing built from the older approvals
+    result = cli(db_url, "generate", "--dataset", "ds", "--backend", "fake", "--then", "build")
+    assert result.exit_code == 0, result.output  # the batch is fine; its follow-up waits for people
+    assert "waiting for review: 4" in " ".join(result.output.split()) and builds(wired) == 0  # nothing built from older approvals
     batch_id = 2
+    assert monitor.batch_summary(wired, batch_id)["waiting_for_review"] == 4
+
+    released = cli(db_url, "release", str(batch_id))  # released with none of this batch's drafts approved
+    assert released.exit_code != 0
+    assert "nothing to build" in released.output and builds(wired) == 0
     summary = monitor.batch_summary(wired, batch_id)
     assert summary["followup"]["state"] == "failed" and "nothing to build" in summary["followup"]["error"]
     shown = cli(db_url, "status", str(batch_id))

@@ -142,4 +142,9 @@ def test_followup_runs_once_in_process(wired, db_url, monkeypatch):
         add_records(uow, "ds", rows(9))
     result = cli(db_url, "generate", "--dataset", "ds", "--backend", "fake", "--chunk-size", "2", "--then", "build")
     assert result.exit_code == 0, result.output
-    assert calls == [(1, "build")]
+    assert calls == [] and "waiting for review: 9" in " ".join(result.output.split())  # people are the gate without a policy
+    approved = cli(db_url, "review", "approve", "--where", "dataset=ds", "--reviewer", "tester")
+    assert approved.exit_code == 0, approved.output
+    assert calls == [(1, "build")]  # fired by the review that left nothing pending
+    again = cli(db_url, "release", "1")
+    assert "already handed out" in again.output and calls == [(1, "build")]  # handed out once
