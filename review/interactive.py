@@ -36,9 +36,9 @@ class Terminal:
     edit: Callable[[DraftRow], dict[str, str] | None]
 
 
-def review_loop(uow_factory: Callable[[], UnitOfWork], flt: DraftFilter, reviewer: str, term: Terminal) -> Counter:
+def review_loop(uow_factory: Callable[[], UnitOfWork], flt: DraftFilter, reviewer: str, term: Terminal) -> Counter[str]:
     flt = dataclasses.replace(flt, status="pending")
-    done: Counter = Counter()
+    done: Counter[str] = Counter()
     skipped: list[int] = []
     while True:
         row, remaining = _next(uow_factory, flt, skipped)

@@ -78,7 +78,8 @@ def decide(
     steps = ([("edit", edits)] if edits else []) + ([(action, {})] if action != "edit" else [])
     for i, (step, values) in enumerate(steps):
         state = _write(uow, draft_id, state, step, values, reviewer, note if i == len(steps) - 1 else None)
-    return state["version"]
+    new_version: int = state["version"]
+    return new_version
 
 
 def load(uow: UnitOfWork, draft_id: int, version: int | None = None) -> DraftRow:

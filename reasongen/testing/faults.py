@@ -102,7 +102,7 @@ class StubState:
 
     def reset(self) -> None:
         self.rng = random.Random(self.faults.seed)
-        self.bucket = None
+        self.bucket: _Window | _Bucket | None = None
         if self.faults.rps_limit and self.faults.rps_window_s:
             self.bucket = _Window(self.faults.rps_limit, self.faults.rps_window_s)
         elif self.faults.rps_limit:

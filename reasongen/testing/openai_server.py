@@ -23,7 +23,7 @@ import sys
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, fields
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
@@ -34,6 +34,7 @@ from reasongen.testing.faults import FAULTS, Faults, StubState
 __all__ = ["FAULTS", "Faults", "StubHandle", "StubServer", "start_stub_server", "spawn_stub_process"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+T = TypeVar("T")
 
 
 def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -97,7 +98,7 @@ class StubServer:
         return json_response({"ok": True})
 
     async def models(self, _request: web.Request) -> web.Response:
-        model = {"id": "stub-model", "object": "model", "owned_by": "stub"}
+        model: dict[str, Any] = {"id": "stub-model", "object": "model", "owned_by": "stub"}
         if self.state.faults.context_length:  # as vLLM reports it
             model["max_model_len"] = self.state.faults.context_length
         return json_response({"object": "list", "data": [model]})
@@ -186,8 +187,8 @@ class StubHandle:
             self.server.state.reset()
         self._call(apply)
 
-    def _call(self, fn: Callable[[], Any]) -> Any:
-        async def run() -> Any:
+    def _call(self, fn: Callable[[], T]) -> T:
+        async def run() -> T:
             return fn()
         return asyncio.run_coroutine_threadsafe(run(), self._loop).result(10)
 
