@@ -6,8 +6,9 @@ from types import SimpleNamespace
 
 import pytest
 import redis
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
+from judging import gate
 from storage.models import Batch, Chunk, Draft, WorkerHeartbeat
 from tests.helpers import add_records
 from tests.queue.conftest import kill_worker, wait_for
@@ -128,8 +129,15 @@ def test_followup_is_sent_once_when_two_workers_race_to_finish(queue_wired, star
     ready(queue_wired, a, b)
     batch_id = enqueue(queue_wired, 40, chunk_size=1, then="build")
     batch = wait_for(lambda: finished(queue_wired, batch_id), 60, what="batch end")
-    assert batch.status == "done" and batch.followup_enqueued_at is not None
-    # The batch ends before its follow-up is on the broker: wait for the outbox to record it sent.
+    # Nobody has decided the drafts yet, so the follow-up is held (once) rather than handed out.
+    assert batch.status == "done" and batch.followup_enqueued_at is None
+    assert scalar(queue_wired, select(Batch.followup_waiting_at).where(Batch.id == batch_id)) is not None
+    with queue_wired.uow() as uow:  # people approve the batch's drafts; two sweeps find nothing pending
+        uow.session.execute(update(Draft).where(Draft.batch_id == batch_id).values(status="approved"))
+        uow.commit()
+    fired = gate.release_ready(queue_wired) + gate.release_ready(queue_wired)
+    assert fired in ([(batch_id, "build")], [])  # [] when a worker's own sweeper got there first
+    # The follow-up reaches the broker through the outbox: wait for it to be recorded sent.
     wait_for(lambda: scalar(queue_wired, select(Batch.followup_sent_at).where(Batch.id == batch_id)), 30,
              what="follow-up sent")
     # No train worker runs, so the follow-up message waits on the train queue: exactly one.
