@@ -25,7 +25,7 @@ def is_redis(settings: Settings) -> bool:
 def _client(settings: Settings) -> Any:
     import redis
 
-    return redis.Redis.from_url(settings.broker_url, socket_connect_timeout=5, socket_timeout=10)
+    return redis.Redis.from_url(settings.broker_url or "", socket_connect_timeout=5, socket_timeout=10)
 
 
 def _keys(name: str) -> list[str]:

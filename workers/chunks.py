@@ -15,13 +15,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from generation import endpoint_state
 from generation.run import DEFAULT_SUB_BATCH, RunStats, generate_drafts
 from generation.templates import load_template
 from judging.step import run_judge_step
 from reasongen.bootstrap import Wiring
+from storage.uow import UnitOfWork
 from workers.batches import BatchSpec, FollowUp, finalize, stop_batch, utcnow
 from workers.fence import ChunkStopped, Guard, Lease
 from workers.budget import Budget
@@ -158,11 +159,13 @@ def _run(wiring: Wiring, lease: Lease, backends: BackendSource, worker: str | No
     notes = {int(k): v for k, v in (batch.params.get("notes") or {}).items()}
     backend = backends.get(batch)
     size = int(batch.params.get("sub_batch_size") or wiring.settings.sub_batch_size
-               or getattr(backend, "preferred_sub_batch", DEFAULT_SUB_BATCH))
+               or getattr(backend, "preferred_sub_batch", None) or DEFAULT_SUB_BATCH)
     guard.budget = Budget(wiring, batch, lease.chunk_id, lease.owner, size, getattr(backend, "max_tokens", None))
     pause = partial(stop_batch, wiring, status=endpoint_state.PAUSED)  # the teacher's breaker opened
+    # The fenced unit of work forwards every repository of a UnitOfWork and fences its commit.
+    fenced = cast(Callable[[], UnitOfWork], guard.uow)
     guard.stats = generate_drafts(
-        guard.uow, list(lease.record_ids), backend, template, batch_id=batch.id, notes=notes, sub_batch_size=size,
+        fenced, list(lease.record_ids), backend, template, batch_id=batch.id, notes=notes, sub_batch_size=size,
         should_stop=endpoint_state.watching(wiring.uow, batch.id, backend, guard.should_stop, pause),
         on_progress=guard.progress,
     )
@@ -180,7 +183,8 @@ def close(wiring: Wiring, lease: Lease, guard: Guard | None, state: str) -> Outc
         batch = uow.batches.lock(lease.batch_id)
         if state == "cancelled" and batch.status == "running":
             return Outcome(lease.chunk_id, "lost")  # stopped because the lease moved on, not the batch
-        if not uow.chunks.finish(lease.chunk_id, lease.owner, now, status=state, finished_at=now, **counts):
+        values: dict[str, Any] = dict(status=state, finished_at=now, **counts)
+        if not uow.chunks.finish(lease.chunk_id, lease.owner, now, **values):
             return Outcome(lease.chunk_id, "lost")
         followup = finalize(uow, lease.batch_id, now)
         if guard:

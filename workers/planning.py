@@ -129,7 +129,7 @@ def retry_request(wiring: Wiring, batch_id: int) -> BatchRequest | None:
     with wiring.uow() as uow:
         b = uow.batches.get(batch_id)
         return BatchRequest(
-            dataset=uow.session.get(Dataset, b.dataset_id).name, backend=b.backend, model=b.model,
+            dataset=uow.session.get_one(Dataset, b.dataset_id).name, backend=b.backend, model=b.model,
             template=b.template_name, chunk_size=b.chunk_size, sub_batch_size=b.params.get("sub_batch_size"),
             backend_options=dict(b.params.get("backend_options") or {}), kind="retry", record_ids=ids,
             parent_batch=batch_id, max_cost=b.max_cost_usd, max_tokens=b.max_tokens, endpoint=b.endpoint,
