@@ -19,7 +19,15 @@ from pathlib import Path
 from generation.backends.base import Prompt
 from generation.records import TrainingView
 from generation.restructure import LANGUAGE_NAMES, RecordLike, restructure, translation_directive
-from generation.textfiles import TemplateError, TemplateNotFoundError, TextTemplate, find_file, list_files, load_file
+from generation.textfiles import (
+    FileBacked,
+    TemplateError,
+    TemplateNotFoundError,
+    TextTemplate,
+    find_file,
+    list_files,
+    load_file,
+)
 
 __all__ = ["DEFAULT_TEMPLATE", "VARIABLES", "Template", "TemplateError", "TemplateNotFoundError", "load_template",
            "list_templates", "scan_templates", "template_values", "validate_records", "validate_views"]
@@ -36,38 +44,10 @@ _SAMPLES = (
 
 
 @dataclass(frozen=True)
-class Template:
+class Template(FileBacked):
     """A prompt template: renders a record's ``TrainingView`` (and a reviewer's note) into a ``Prompt``."""
 
     file: TextTemplate
-
-    @property
-    def name(self) -> str:
-        return self.file.name
-
-    @property
-    def text(self) -> str:
-        return self.file.text
-
-    @property
-    def source(self) -> str:
-        return self.file.source
-
-    @property
-    def syntax(self) -> str:
-        return self.file.syntax
-
-    @property
-    def hash(self) -> str:
-        return self.file.hash
-
-    @property
-    def version(self) -> str:
-        return self.file.version
-
-    @property
-    def description(self) -> str:
-        return self.file.description
 
     def render(self, view: TrainingView, note: str | None = None) -> Prompt:
         try:

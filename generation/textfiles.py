@@ -234,3 +234,37 @@ def list_files(folders: Iterable[Path]) -> list[Path]:
             for path in sorted(Path(folder).glob(f"*{suffix}")):
                 seen.setdefault(path.stem, path)
     return sorted(seen.values(), key=lambda p: p.stem)
+
+
+class FileBacked:
+    """What a thing rendered from one template file (a prompt template, a judge rubric) shows of that file."""
+
+    file: TextTemplate
+
+    @property
+    def name(self) -> str:
+        return self.file.name
+
+    @property
+    def text(self) -> str:
+        return self.file.text
+
+    @property
+    def source(self) -> str:
+        return self.file.source
+
+    @property
+    def syntax(self) -> str:
+        return self.file.syntax
+
+    @property
+    def hash(self) -> str:
+        return self.file.hash
+
+    @property
+    def version(self) -> str:
+        return self.file.version
+
+    @property
+    def description(self) -> str:
+        return self.file.description

@@ -17,7 +17,7 @@ from typing import Any
 from generation.backends.base import Prompt
 from generation.records import TrainingView
 from generation.templates import VARIABLES, template_values
-from generation.textfiles import TemplateNotFoundError, TextTemplate, find_file, list_files, load_file
+from generation.textfiles import FileBacked, TemplateNotFoundError, TextTemplate, find_file, list_files, load_file
 from judging import criteria as crit
 
 BUILTIN_DIR = Path(__file__).with_name("rubrics")
@@ -38,24 +38,8 @@ class JudgePrompt:
 
 
 @dataclass(frozen=True)
-class Rubric:
+class Rubric(FileBacked):
     file: TextTemplate
-
-    @property
-    def name(self) -> str:
-        return self.file.name
-
-    @property
-    def hash(self) -> str:
-        return self.file.hash
-
-    @property
-    def version(self) -> str:
-        return self.file.version
-
-    @property
-    def description(self) -> str:
-        return self.file.description
 
     def render(self, draft_id: int, view: TrainingView, draft: dict[str, Any]) -> JudgePrompt:
         names = crit.applicable(view.lang, view.uniqueness)
