@@ -61,9 +61,9 @@ def from_reply(prompt: JudgePrompt, reply: Any, *, embedded: bool = False) -> Ju
 
 def submit(judge: Judge, prompts: Sequence[JudgePrompt]) -> "Future[list[JudgeResult]]":
     """Start judging without waiting when the judge can (the teacher), else judge now."""
-    start = getattr(judge, "submit", None)
+    start: Callable[[Sequence[JudgePrompt]], Future[list[JudgeResult]]] | None = getattr(judge, "submit", None)
     if prompts and start is not None:
-        return start(prompts)  # type: ignore[no-any-return]
+        return start(prompts)
     done: Future[list[JudgeResult]] = Future()
     done.set_result(judge.judge(prompts) if prompts else [])
     return done

@@ -166,7 +166,8 @@ def undo_mine(uow: UnitOfWork, reviewer: str) -> tuple[int, datetime] | None:
         return None
     when = latest.decided_at
     latest.decision, latest.note, latest.decided_at, latest.leased_until = None, None, None, utcnow() + LEASE
-    return latest.draft_id, when  # type: ignore[return-value]
+    assert when is not None  # a decided assignment has its time
+    return latest.draft_id, when
 
 
 def adjudication_queue(uow: UnitOfWork, limit: int = 100) -> list[tuple[int, str, list[Vote]]]:
