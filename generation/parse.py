@@ -58,7 +58,8 @@ def _fields_of(data: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-def _embedded_json(text: str) -> dict[str, str]:
+def first_json_object(text: str) -> dict[str, Any] | None:
+    """The first JSON object inside prose or a code fence, or None (also how judges read their replies)."""
     decoder = json.JSONDecoder()
     for match in re.finditer(r"\{", text):
         try:
@@ -66,8 +67,15 @@ def _embedded_json(text: str) -> dict[str, str]:
         except ValueError:
             continue
         if isinstance(data, dict):
-            return _fields_of(data)
-    raise ParseError("no JSON object in the reply")
+            return data
+    return None
+
+
+def _embedded_json(text: str) -> dict[str, str]:
+    found = first_json_object(text)
+    if found is None:
+        raise ParseError("no JSON object in the reply")
+    return _fields_of(found)
 
 
 def _sections(text: str) -> dict[str, str]:

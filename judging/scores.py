@@ -8,6 +8,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from generation.parse import first_json_object
 from judging.criteria import CRITERIA, SCORE_MAX, SCORE_MIN
 
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
@@ -34,25 +35,13 @@ def load_object(text: str, *, embedded: bool = False) -> dict[str, Any]:
     try:
         data = json.loads(fenced.group(1) if fenced else (text or ""))
     except ValueError as exc:
-        found = _first_object(text or "") if embedded else None
+        found = first_json_object(text or "") if embedded else None
         if found is None:
             raise ScoreError(f"the judge's reply is not valid JSON ({exc})") from None
         data = found
     if not isinstance(data, dict):
         raise ScoreError("the judge's reply is not a JSON object")
     return data
-
-
-def _first_object(text: str) -> dict[str, Any] | None:
-    decoder = json.JSONDecoder()
-    for match in re.finditer(r"\{", text):
-        try:
-            data, _ = decoder.raw_decode(text, match.start())
-        except ValueError:
-            continue
-        if isinstance(data, dict):
-            return data
-    return None
 
 
 def parse_scores(text: str, criteria: Sequence[str], *, embedded: bool = False) -> dict[str, dict[str, Any]]:
