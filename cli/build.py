@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from cli.context import console, print_json, wiring
@@ -57,7 +57,7 @@ def _names(text: str | None) -> list[str] | None:
     return names or None
 
 
-def _summary(build_id: int, out_dir: str, manifest: dict, sha: str) -> dict:
+def _summary(build_id: int, out_dir: str, manifest: dict[str, Any], sha: str) -> dict[str, Any]:
     return {
         "build_id": build_id, "out_dir": out_dir, "manifest_sha256": sha, "counts": manifest["counts"],
         "dropped": {k: v["count"] for k, v in manifest["dropped"].items()},
@@ -69,7 +69,7 @@ def _summary(build_id: int, out_dir: str, manifest: dict, sha: str) -> dict:
     }
 
 
-def _print(s: dict) -> None:
+def _print(s: dict[str, Any]) -> None:
     c = s["counts"]
     console.print(f"build [bold]{s['build_id']}[/] -> {s['out_dir']}", soft_wrap=True)
     pairs: list[tuple[str, object]] = [("train", c["train"]), ("eval", c["eval"])]

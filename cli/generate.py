@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -10,8 +10,9 @@ from cli.batchmode import ACCEPT_LATENCY, MODE, check_mode, cost_line, decide, l
 from cli.context import console, print_json, wiring
 from cli.live import launch
 from cli.tables import Col, listing
+from reasongen.bootstrap import Wiring
 from workers.planning import BatchRequest, plan_batch
-from workers.rebuild import estimate, find_stale, rebuild_request
+from workers.rebuild import Stale, estimate, find_stale, rebuild_request
 
 BACKEND_HELP = "teacher (OpenAI-compatible server), local (transformers, e.g. Phi-2) or fake (offline demo)."
 WHERE_HELP = "Filters, comma separated: lang=ja,field=math (keys: lang, field, uniqueness, key)."
@@ -73,7 +74,7 @@ def generate(
         check_outcome(wired, planned.batch_id)
 
 
-def check_outcome(wired, batch_id: int) -> None:  # type: ignore[no-untyped-def]
+def check_outcome(wired: Wiring, batch_id: int) -> None:
     """Exit 1 (reasongen.errors.ExitCode.SOME_FAILED) when a batch that ended here has records without a good
     draft, the last line saying how many and the commonest error; 0 only when every record has one. A batch
     only queued (broker, no --wait) has not ended: 0."""
@@ -132,13 +133,14 @@ def rebuild(
             check_outcome(wired, planned.batch_id)
 
 
-def plan_model(wired, req: BatchRequest) -> str:  # type: ignore[no-untyped-def]
+def plan_model(wired: Wiring, req: BatchRequest) -> str:
     from workers.planning import resolve
 
-    return resolve(wired, req)[0].model
+    model: str = resolve(wired, req)[0].model  # resolve gives the backend untyped (any of several classes)
+    return model
 
 
-def show_dry_run(stale, totals, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+def show_dry_run(stale: list[Stale], totals: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print_json({"estimate": totals, "records": [s.__dict__ for s in stale]})
         return

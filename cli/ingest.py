@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from datetime import datetime
 from enum import Enum
 from pathlib import Path
 
@@ -55,7 +57,7 @@ def ingest(
 class _progress:
     """A Rich progress bar on stderr (records, records/s, rejected); rejections print above it."""
 
-    def __enter__(self):  # type: ignore[no-untyped-def]
+    def __enter__(self) -> tuple[Callable[[Rejection], None], Callable[[IngestSummary], None]]:
         columns = (SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.fields[read]:,} read"),
                    TextColumn("{task.fields[rate]:,.0f} records/s"), TextColumn("{task.fields[rejected]} rejected"),
                    TimeElapsedColumn())
@@ -109,7 +111,7 @@ def _overview_dict(row: DatasetOverview) -> dict[str, object]:
             "created_at": row.created_at.isoformat(), "updated_at": row.updated_at.isoformat()}
 
 
-def _when(moment) -> str:  # type: ignore[no-untyped-def]
+def _when(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M")
 
 

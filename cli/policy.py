@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 from rich.table import Table
 
 from cli.context import console, print_json, wiring
+
+if TYPE_CHECKING:
+    from review.policy import PolicySpec
 
 policy_app = typer.Typer(help="Approval policies: judge scores and check flags -> approve / reject / leave for people.",
                          no_args_is_help=True)
@@ -70,7 +73,7 @@ def show_cmd(ctx: typer.Context, name: str = typer.Argument(...),
                   f"decided so far: {counts.get('approve', 0)} approved, {counts.get('reject', 0)} rejected")
 
 
-def _dict(spec) -> dict:  # type: ignore[no-untyped-def, type-arg]
+def _dict(spec: PolicySpec) -> dict[str, Any]:
     return {"name": spec.name, "approve_min": spec.approve_min, "reject_max": spec.reject_max,
             "require_no_flags": spec.require_no_flags, "rubric": spec.rubric_name, "hash": spec.hash,
             "reviewer": spec.reviewer}

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Optional
+from collections.abc import Callable
+from typing import Any, Optional
 
 import typer
 from rich.live import Live
@@ -80,7 +81,7 @@ def status(
 ) -> None:
     """Per batch: records done / failed / pending, chunks by state, records/min, tokens, cost, ETA, errors."""
     with wiring(ctx) as wired:
-        def current() -> list[dict]:  # type: ignore[type-arg]
+        def current() -> list[dict[str, Any]]:
             return [monitor.batch_summary(wired, batch)] if batch else monitor.recent_summaries(wired, limit)
 
         if as_json:
@@ -98,7 +99,7 @@ def status(
                 console.print(line, highlight=False)
 
 
-def rate_line(summary: dict) -> str | None:  # type: ignore[type-arg]
+def rate_line(summary: dict[str, Any]) -> str | None:
     """The teacher's learned request limit (no REASONGEN_TEACHER_RPM given), once a 429 taught one."""
     learned = summary.get("rate_limit")
     if not learned or not learned.get("learned_rpm"):
@@ -107,7 +108,7 @@ def rate_line(summary: dict) -> str | None:  # type: ignore[type-arg]
             f"({learned['cuts']} cut(s); set REASONGEN_TEACHER_RPM to fix it)")
 
 
-def followup_line(summary: dict) -> str | None:  # type: ignore[type-arg]
+def followup_line(summary: dict[str, Any]) -> str | None:
     """One line per batch whose `--then` follow-up did not (yet) succeed, with what to do."""
     f = summary.get("followup")
     if not f or f["state"] in ("done", "not yet"):
@@ -120,7 +121,7 @@ def followup_line(summary: dict) -> str | None:  # type: ignore[type-arg]
     return line
 
 
-def _watch(current) -> None:  # type: ignore[no-untyped-def]
+def _watch(current: Callable[[], list[dict[str, Any]]]) -> None:
     with Live(status_table(current()), console=console, refresh_per_second=2) as live:
         try:
             while True:

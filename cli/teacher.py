@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.table import Table
 
 from cli.context import console, print_json, settings_from
 from reasongen.errors import ServiceUnavailable
+
+if TYPE_CHECKING:
+    from generation.teacher_check import CheckReport
 
 teacher_app = typer.Typer(help="The teacher endpoint (OPENAI_BASE_URL): check what it can do.", no_args_is_help=True)
 
@@ -42,7 +45,7 @@ def check(
         raise ServiceUnavailable("; ".join(report.problems))
 
 
-def _table(report) -> Table:  # type: ignore[no-untyped-def]
+def _table(report: CheckReport) -> Table:
     def mark(value: bool | None) -> str:
         return "-" if value is None else "[green]yes[/]" if value else "[red]no[/]"
 

@@ -6,7 +6,7 @@ import contextlib
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -127,7 +127,7 @@ def _follow(wired: Wiring, run_id: int, quiet: bool, interval: float = 2.0) -> N
             time.sleep(interval)
 
 
-def _run_rows(wired: Wiring, ids: list[int] | None = None) -> list[dict]:
+def _run_rows(wired: Wiring, ids: list[int] | None = None) -> list[dict[str, Any]]:
     with wired.uow() as uow:
         rows = []
         for r in uow.runs.list(ids):
@@ -153,7 +153,7 @@ RUN_COLUMNS = [Col("run", key=True, justify="right"), Col("build", key=True, jus
                Col("base model", fold=True, min_width=12)]
 
 
-def _print_runs(rows: list[dict]) -> None:
+def _print_runs(rows: list[dict[str, Any]]) -> None:
     if not rows:
         console.print("No runs yet. Start one with: reasongen train --build ID")
         return
@@ -230,15 +230,16 @@ def eval_show(
     """Print the stored base and adapter answers side by side."""
     with wiring(ctx) as wired, wired.uow() as uow:
         uow.runs.get(run_id)
+        samples = uow.runs.eval_samples(run_id)
         rows = [{"record_key": s.record_key, "prompt": s.prompt, "base_output": s.base_output,
-                 "adapter_output": s.adapter_output, "reference": s.reference} for s in uow.runs.eval_samples(run_id)]
+                 "adapter_output": s.adapter_output, "reference": s.reference} for s in samples]
+        cells: list[list[str]] = [[str(i), s.prompt, s.base_output, s.adapter_output, s.reference or "-"]
+                                  for i, s in enumerate(samples, 1)]
     if as_json:
         print_json(rows)
         return
     if not rows:
         fail(f"Run {run_id} has no eval samples yet; make them with: reasongen eval {run_id}")
-    cells = [[str(i), r["prompt"], r["base_output"], r["adapter_output"], r["reference"] or "-"]
-             for i, r in enumerate(rows, 1)]
     console.print(listing(EVAL_COLUMNS, cells, console, noun="sample"))
 
 

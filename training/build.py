@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from storage.repositories.builds import ApprovedRow
 from storage.uow import UnitOfWork
 from training import examples as ex
 from training.formats import installable, resolve_formats, write_all
 from training.manifest import MANIFEST_NAME, build_manifest, file_hashes, provenance, sha256_file
 from training import card
-from training.decontaminate import DEFAULT_NGRAM, drop_contaminated, load_index
+from training.decontaminate import DEFAULT_NGRAM, EvalIndex, drop_contaminated, load_index
 from training.split import split
 
 MANIFEST_JSON = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
@@ -74,7 +75,9 @@ def build_sft(uow_factory: Callable[[], UnitOfWork], options: BuildOptions) -> B
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _record(uow_factory, options, dataset_id, parent, params, manifest, scratch: Path, out: Path | None):  # type: ignore[no-untyped-def]
+def _record(uow_factory: Callable[[], UnitOfWork], options: BuildOptions, dataset_id: int,
+            parent: dict[str, Any] | None, params: dict[str, Any], manifest: dict[str, Any], scratch: Path,
+            out: Path | None) -> BuildResult:
     """The build row, and the folder moved to its final place (named after the row when no --out)."""
     with uow_factory() as uow:
         build = uow.builds.add(dataset_id, parent["build_id"] if parent else None, options.batch_id, params)
@@ -112,7 +115,8 @@ def _filters(where: dict[str, str]) -> str:
     return f" matching {where}" if where else ""
 
 
-def make_splits(rows, template, params, index=None) -> tuple[dict[str, list[ex.Example]], dict[str, list[int]]]:  # type: ignore[no-untyped-def]
+def make_splits(rows: Sequence[ApprovedRow], template: ex.SftTemplate, params: dict[str, Any],
+                index: EvalIndex | None = None) -> tuple[dict[str, list[ex.Example]], dict[str, list[int]]]:
     examples = [ex.make_example(row, template) for row in rows]
     examples, duplicates = ex.dedupe(examples)
     examples, contaminated = drop_contaminated(examples, index)
@@ -124,7 +128,9 @@ def make_splits(rows, template, params, index=None) -> tuple[dict[str, list[ex.E
     return splits, dropped
 
 
-def write_build(rows, template, params, folder: Path, parent_manifest, index=None, facts=None) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def write_build(rows: Sequence[ApprovedRow], template: ex.SftTemplate, params: dict[str, Any], folder: Path,
+                parent_manifest: dict[str, Any] | None, index: EvalIndex | None = None,
+                facts: dict[str, Any] | None = None) -> dict[str, Any]:
     splits, dropped = make_splits(rows, template, params, index)
     write_all(folder, splits, params["dataset"], params["formats"])
     manifest = build_manifest(splits, dropped, template, params, file_hashes(folder), parent_manifest)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
-from transformers import TrainerCallback
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from storage.uow import UnitOfWork
 
@@ -18,7 +19,8 @@ class DbMetricsCallback(TrainerCallback):
         self.uow_factory = uow_factory
         self.run_id = run_id
 
-    def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[no-untyped-def]
+    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+               logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
         logs = logs or {}
         points = [(split, logs[name]) for split, name in (("train", "loss"), ("eval", "eval_loss")) if name in logs]
         if not points or not state.is_world_process_zero:
@@ -39,11 +41,13 @@ class ThroughputCallback(TrainerCallback):
         self._start = 0.0
         self._tokens = 0
 
-    def on_train_begin(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                       **kwargs: Any) -> None:
         self._start, self._tokens = time.perf_counter(), state.num_input_tokens_seen
         self.resumed_from_step = state.global_step
 
-    def on_train_end(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                       **kwargs: Any) -> None:
         elapsed = time.perf_counter() - self._start
         tokens = state.num_input_tokens_seen - self._tokens
         self.tokens_per_s = tokens / elapsed if elapsed > 0 and tokens > 0 else None
@@ -56,8 +60,10 @@ class StepCallback(TrainerCallback):
         self.report = report
         self.loss: float | None = None
 
-    def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[no-untyped-def]
+    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+               logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
         self.loss = (logs or {}).get("loss", self.loss)
 
-    def on_step_end(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                       **kwargs: Any) -> None:
         self.report(state.global_step, state.max_steps, self.loss)

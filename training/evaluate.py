@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from reasongen.errors import Conflict, InvalidInput
 from storage.uow import UnitOfWork
 from training.manifest import MANIFEST_NAME
+
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import PreTrainedTokenizerBase
 
 
 def prompts_from_file(path: Path) -> list[dict[str, Any]]:
@@ -40,17 +44,21 @@ def prompts_from_build(build_dir: Path, split: str) -> list[dict[str, Any]]:
     return [{"prompt": r["prompt"], "reference": r["completion"], "record_key": k} for r, k in zip(rows, keys)]
 
 
-def _generate(model, tok, prompt: str, max_new_tokens: int) -> str:  # type: ignore[no-untyped-def]
+def _generate(model: PeftModel, tok: PreTrainedTokenizerBase, prompt: str, max_new_tokens: int) -> str:
     import torch
 
     encoded = tok(prompt, return_tensors="pt").to(model.device)
     with torch.no_grad():
-        out = model.generate(**encoded, max_new_tokens=max_new_tokens, do_sample=False,
-                             pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-    return tok.decode(out[0, encoded["input_ids"].shape[1]:], skip_special_tokens=True)
+        out = model.generate(  # type: ignore[no-untyped-call]  # peft leaves generate unannotated
+            **encoded, max_new_tokens=max_new_tokens, do_sample=False,
+            pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    text = tok.decode(out[0, encoded["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert isinstance(text, str)  # one sequence decodes to one string (a batch would give a list)
+    return text
 
 
-def generate_pairs(base_model: str, adapter_dir: str, prompts: list[dict[str, Any]], max_new_tokens: int):  # type: ignore[no-untyped-def]
+def generate_pairs(base_model: str, adapter_dir: str, prompts: list[dict[str, Any]],
+                   max_new_tokens: int) -> list[dict[str, Any]]:
     """One base model in memory; the adapter is switched off for the base answer."""
     from peft import PeftModel
 
@@ -60,7 +68,7 @@ def generate_pairs(base_model: str, adapter_dir: str, prompts: list[dict[str, An
     model = PeftModel.from_pretrained(load_model(base_model, gpu=_gpu()), adapter_dir).eval()
     if _gpu():
         model = model.to("cuda")
-    samples = []
+    samples: list[dict[str, Any]] = []
     for p in prompts:
         with model.disable_adapter():
             base = _generate(model, tok, p["prompt"], max_new_tokens)

@@ -176,7 +176,8 @@ def dedupe(examples: list[Example]) -> tuple[list[Example], list[int]]:
     return kept, dropped
 
 
-def drop_too_long(examples: list[Example], tokenizer_path: str | None, max_length: int | None):  # type: ignore[no-untyped-def]
+def drop_too_long(examples: list[Example], tokenizer_path: str | None,
+                  max_length: int | None) -> tuple[list[Example], list[int]]:
     """Drop (never truncate) examples whose prompt+completion+EOS exceed max_length tokens."""
     if not max_length:
         return examples, []

@@ -6,14 +6,18 @@ No timestamps or absolute paths go into these files, so the same examples give t
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from training.examples import Example
+
+if TYPE_CHECKING:
+    import pyarrow as pa  # untyped: its Table reads as Any
 
 Splits = dict[str, list[Example]]
 SPLITS = ("train", "eval")
@@ -27,16 +31,16 @@ class BuildData:
     dataset: str
 
     @cached_property
-    def tables(self) -> dict:
+    def tables(self) -> dict[str, pa.Table]:
         return {name: _table(self.splits[name]) for name in SPLITS}
 
 
-def _jsonl(path: Path, rows) -> None:  # type: ignore[no-untyped-def]
+def _jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"".join(orjson.dumps(row) + b"\n" for row in rows))
 
 
-def _per_split(folder: str, to_row: Callable[[Example], dict]) -> Callable[[Path, BuildData], None]:
+def _per_split(folder: str, to_row: Callable[[Example], dict[str, Any]]) -> Callable[[Path, BuildData], None]:
     def write(root: Path, data: BuildData) -> None:
         for name in SPLITS:
             _jsonl(root / folder / f"{name}.jsonl", (to_row(e) for e in data.splits[name]))
@@ -44,22 +48,22 @@ def _per_split(folder: str, to_row: Callable[[Example], dict]) -> Callable[[Path
     return write
 
 
-def _messages(e: Example) -> dict:
+def _messages(e: Example) -> dict[str, Any]:
     return {"messages": [{"role": "user", "content": e.prompt}, {"role": "assistant", "content": e.completion}]}
 
 
-def _alpaca(e: Example) -> dict:
+def _alpaca(e: Example) -> dict[str, Any]:
     return {"instruction": e.instruction, "input": e.input, "output": e.completion}
 
 
-def _sharegpt(e: Example) -> dict:
+def _sharegpt(e: Example) -> dict[str, Any]:
     return {"conversations": [{"from": "human", "value": e.prompt}, {"from": "gpt", "value": e.completion}]}
 
 
 COLUMNS = ("key", "draft_id", "lang", "field", "uniqueness", "prompt", "completion")
 
 
-def _table(rows: list[Example]):  # type: ignore[no-untyped-def]
+def _table(rows: list[Example]) -> pa.Table:
     import pyarrow as pa
 
     schema = pa.schema([(c, pa.int64() if c == "draft_id" else pa.string()) for c in COLUMNS])

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from training.examples import Example
+from training.examples import Example, SftTemplate
+
+if TYPE_CHECKING:
+    from storage.repositories.builds import ApprovedRow
 
 MANIFEST_NAME = "manifest.json"
 
@@ -48,7 +52,8 @@ def diff(previous: dict[str, str] | None, current: dict[str, str]) -> dict[str, 
     }
 
 
-def build_manifest(splits, dropped, template, params, files, parent) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def build_manifest(splits: dict[str, list[Example]], dropped: dict[str, list[int]], template: SftTemplate,
+                   params: dict[str, Any], files: dict[str, str], parent: dict[str, Any] | None) -> dict[str, Any]:
     """``parent`` is the previous build's manifest (or None)."""
     everything = [e for rows in splits.values() for e in rows]
     current = index(splits)
@@ -68,7 +73,7 @@ def build_manifest(splits, dropped, template, params, files, parent) -> dict[str
     }
 
 
-def provenance(rows, splits) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def provenance(rows: Sequence[ApprovedRow], splits: dict[str, list[Example]]) -> dict[str, Any]:
     """Which drafts in the build came from the fake backend, and which check flags each carries (the
     reviewer approved them anyway): a build trained on placeholders or flagged text says so."""
     kept = {e.draft_id for examples in splits.values() for e in examples}

@@ -96,7 +96,9 @@ def _build_for(wiring: Wiring, batch_id: int) -> int:
         batch = uow.session.get(Batch, batch_id)
         if batch is None:
             raise LookupError(f"No batch with id {batch_id}")
-        dataset = uow.session.get(Dataset, batch.dataset_id).name  # type: ignore[union-attr]
+        found = uow.session.get(Dataset, batch.dataset_id)
+        assert found is not None  # batches.dataset_id is a foreign key
+        dataset = found.name
         existing = uow.builds.for_batch(batch_id)
         if existing is not None:
             return existing.id
@@ -106,11 +108,12 @@ def _build_for(wiring: Wiring, batch_id: int) -> int:
 def _train_for(wiring: Wiring, batch_id: int, build_id: int, owner: str) -> int:
     with wiring.uow() as uow:
         run = uow.runs.for_batch(batch_id)
-        run_id, done = (run.id, run.status == "completed") if run else (None, False)
+        run_id = run.id if run else None
+        done_id = run.id if run and run.status == "completed" else None
         # Training options the batch carries (the demo's short run); anything else takes the defaults.
         overrides = dict((uow.batches.get(batch_id).params or {}).get("train_config") or {})
-    if done:
-        return run_id  # type: ignore[return-value]
+    if done_id is not None:
+        return done_id
     if run_id is None:
         # The local model setting (Phi-2 by default) is also the model a follow-up fine-tunes.
         config = TrainConfig(**{"base_model": wiring.settings.local_model, **overrides})

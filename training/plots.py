@@ -4,24 +4,29 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from storage.uow import UnitOfWork
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure  # untyped: reads as Any
 
-def curves(uow_factory: Callable[[], UnitOfWork], run_ids: Sequence[int]) -> list[dict]:
+
+def curves(uow_factory: Callable[[], UnitOfWork], run_ids: Sequence[int]) -> list[dict[str, Any]]:
     """[{run_id, build_id, train: [(step, loss)], eval: [...]}] in the order asked."""
     with uow_factory() as uow:
-        out = []
+        out: list[dict[str, Any]] = []
         for run_id in run_ids:
             run = uow.runs.get(run_id)
-            points = {"train": [], "eval": []}
+            points: dict[str, list[tuple[int, float]]] = {"train": [], "eval": []}
             for m in uow.runs.metrics(run_id):
                 points.setdefault(m.split, []).append((m.step, m.loss))
             out.append({"run_id": run.id, "build_id": run.build_id, **points})
     return out
 
 
-def plot_runs(uow_factory: Callable[[], UnitOfWork], run_ids: Sequence[int], out: Path, title: str | None = None):  # type: ignore[no-untyped-def]
+def plot_runs(uow_factory: Callable[[], UnitOfWork], run_ids: Sequence[int], out: Path,
+              title: str | None = None) -> Figure:
     import matplotlib
 
     matplotlib.use("Agg")  # no display on servers and workers

@@ -8,10 +8,18 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from training.config import TrainConfig
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
+    from trl.trainer.sft_config import SFTConfig
+    from trl.trainer.sft_trainer import SFTTrainer
 
 
 def use_gpu(cfg: TrainConfig) -> bool:
@@ -22,7 +30,7 @@ def use_gpu(cfg: TrainConfig) -> bool:
     return cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
 
 
-def load_tokenizer(path: str):  # type: ignore[no-untyped-def]
+def load_tokenizer(path: str) -> PreTrainedTokenizerBase:
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(path)
@@ -31,7 +39,7 @@ def load_tokenizer(path: str):  # type: ignore[no-untyped-def]
     return tok
 
 
-def load_model(path: str, gpu: bool):  # type: ignore[no-untyped-def]
+def load_model(path: str, gpu: bool) -> PreTrainedModel:
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -39,18 +47,21 @@ def load_model(path: str, gpu: bool):  # type: ignore[no-untyped-def]
     return AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16 if gpu else torch.float32)
 
 
-def lora_config(cfg: TrainConfig):  # type: ignore[no-untyped-def]
+def lora_config(cfg: TrainConfig) -> LoraConfig:
     from peft import LoraConfig
 
     return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                       target_modules=list(cfg.target_modules), bias="none", task_type="CAUSAL_LM")
 
 
-def sft_config(cfg: TrainConfig, output_dir: Path, has_eval: bool, gpu: bool):  # type: ignore[no-untyped-def]
-    from trl import SFTConfig
+def sft_config(cfg: TrainConfig, output_dir: Path, has_eval: bool, gpu: bool) -> SFTConfig:
+    # trl's lazy top-level module hides its exports from a checker; the submodule holds the same class.
+    from trl.trainer.sft_config import SFTConfig
 
-    steps = {"max_steps": cfg.max_steps} if cfg.max_steps else {"num_train_epochs": cfg.epochs}
-    evals = {"eval_strategy": "steps", "eval_steps": cfg.eval_steps or cfg.logging_steps} if has_eval else {}
+    # Only the keys that apply are passed, the rest keep the TrainingArguments defaults.
+    steps: dict[str, Any] = {"max_steps": cfg.max_steps} if cfg.max_steps else {"num_train_epochs": cfg.epochs}
+    evals: dict[str, Any] = (
+        {"eval_strategy": "steps", "eval_steps": cfg.eval_steps or cfg.logging_steps} if has_eval else {})
     return SFTConfig(
         output_dir=str(output_dir), learning_rate=cfg.learning_rate, per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
@@ -62,7 +73,7 @@ def sft_config(cfg: TrainConfig, output_dir: Path, has_eval: bool, gpu: bool):  
     )
 
 
-def read_split(build_dir: Path, split: str):  # type: ignore[no-untyped-def]
+def read_split(build_dir: Path, split: str) -> Dataset | None:
     """The build's prompt/completion split as a `datasets.Dataset` (None when empty or absent)."""
     from datasets import Dataset
 
@@ -73,7 +84,8 @@ def read_split(build_dir: Path, split: str):  # type: ignore[no-untyped-def]
     return Dataset.from_list(rows) if rows else None
 
 
-def make_trainer(cfg: TrainConfig, build_dir: Path, output_dir: Path, callbacks: list):  # type: ignore[no-untyped-def]
+def make_trainer(cfg: TrainConfig, build_dir: Path, output_dir: Path,
+                 callbacks: list[TrainerCallback]) -> SFTTrainer:
     gpu = use_gpu(cfg)
     train, evaluation = read_split(build_dir, "train"), read_split(build_dir, "eval")
     if train is None:
@@ -82,9 +94,11 @@ def make_trainer(cfg: TrainConfig, build_dir: Path, output_dir: Path, callbacks:
     return trainer_for(cfg, model, tokenizer, train, evaluation, output_dir, callbacks, gpu)
 
 
-def trainer_for(cfg, model, tokenizer, train, evaluation, output_dir, callbacks, gpu):  # type: ignore[no-untyped-def]
+def trainer_for(cfg: TrainConfig, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train: Dataset,
+                evaluation: Dataset | None, output_dir: Path, callbacks: list[TrainerCallback],
+                gpu: bool) -> SFTTrainer:
     """The SFTTrainer over given objects (the benches pass a model built in memory)."""
-    from trl import SFTTrainer
+    from trl.trainer.sft_trainer import SFTTrainer
 
     return SFTTrainer(
         model=model, args=sft_config(cfg, output_dir, evaluation is not None, gpu), train_dataset=train,
@@ -99,6 +113,8 @@ def last_checkpoint(output_dir: Path) -> Path | None:
     """The newest complete checkpoint; a kill can leave a half-written one without trainer_state.json."""
     if not output_dir.is_dir():
         return None
-    done = [p for p in output_dir.iterdir()
-            if _CHECKPOINT.match(p.name) and (p / "trainer_state.json").is_file()]
-    return max(done, key=lambda p: int(_CHECKPOINT.match(p.name).group(1)), default=None)  # type: ignore[union-attr]
+    done: dict[Path, int] = {}
+    for p in output_dir.iterdir():
+        if (match := _CHECKPOINT.match(p.name)) and (p / "trainer_state.json").is_file():
+            done[p] = int(match.group(1))
+    return max(done, key=done.__getitem__, default=None)

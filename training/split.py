@@ -9,7 +9,7 @@ stratum. Exact per-stratum quotas would need ranks, and ranks move when records 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -25,7 +25,7 @@ def is_eval(key: str, eval_fraction: float, seed: int) -> bool:
     return eval_score(key, seed) < eval_fraction
 
 
-def split(items: Iterable[T], key_of, eval_fraction: float, seed: int) -> dict[str, list[T]]:  # type: ignore[no-untyped-def]
+def split(items: Iterable[T], key_of: Callable[[T], str], eval_fraction: float, seed: int) -> dict[str, list[T]]:
     if not 0 <= eval_fraction < 1:
         raise ValueError(f"--eval-fraction must be in [0, 1), got {eval_fraction}")
     out: dict[str, list[T]] = {"train": [], "eval": []}

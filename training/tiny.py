@@ -32,7 +32,9 @@ def train_tokenizer(folder: Path, texts: Iterable[str] = DEFAULT_TEXTS, vocab_si
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<|endoftext|>", "<pad>"],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator(list(texts) * 4, trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<pad>")
+    # transformers 5 leaves this constructor unannotated.
+    fast = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
+        tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<pad>")
     fast.save_pretrained(folder)
 
 

@@ -13,12 +13,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import reasongen
 from storage.uow import UnitOfWork
 from training import sft
 from training.callbacks import DbMetricsCallback, ThroughputCallback
 from training.config import TrainConfig
+
+if TYPE_CHECKING:
+    from transformers import TrainerCallback
 
 RUN_INFO = "reasongen_run.json"
 DEFAULT_LEASE_S = 300.0
@@ -53,7 +57,8 @@ def create_run(uow_factory: Callable[[], UnitOfWork], build_id: int, config: Tra
         return run.id
 
 
-def execute_run(uow_factory: Callable[[], UnitOfWork], run_id: int, callbacks: list | None = None, *,
+def execute_run(uow_factory: Callable[[], UnitOfWork], run_id: int,
+                callbacks: list[TrainerCallback] | None = None, *,
                 lease_s: float = DEFAULT_LEASE_S, owner: str | None = None) -> RunOutcome:
     """Train (or resume) one run. A failure is recorded on the run and re-raised.
 
@@ -126,7 +131,8 @@ def _finish(uow_factory: Callable[[], UnitOfWork], run_id: int, owner: str, **va
         uow.commit()
 
 
-def _train(uow_factory, run_id, cfg, build_dir, output_dir, build_info, extra) -> RunOutcome:  # type: ignore[no-untyped-def]
+def _train(uow_factory: Callable[[], UnitOfWork], run_id: int, cfg: TrainConfig, build_dir: Path, output_dir: Path,
+           build_info: dict[str, Any], extra: list[TrainerCallback]) -> RunOutcome:
     throughput = ThroughputCallback()
     callbacks = [DbMetricsCallback(uow_factory, run_id), throughput, *extra]
     trainer = sft.make_trainer(cfg, build_dir, output_dir, callbacks)
@@ -134,6 +140,7 @@ def _train(uow_factory, run_id, cfg, build_dir, output_dir, build_info, extra) -
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     final_eval = trainer.evaluate()["eval_loss"] if trainer.eval_dataset is not None else None
     trainer.save_model(str(output_dir))
+    assert trainer.processing_class is not None  # make_trainer always passes its tokenizer
     trainer.processing_class.save_pretrained(str(output_dir))
     _write_run_info(output_dir, run_id, cfg, build_info)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
@@ -141,6 +148,6 @@ def _train(uow_factory, run_id, cfg, build_dir, output_dir, build_info, extra) -
                       losses[-1] if losses else None, final_eval, output_dir)
 
 
-def _write_run_info(output_dir: Path, run_id: int, cfg: TrainConfig, build_info: dict) -> None:
+def _write_run_info(output_dir: Path, run_id: int, cfg: TrainConfig, build_info: dict[str, Any]) -> None:
     info = {"run_id": run_id, "reasongen_version": reasongen.__version__, **build_info, "config": cfg.to_dict()}
     (output_dir / RUN_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
