@@ -135,7 +135,8 @@ def _watch(current: Callable[[], list[dict[str, Any]]]) -> None:
 
 
 def workers_cmd(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
-    """Live workers (queues, concurrency, current chunk, records processed, last heartbeat) and queue depths."""
+    """Live workers (queues, concurrency, current chunk, the teacher's current adaptive limit, records processed,
+    last heartbeat) and queue depths."""
     with wiring(ctx) as wired:
         found = monitor.workers_report(wired)
     if as_json:
@@ -143,9 +144,11 @@ def workers_cmd(ctx: typer.Context, as_json: bool = typer.Option(False, "--json"
         return
     cols = [Col("worker", key=True), Col("queues"), Col("concurrency", drop=True, justify="right"),
             Col("pid", drop=True, justify="right"), Col("current chunk", key=True, justify="right"),
-            Col("records", key=True, justify="right"), Col("heartbeat", key=True)]
+            Col("limit", drop=True, justify="right"), Col("records", key=True, justify="right"),
+            Col("heartbeat", key=True)]
     cells = [[w["hostname"], ",".join(w["queues"]), str(w["concurrency"]), str(w["pid"]), str(w["current_chunk"] or "-"),
-              str(w["records_processed"]), f"{w['last_heartbeat_s_ago']}s ago"] for w in found["workers"]]
+              str(w.get("teacher_limit") or "-"), str(w["records_processed"]), f"{w['last_heartbeat_s_ago']}s ago"]
+             for w in found["workers"]]
     console.print(listing(cols, cells, console, noun="worker") if cells else "No live workers.")
     depths = found["queues"]
     console.print("queue depths: " + (", ".join(f"{k}={v}" for k, v in depths.items()) if depths else "no broker"))

@@ -95,6 +95,9 @@ def workers_report(wiring: Wiring) -> dict[str, Any]:
         rows = uow.heartbeats.all()
         live = [_worker(w, now) for w in rows
                 if (now - _aware(w.last_seen)).total_seconds() <= 3 * s.heartbeat_interval_s]  # type: ignore[operator]
+        limits = uow.chunks.concurrency_limits([w["current_chunk"] for w in live if w["current_chunk"]])
+    for w in live:  # what the teacher's adaptive limiter allows now, for the batch this worker is on
+        w["teacher_limit"] = limits.get(w["current_chunk"]) if w["current_chunk"] else None
     depths = broker.queue_depths(s) if s.broker_url else None
     return dict(workers=live, queues=depths)
 

@@ -179,6 +179,14 @@ class ChunkRepository(Repository):
         return self.session.scalar(select(Batch.backend).join(Chunk, Chunk.batch_id == Batch.id)
                                    .where(Chunk.id == chunk_id))
 
+    def concurrency_limits(self, chunk_ids: Sequence[int]) -> dict[int, int | None]:
+        """The teacher's adaptive concurrency limit last recorded on each chunk's batch (None: not a teacher)."""
+        if not chunk_ids:
+            return {}
+        stmt = (select(Chunk.id, Batch.concurrency_limit).join(Batch, Batch.id == Chunk.batch_id)
+                .where(Chunk.id.in_(list(chunk_ids))))
+        return {int(i): (int(n) if n is not None else None) for i, n in self.session.execute(stmt)}
+
 
 def _for_batch(stmt: Any, batch_id: int | None) -> Any:
     return stmt if batch_id is None else stmt.where(Chunk.batch_id == batch_id)
