@@ -335,6 +335,8 @@ class WorkerHeartbeat(Base):
     pid: Mapped[int | None] = mapped_column(Integer, default=None)
     current_chunk_id: Mapped[int | None] = mapped_column(BigInteger, default=None)
     records_processed: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Cumulative per worker process: requests, retries, rate_limited (429s), timeouts... of its teacher backends.
+    counters: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict, server_default="{}")
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

@@ -57,6 +57,8 @@ class PipelineCollector:
             durations = [r for r in s.execute(select(Chunk.started_at, Chunk.finished_at)
                                               .where(Chunk.finished_at.is_not(None), Chunk.started_at.is_not(None))
                                               .order_by(Chunk.id.desc()).limit(1000))]
+            events = [(w.hostname, name, n) for w in uow.heartbeats.all()
+                      for name, n in sorted((w.counters or {}).items())]
         yield _gauge("reasongen_drafts", "Current drafts by review status", ["status"], drafts)
         yield _counter("reasongen_tokens", "Tokens used by drafts", ["kind"],
                        [("prompt", spend[0]), ("completion", spend[1])])
@@ -69,6 +71,9 @@ class PipelineCollector:
         secs = [(b - a).total_seconds() for a, b in durations if a is not None and b is not None]
         yield _gauge("reasongen_chunk_seconds_avg", "Mean duration of the last 1000 finished chunks", [],
                      [((), sum(secs) / len(secs) if secs else 0.0)])
+        yield _counter("reasongen_teacher_events", "What each worker's teacher backends did since the worker "
+                       "started: requests, retries, rate_limited (429s), timeouts, repairs...", ["worker", "event"],
+                       events)
         depths = broker.queue_depths(self.wiring.settings) if self.wiring.settings.broker_url else None
         yield _gauge("reasongen_queue_depth", "Messages waiting on the broker", ["queue"], (depths or {}).items())
 

@@ -11,6 +11,7 @@ import os
 import socket
 import threading
 import uuid
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -131,6 +132,26 @@ class BackendSource:
             if key not in self._cache:
                 self._cache[key] = create_backend(batch.backend, settings, model=batch.model, **options)
             return self._cache[key]
+
+    def counters(self) -> dict[str, int]:
+        """What this process's backends counted (teacher: requests, retries, rate_limited, timeouts...), summed."""
+        total: Counter[str] = Counter()
+        with self._lock:
+            backends = list(self._cache.values())
+        for backend in backends:
+            total.update(_snapshot(getattr(backend, "counters", None) or {}))
+        return dict(total)
+
+
+def _snapshot(counts: dict[str, int]) -> dict[str, int]:
+    # The backend's event loop may add a key while this thread copies: copy again rather than take a lock on
+    # every request.
+    for _ in range(5):
+        try:
+            return dict(counts)
+        except RuntimeError:
+            continue
+    return {}
 
 
 class MissingKeyError(RuntimeError):

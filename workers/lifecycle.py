@@ -79,7 +79,7 @@ def _maintain(info: dict[str, Any]) -> None:
 def _beat(rt: runtime.Runtime, info: dict[str, Any]) -> None:
     with rt.wiring().uow() as uow:
         uow.heartbeats.beat(info["hostname"], utcnow(), queues=info["queues"], pid=info["pid"],
-                         concurrency=info["concurrency"])
+                         concurrency=info["concurrency"], counters=rt.backends.counters())
         uow.commit()
 
 

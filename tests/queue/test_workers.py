@@ -150,7 +150,7 @@ def test_teacher_chunks_reach_the_stub_and_the_key_stays_out_of_messages_and_dat
     from reasongen.testing.openai_server import start_stub_server
 
     key = "sk-test-" + "s3cret" * 4
-    base_url, stub = start_stub_server(api_key=key)
+    base_url, stub = start_stub_server(api_key=key, script=["ratelimit", "ratelimit"])  # two 429s, then answers
     try:
         with queue_wired.uow() as uow:
             add_records(uow, "ds", rows(20))
@@ -166,6 +166,10 @@ def test_teacher_chunks_reach_the_stub_and_the_key_stays_out_of_messages_and_dat
         assert batch.status == "done"
         assert_one_draft_per_record(queue_wired, 20)
         assert stub.stats()["requests"] >= 20
+        # The worker's heartbeat carries what its teacher did (what /metrics reports): requests and the 429s.
+        counted = wait_for(lambda: _counters(queue_wired, worker.hostname).get("requests", 0) >= 22
+                           and _counters(queue_wired, worker.hostname), 30, what="worker counters")
+        assert counted["rate_limited"] == 2 and counted["retries"] >= 2
         with queue_wired.uow() as uow:
             dump = repr([tuple(r) for r in uow.session.execute(select(Draft.__table__))])
             dump += repr([tuple(r) for r in uow.session.execute(select(Batch.__table__))])
@@ -173,6 +177,11 @@ def test_teacher_chunks_reach_the_stub_and_the_key_stays_out_of_messages_and_dat
         assert key not in worker.log_path.read_text()
     finally:
         stub.stop()
+
+
+def _counters(wired, hostname: str) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    with wired.uow() as uow:
+        return dict(next((w.counters for w in uow.heartbeats.all() if w.hostname == hostname), None) or {})
 
 
 def test_gpu_queue_runs_local_model_chunks_in_a_solo_worker(queue_wired, start_worker, tmp_path):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from review import service
-from storage.models import Build, Run, RunMetric
+from storage.models import Build, Run, RunMetric, utcnow
 from web import accounts
 
 
@@ -13,6 +13,7 @@ def test_metrics_need_a_token_and_report_the_pipeline(app, drafts, web_wired):
     with web_wired.uow() as uow:
         service.approve(uow, drafts["en-1"], 1, "rex")
         token = accounts.new_token(uow, "ada")
+        uow.heartbeats.beat("w1", utcnow(), counters={"requests": 12, "rate_limited": 2, "retries": 3})
         uow.commit()
     assert TestClient(app).get("/metrics").status_code == 401
     body = TestClient(app, headers={"authorization": f"Bearer {token}"}).get("/metrics").text
@@ -21,6 +22,8 @@ def test_metrics_need_a_token_and_report_the_pipeline(app, drafts, web_wired):
     assert 'reasongen_review_decisions_total{action="approve",source="person"} 1.0' in body
     assert 'reasongen_reviewer_decisions_total{action="approve",reviewer="rex"} 1.0' in body
     assert "reasongen_tokens_total" in body and "reasongen_web_requests_total" in body
+    assert 'reasongen_teacher_events_total{event="rate_limited",worker="w1"} 2.0' in body  # 429s, from heartbeats
+    assert 'reasongen_teacher_events_total{event="retries",worker="w1"} 3.0' in body
 
 
 def test_runs_page_overlays_loss_curves_and_builds_show_lineage(signed_in, drafts, web_wired):
