@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from cli.context import console, fail
 from reasongen.bootstrap import Wiring, bootstrap
@@ -191,7 +191,8 @@ def _run(wired: Wiring, workdir: Path, steps: int) -> None:
 
 
 def _summary(workdir: Path, n: int, found: dict[str, Any], build: Any, run: Any, plot: Path) -> None:
-    table = Table("what", "where", show_header=False)
+    # Paths fold instead of ending in "…": they are the point of this table, and must be copyable whole.
+    table = Table(Column("what", max_width=26), Column("where", overflow="fold"), show_header=False)
     table.add_row("database", str(workdir / "reasongen.db"))
     table.add_row("records / approved / rejected / left for people",
                   f"{n} / {found['approved']} / {found['rejected']} / {found['left']}")

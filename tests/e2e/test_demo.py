@@ -20,6 +20,7 @@ def test_demo_runs_the_whole_pipeline_offline(tmp_path, monkeypatch):
     out = " ".join(result.output.split())
     assert "FAKE" in out and "policy: 19 approved, 0 rejected, 5 left for people" in out
     assert "waits for review: 5 draft(s) pending" in out and "reasongen release 1" in out
+    assert "…" not in result.output  # the summary's paths fold at 80 columns, never cut short
     png = (workdir / "loss.png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
     assert any((workdir / "run").rglob("adapter_config.json"))
