@@ -180,6 +180,8 @@ class CliGroup(TyperGroup):
         except KeyboardInterrupt:
             print_error("interrupted")
             raise typer.Exit(ExitCode.INTERRUPTED) from None
+        except BrokenPipeError:
+            raise  # `reasongen ... | head`: click's main() ends quietly on EPIPE (status 1); not a bug of ours
         except Exception as exc:  # noqa: BLE001 - this is the one place errors become messages
             raise typer.Exit(handle(exc, ctx)) from None
 

@@ -170,3 +170,13 @@ def test_a_bad_setting_is_bad_input(tmp_path):
     usage = run("datasets", env={"REASONGEN_TEACHER_RPM": "lots"}, cwd=tmp_path)
     assert usage.returncode == ExitCode.BAD_INPUT and "Traceback" not in usage.stderr
     assert "REASONGEN_TEACHER_RPM" in usage.stderr or "--teacher-rpm" in usage.stderr
+
+
+def test_a_reader_that_closes_the_pipe_early_is_not_a_bug(tmp_path):
+    """`reasongen judge --help | head -40`: the reader goes away mid-output. That ends the command quietly (click's
+    EPIPE handling, status 1) instead of an "unexpected BrokenPipeError ... This is a bug" line (status 70)."""
+    script = f'"{REASONGEN}" judge --help | head -40 >/dev/null; echo "status=${{PIPESTATUS[0]}}" >&2'
+    for _ in range(6):  # the pipe closes while Rich is still writing, whatever the timing
+        done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                              env=dict(os.environ, COLUMNS="80"))
+        assert "error:" not in done.stderr and "status=70" not in done.stderr, done.stderr
