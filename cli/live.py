@@ -101,19 +101,25 @@ def report(wired: Wiring, batch_id: int, as_json: bool, brief: bool = False) -> 
         print_json(summary)
     elif not brief:
         console.print(status_line(summary))
-        if summary["finished"] and summary["already_drafted"]:
-            console.print(f"{summary['already_drafted']} already drafted, {summary['sent']} sent", highlight=False)
+        reused = summary.get("already_drafted", summary.get("already_judged", 0))
+        if summary["finished"] and reused:
+            verb = "drafted" if "already_drafted" in summary else "judged"
+            console.print(f"{reused} already {verb}, {summary['sent']} sent", highlight=False)
     if summary["status"] == "paused":  # the teacher's circuit breaker: the reason names the server's error
         raise ServiceUnavailable(f"batch {batch_id} paused: {summary['reason']}")
 
 
 def reuse(wired: Wiring, batch_id: int) -> dict[str, int]:
-    """Of the batch's finished records, how many already had a draft under the same key (nothing sent), and
-    how many requests it sent (drafts it wrote, less those copied from an identical record's)."""
+    """Of the batch's finished records, how many already had a draft (a judge batch: a judgement) under the same
+    key, so nothing was sent, and how many requests it sent (rows it wrote, less drafts copied from an identical
+    record's)."""
     with wired.uow() as uow:
+        done, failed = uow.chunks.record_counts(batch_id)
+        if uow.batches.get(batch_id).kind == "judge":
+            judged = uow.judgements.count_for_batch(batch_id)
+            return {"already_judged": max(done + failed - judged, 0), "sent": judged}
         written = uow.batch_stats.draft_totals(batch_id)["drafts"]
         shared = uow.batch_stats.shared(batch_id)
-        done, failed = uow.chunks.record_counts(batch_id)
     return {"already_drafted": max(done + failed - written, 0), "sent": max(written - shared, 0)}
 
 

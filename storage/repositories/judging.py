@@ -59,6 +59,10 @@ class JudgementRepository(Repository):
             last[int(draft_id)] = error
         return {k: v for k, v in last.items() if v}
 
+    def count_for_batch(self, batch_id: int) -> int:
+        """Judgements this batch wrote (one request each; failed ones included: they were sent too)."""
+        return int(self.session.scalar(select(func.count()).where(Judgement.batch_id == batch_id)) or 0)
+
     def spend(self, batch_id: int) -> tuple[int, float]:
         stmt = select(func.coalesce(func.sum(Judgement.prompt_tokens + Judgement.completion_tokens), 0),
                       func.coalesce(func.sum(Judgement.cost_usd), 0.0)).where(Judgement.batch_id == batch_id)
