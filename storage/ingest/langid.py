@@ -20,6 +20,12 @@ if TYPE_CHECKING:
 CANDIDATES = ("ENGLISH", "JAPANESE", "CHINESE", "KOREAN", "FRENCH", "GERMAN", "SPANISH", "PORTUGUESE", "ITALIAN",
               "DUTCH", "RUSSIAN", "ARABIC", "HINDI")
 SAMPLE_CHARS = 1000  # enough text to decide; long inputs would only slow detection down
+# A few Latin-script words ("Is 7 prime?" / "Yes") are often placed in Spanish or Italian by a thin margin. English is
+# the one Latin-script language we take, so a short Latin text that the detector cannot place with this confidence
+# is taken as English rather than rejected; longer or confidently foreign text is still rejected.
+UNSURE_BELOW = 0.5
+SHORT_WORDS = 12
+LATIN_END = "\u0250"  # Basic Latin through Latin Extended-B
 
 
 @lru_cache(maxsize=1)
@@ -40,8 +46,18 @@ def fill_language(record: SourceRecord) -> SourceRecord | Rejection:
     if record.lang is not None:
         return record
     # The answer is part of the evidence: short questions alone are often ambiguous.
-    found = detect("\n".join((record.instruction, record.input, record.output)))
+    text = "\n".join((record.instruction, record.input, record.output))
+    found = detect(text)
+    if found is not None and found[0] not in LANGUAGES and _short_latin_and_unsure(text):
+        found = ("en", "English")
     if found is None or found[0] not in LANGUAGES:
         seen = "could not identify it" if found is None else f"detected {found[1]}"
         return Rejection(record.file, record.line, f"unknown language: {seen} (expected {', '.join(LANGUAGES)})")
     return replace(record, lang=found[0])
+
+
+def _short_latin_and_unsure(text: str) -> bool:
+    if len(text.split()) >= SHORT_WORDS or any(ch >= LATIN_END for ch in text if ch.isalpha()):
+        return False
+    confidences = detector().compute_language_confidence_values(text[:SAMPLE_CHARS])
+    return not confidences or confidences[0].value < UNSURE_BELOW

@@ -83,6 +83,24 @@ def test_other_languages_are_rejected_as_unknown():
     assert str(fill_language(record)) == "f:4: unknown language: could not identify it (expected en, ja, zh)"
 
 
+@pytest.mark.parametrize("question,answer", [("Is 7 prime?", "Yes"), ("Pizza or pasta?", "Pasta"),
+                                             ("Name a color.", "Red")])
+def test_a_few_english_words_the_detector_cannot_place_are_taken_as_english(question, answer):
+    """Short English records must not be lost as "detected Spanish/Italian" on a thin margin."""
+    record = fill_language(SourceRecord("f", 1, None, None, question, "", answer, None, None, {}))
+    assert isinstance(record, SourceRecord) and record.lang == "en"
+
+
+@pytest.mark.parametrize("question,answer,name", [
+    ("Hola, ¿cómo estás?", "Bien, gracias.", "Spanish"),  # short, but the detector is sure
+    ("Wie spät ist es und wann fährt der nächste Zug nach Berlin ab, bitte?", "Um acht Uhr.", "German"),  # long
+    ("Как дела?", "Хорошо.", "Russian"),  # short, but not Latin script
+])
+def test_confident_or_long_or_non_latin_foreign_text_is_still_rejected(question, answer, name):
+    record = SourceRecord("f", 2, None, None, question, "", answer, None, None, {})
+    assert str(fill_language(record)) == f"f:2: unknown language: detected {name} (expected en, ja, zh)"
+
+
 def test_derived_ids_are_stable_and_follow_the_question():
     base = SourceRecord("f", 1, None, "en", "Q?", "ctx", "A.", None, None, {})
     first, again = fill_hash(base), fill_hash(SourceRecord("g", 9, None, "en", "Q?", "ctx", "A.", None, None, {}))
