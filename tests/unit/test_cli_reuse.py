@@ -8,7 +8,8 @@ from cli.demo import SAMPLE
 from cli.main import app
 
 
-def test_a_second_generate_says_already_drafted_and_sent(tmp_path, monkeypatch):
+def cli_on(tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
+    """`reasongen` in-process on a fresh SQLite database holding the bundled sample as dataset 'demo'."""
     monkeypatch.delenv("REASONGEN_BROKER_URL", raising=False)
     runner = CliRunner()
     url = f"sqlite:///{tmp_path / 'rg.db'}"
@@ -20,6 +21,11 @@ def test_a_second_generate_says_already_drafted_and_sent(tmp_path, monkeypatch):
 
     cli("db", "upgrade")
     cli("ingest", str(SAMPLE), "--dataset", "demo")
+    return cli
+
+
+def test_a_second_generate_says_already_drafted_and_sent(tmp_path, monkeypatch):
+    cli = cli_on(tmp_path, monkeypatch)
     first = cli("generate", "--dataset", "demo", "--backend", "fake", "--limit", "10")
     assert "already drafted" not in first.stdout
     second = cli("generate", "--dataset", "demo", "--backend", "fake")
@@ -30,17 +36,7 @@ def test_a_second_generate_says_already_drafted_and_sent(tmp_path, monkeypatch):
 
 def test_a_judge_batch_counts_its_judgements_as_sent(tmp_path, monkeypatch):
     """A judge batch writes judgements, not drafts: it must not say "24 already drafted, 0 sent" after judging 24."""
-    monkeypatch.delenv("REASONGEN_BROKER_URL", raising=False)
-    runner = CliRunner()
-    url = f"sqlite:///{tmp_path / 'rg.db'}"
-
-    def cli(*args: str):  # type: ignore[no-untyped-def]
-        result = runner.invoke(app, ["--database-url", url, *args])
-        assert result.exit_code == 0, result.output
-        return result
-
-    cli("db", "upgrade")
-    cli("ingest", str(SAMPLE), "--dataset", "demo")
+    cli = cli_on(tmp_path, monkeypatch)
     cli("generate", "--dataset", "demo", "--backend", "fake")
     first = json.loads(cli("judge", "--dataset", "demo", "--backend", "fake", "--limit", "10", "--json").stdout)
     assert (first["sent"], first["already_judged"]) == (10, 0) and "already_drafted" not in first
