@@ -28,6 +28,13 @@ CHUNK_SIZE = typer.Option(None, "--chunk-size", min=1, help="Records per chunk (
 MAX_COST = typer.Option(None, "--max-cost", min=0, help="Stop the batch at this spend (USD).")
 MAX_TOKENS = typer.Option(None, "--max-tokens", min=1, help="Stop the batch at this many tokens.")
 WAIT = typer.Option(False, "--wait", help="With a broker: follow the batch live until it ends.")
+THEN = typer.Option(None, "--then", help="When the batch completes: build or train (once). With --judge/--policy it "
+                    "waits until none of the batch's drafts is pending (or `reasongen release BATCH`).")
+JUDGE = typer.Option(None, "--judge", help="Judge each draft right after it is written, in the same chunk: teacher, "
+                     "local or fake.")
+JUDGE_MODEL = typer.Option(None, "--judge-model", help="Judge model (default from settings).")
+RUBRIC = typer.Option("default", "--rubric", help="Judge rubric name.")
+POLICY = typer.Option(None, "--policy", help="Decide judged drafts with this policy (reasongen policy set ...).")
 
 
 def generate(
@@ -43,15 +50,11 @@ def generate(
                                                  help="Records per commit inside a chunk (default: the backend's)."),
     max_cost: Optional[float] = MAX_COST,
     max_tokens: Optional[int] = MAX_TOKENS,
-    then: Optional[str] = typer.Option(None, "--then", help="When the batch completes: build or train (once). "
-                                       "With --judge/--policy it waits until none of the batch's drafts is pending "
-                                       "(or `reasongen release BATCH`)."),
-    judge: Optional[str] = typer.Option(None, "--judge", help="Judge each draft right after it is written, in the "
-                                        "same chunk: teacher, local or fake."),
-    judge_model: Optional[str] = typer.Option(None, "--judge-model", help="Judge model (default from settings)."),
-    rubric: str = typer.Option("default", "--rubric", help="Judge rubric name."),
-    policy: Optional[str] = typer.Option(None, "--policy", help="Decide judged drafts with this policy "
-                                         "(reasongen policy set ...)."),
+    then: Optional[str] = THEN,
+    judge: Optional[str] = JUDGE,
+    judge_model: Optional[str] = JUDGE_MODEL,
+    rubric: str = RUBRIC,
+    policy: Optional[str] = POLICY,
     wait: bool = WAIT,
     mode: str = MODE,
     accept_latency: bool = ACCEPT_LATENCY,
@@ -72,6 +75,13 @@ def generate(
         else:
             launch(wired, planned, wait=wait, as_json=as_json)
         check_outcome(wired, planned.batch_id)
+
+
+def say_held_back(wired: Wiring, held: int) -> None:
+    if held:
+        console.print(f"{held} rejected record(s) left for people: regenerating would repeat a rejected request, or "
+                      f"they were rejected {wired.settings.max_regenerations} times (REASONGEN_MAX_REGENERATIONS); "
+                      "see: reasongen review list --status rejected", highlight=False)
 
 
 def check_outcome(wired: Wiring, batch_id: int) -> None:
@@ -105,24 +115,37 @@ def rebuild(
     max_tokens: Optional[int] = MAX_TOKENS,
     dry_run: bool = typer.Option(False, "--dry-run", help="List what would be regenerated, with estimates "
                                  "(cost online and in batch mode)."),
+    then: Optional[str] = THEN,
+    judge: Optional[str] = JUDGE,
+    judge_model: Optional[str] = JUDGE_MODEL,
+    rubric: str = RUBRIC,
+    policy: Optional[str] = POLICY,
     wait: bool = WAIT,
     mode: str = MODE,
     accept_latency: bool = ACCEPT_LATENCY,
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Regenerate stale records only: no draft yet, record or template changed, or rejected with a note."""
+    """Regenerate stale records only: no draft yet, record or template changed, or rejected with a note. With
+    --judge/--policy/--then it runs unattended like generate: judged, decided, then built or trained once."""
+    from judging.plan import judge_params
+
     req = BatchRequest(dataset=dataset, backend=backend, model=model, template=template, where=where, limit=limit,
-                       chunk_size=chunk_size, max_cost=max_cost, max_tokens=max_tokens)
+                       chunk_size=chunk_size, max_cost=max_cost, max_tokens=max_tokens, then=then)
     with wiring(ctx) as wired:
-        stale = find_stale(wired, req)
+        req.extra_params = judge_params(wired, judge, judge_model, rubric, policy)
+        held: list[int] = []
+        stale = find_stale(wired, req, held)
         backend_model = plan_model(wired, req)
+        if not as_json:
+            say_held_back(wired, len(held))
         if dry_run:
             totals = with_batch_cost(wired, backend_model, estimate(wired, backend_model, stale))
-            show_dry_run(stale, totals, as_json)
+            show_dry_run(stale, {**totals, "held_back": len(held)}, as_json)
             if not as_json:
                 console.print(cost_line(totals), highlight=False)
         elif not stale:
-            print_json({"batch": None, "stale": 0}) if as_json else console.print("Nothing is stale.")
+            print_json({"batch": None, "stale": 0, "held_back": len(held)}) if as_json else console.print(
+                "Nothing is stale.")
         else:
             check_mode(mode, backend)
             planned = plan_batch(wired, rebuild_request(req, stale))

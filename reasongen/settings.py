@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     chunk_time_limit_s: int = Field(default=3600, ge=1, validation_alias=_env("REASONGEN_CHUNK_TIME_LIMIT"))
     visibility_timeout_s: int = Field(default=7200, ge=1, validation_alias=_env("REASONGEN_VISIBILITY_TIMEOUT"))
     max_attempts: int = Field(default=3, ge=1, validation_alias=_env("REASONGEN_MAX_ATTEMPTS"))
+    # `rebuild` regenerates a draft rejected with a note (a reviewer's, or a policy's judge reasons) at most this
+    # many times per record, template and model; then the record waits for a person (unattended loops stop paying).
+    max_regenerations: int = Field(default=3, ge=1, validation_alias=_env("REASONGEN_MAX_REGENERATIONS"))
     sweep_interval_s: float = Field(default=30.0, gt=0, validation_alias=_env("REASONGEN_SWEEP_INTERVAL"))
     requeue_after_s: float = Field(default=120.0, gt=0, validation_alias=_env("REASONGEN_REQUEUE_AFTER"))
     heartbeat_interval_s: float = Field(default=10.0, gt=0, validation_alias=_env("REASONGEN_HEARTBEAT_INTERVAL"))

@@ -2,7 +2,10 @@
 
 Stale means: no current draft for this template and model; the record changed since its draft
 (``draft.record_hash != record.content_hash``); the template changed since the draft; or the draft was rejected
-with a reviewer's note (regenerated with that note in the prompt).
+with a reviewer's note (regenerated with that note in the prompt). A rejected record is left for a person
+(``held_back``) instead when regenerating would ask the very question its rejected draft answered (a deterministic
+judge gives the same reasons again: the cache would hand back the same draft, batch after batch), or once it was
+rejected ``max_regenerations`` times; so an unattended loop of rebuild + judge + policy ends, and stops paying.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from generation.restructure import restructure
+from generation.run import cache_key
 from generation.tokens import counter_for, prompt_tokens
 from reasongen.bootstrap import Wiring
 from storage.repositories.records import parse_where
@@ -41,18 +45,29 @@ def why_stale(record: Any, draft: Any, template_hash: str) -> tuple[str, str | N
     return None
 
 
-def find_stale(wiring: Wiring, req: BatchRequest) -> list[Stale]:
+def find_stale(wiring: Wiring, req: BatchRequest, held_back: list[int] | None = None) -> list[Stale]:
+    """Stale records in id order (at most ``req.limit``); records rejected too often go to ``held_back``."""
     backend, template = resolve(wiring, req)
     counter = counter_for(wiring.settings.tokenizer_path, backend.model)  # a local model's own tokenizer
     found: list[Stale] = []
     with wiring.uow() as uow:
         ds = uow.records.dataset(req.dataset)
         ids = uow.records.select_ids(ds.id, parse_where(req.where))
-        for record, draft in uow.batch_stats.stale_candidates(ids, template.name, backend.model):
+        candidates = uow.batch_stats.stale_candidates(ids, template.name, backend.model)
+        rejected = [r.id for r, d in candidates if d is not None and d.status == "rejected"]
+        times = uow.batch_stats.rejections(rejected, template.name, backend.model) if rejected else {}
+        for record, draft in candidates:
             why = why_stale(record, draft, template.hash)
             if why is None:
                 continue
-            prompt = template.render(restructure(record), why[1])
+            view = restructure(record)
+            if draft is not None and why[0] == "rejected with note" and (
+                    times.get(record.id, 0) >= wiring.settings.max_regenerations
+                    or draft.cache_key == cache_key(view.content_hash, template, backend, {"note": why[1]})):
+                if held_back is not None:
+                    held_back.append(record.id)
+                continue
+            prompt = template.render(view, why[1])
             tokens = prompt_tokens(prompt, counter)
             found.append(Stale(record.id, record.key, record.lang, why[0], why[1], tokens))
             if req.limit is not None and len(found) >= req.limit:

@@ -60,6 +60,18 @@ class BatchStatsRepository(Repository):
         return float(value) if value else None
 
 
+    def rejections(self, record_ids: Sequence[int], template_name: str, model: str) -> dict[int, int]:
+        """How many drafts of each record (this template and model, current or not) were rejected with a note."""
+        counts: dict[int, int] = {}
+        ids = list(record_ids)
+        for start in range(0, len(ids), 5000):
+            stmt = (select(Draft.record_id, func.count()).where(
+                Draft.record_id.in_(ids[start : start + 5000]), Draft.template_name == template_name,
+                Draft.model == model, Draft.status == "rejected", Draft.review_note.is_not(None))
+                .group_by(Draft.record_id))
+            counts.update({int(r): int(n) for r, n in self.session.execute(stmt)})
+        return counts
+
     def stale_candidates(self, stmt_ids: Any, template_name: str, model: str) -> list[tuple[Record, Draft | None]]:
         """Records (from a select of ids) with their current draft for this template and model, if any."""
         join = and_(Draft.record_id == Record.id, Draft.template_name == template_name, Draft.model == model,

@@ -95,3 +95,28 @@ def test_judge_then_apply_policy_and_agreement(wired, db_url):
     report = json.loads(cli(db_url, "review", "agreement", "--policy", "strict", "--json").output)
     assert report["n"] == 0 and report["policy_decided"] == 2
     assert "Spot-check some" in text(cli(db_url, "review", "agreement"))
+
+
+def test_rebuild_runs_unattended_judged_decided_then_built(wired, db_url, followups):
+    """A gradual rebuild from cron: stale records are drafted, judged, decided by the policy, and the follow-up fires
+    once per batch because nothing is left for people. A record the policy rejects is regenerated with the judge's
+    reasons; when the judge gives the same reasons again, regenerating would repeat the same request (the cache would
+    hand back the same rejected draft in a new batch, run after run, each firing --then), so it is left for people."""
+    seed(wired, scores=(5, 1, 5))
+    assert cli(db_url, "policy", "set", "strict", "--approve-min", "4", "--reject-max", "2").exit_code == 0
+    args = ("rebuild", "--dataset", "ds", "--backend", "fake", "--judge", "fake", "--policy", "strict", "--then",
+            "build")
+    out = cli(db_url, *args)
+    assert out.exit_code == 0, out.output
+    decided = json.loads(cli(db_url, "review", "list", "--json").output)
+    assert sorted(d["status"] for d in decided) == ["approved", "approved", "rejected"]
+    assert followups == [(1, "build")]
+    again = json.loads(cli(db_url, *args, "--json").output)  # the rejected record, the judge's reasons in its prompt
+    assert (again["batch"], again["total"], again["sent"]) == (2, 1, 1)
+    assert followups == [(1, "build"), (2, "build")]
+    last = cli(db_url, *args)  # rejected again for the same reasons: asking again would repeat the same request
+    assert last.exit_code == 0 and "Nothing is stale." in last.output
+    assert "1 rejected record(s) left for people" in text(last)
+    assert json.loads(cli(db_url, *args, "--json").output) == {"batch": None, "stale": 0, "held_back": 1}
+    assert json.loads(cli(db_url, *args, "--dry-run", "--json").output)["estimate"]["held_back"] == 1
+    assert len(followups) == 2

@@ -65,3 +65,26 @@ def test_rebuild_regenerates_stale_records_only(wired, db_url):
         assert current[ids[1]].record_hash == "c" * 64
         assert current[ids[3]].status == "rejected"  # a rejection without a note is a decision, not stale
     assert "Nothing is stale." in cli(db_url, "rebuild", "-d", "ds", "-b", "fake").output
+
+
+def test_a_record_rejected_max_regenerations_times_is_left_for_people(wired, db_url, monkeypatch):
+    """Each rejection has a new note (a new request each time), yet after REASONGEN_MAX_REGENERATIONS rejections the
+    record is no longer regenerated: it waits for a person."""
+    monkeypatch.setenv("REASONGEN_MAX_REGENERATIONS", "2")
+    with wired.uow() as uow:
+        (rid,) = add_records(uow, "ds", [{"instruction": "Q", "key": "k"}])
+    assert cli(db_url, "generate", "-d", "ds", "-b", "fake").exit_code == 0
+
+    def reject_current(note: str) -> None:
+        with wired.uow() as uow:
+            uow.session.execute(update(Draft).where(Draft.record_id == rid, Draft.is_current.is_(True))
+                                .values(status="rejected", review_note=note))
+            uow.commit()
+
+    reject_current("Shorter, please.")
+    assert json.loads(cli(db_url, "rebuild", "-d", "ds", "-b", "fake", "--json").output)["sent"] == 1
+    reject_current("Show the arithmetic.")
+    dry = json.loads(cli(db_url, "rebuild", "-d", "ds", "-b", "fake", "--dry-run", "--json").output)
+    assert dry["records"] == [] and dry["estimate"]["held_back"] == 1
+    out = cli(db_url, "rebuild", "-d", "ds", "-b", "fake")
+    assert "Nothing is stale." in out.output and "rejected 2 times" in " ".join(out.output.split())
