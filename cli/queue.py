@@ -14,6 +14,7 @@ from cli.context import check_broker, console, fail, print_json, settings_from, 
 from cli.generate import check_outcome
 from cli.live import follow, launch, report, run_with_bar, status_table
 from cli.tables import Col, listing
+from reasongen.bootstrap import Wiring
 from reasongen.errors import ExitCode
 from workers import batches, monitor, provider_jobs, provider_status, sweeper
 from workers.planning import Planned, plan_batch, retry_request
@@ -85,18 +86,35 @@ def status(
             return [monitor.batch_summary(wired, batch)] if batch else monitor.recent_summaries(wired, limit)
 
         if as_json:
-            print_json(current()[0] if batch else current())
+            rows = with_unserved(wired, current())
+            print_json(rows[0] if batch else rows)
         elif watch:
             _watch(current)
         else:
-            rows = current()
+            rows = with_unserved(wired, current())
             console.print(status_table(rows))
+            for line in filter(None, map(unserved_line, rows)):
+                console.print(line, highlight=False)
             for line in filter(None, map(followup_line, rows)):
                 console.print(line, highlight=False)
             for line in filter(None, map(rate_line, rows)):
                 console.print(line, highlight=False)
             for line in (text for row in rows for text in provider_status.job_lines(row)):
                 console.print(line, highlight=False)
+
+
+def with_unserved(wired: Wiring, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each summary gains ``no_worker_on``: the queue its queued chunks wait on when no live worker consumes it."""
+    unserved = monitor.unserved(wired, rows)
+    return [{**row, "no_worker_on": unserved.get(row["batch"])} for row in rows]
+
+
+def unserved_line(summary: dict[str, Any]) -> str | None:
+    queue = summary.get("no_worker_on")
+    if not queue:
+        return None
+    return (f"batch {summary['batch']}: {summary['chunks']['queued']} chunk(s) queued on '{queue}', but no live "
+            f"worker consumes it; start one with: reasongen worker --queues {queue}")
 
 
 def rate_line(summary: dict[str, Any]) -> str | None:

@@ -90,16 +90,35 @@ def recent_summaries(wiring: Wiring, limit: int = 10) -> list[dict[str, Any]]:
 def workers_report(wiring: Wiring) -> dict[str, Any]:
     """Live workers (heartbeat within three intervals) and the broker's queue depths."""
     s = wiring.settings
-    now = utcnow()
+    live = workers_report_rows(wiring)
     with wiring.uow() as uow:
-        rows = uow.heartbeats.all()
-        live = [_worker(w, now) for w in rows
-                if (now - _aware(w.last_seen)).total_seconds() <= 3 * s.heartbeat_interval_s]  # type: ignore[operator]
         limits = uow.chunks.concurrency_limits([w["current_chunk"] for w in live if w["current_chunk"]])
     for w in live:  # what the teacher's adaptive limiter allows now, for the batch this worker is on
         w["teacher_limit"] = limits.get(w["current_chunk"]) if w["current_chunk"] else None
     depths = broker.queue_depths(s) if s.broker_url else None
     return dict(workers=live, queues=depths)
+
+
+def unserved(wiring: Wiring, summaries: list[dict[str, Any]]) -> dict[int, str]:
+    """Batches with chunks queued on a queue no live worker consumes: {batch id: queue kind, as `reasongen worker
+    --queues` takes it}. Without a broker (work runs in the CLI) nothing is unserved."""
+    from workers.app import queue_for_backend
+
+    waiting = [s for s in summaries if not s["finished"] and s["chunks"].get("queued")]
+    if not waiting or not wiring.settings.broker_url:
+        return {}
+    served = {q for w in workers_report_rows(wiring) for q in w["queues"]}
+    needs = {s["batch"]: queue_for_backend(wiring.settings, s["backend"]) for s in waiting}
+    prefix = wiring.settings.queue_prefix
+    return {batch: queue.removeprefix(prefix) for batch, queue in needs.items() if queue not in served}
+
+
+def workers_report_rows(wiring: Wiring) -> list[dict[str, Any]]:
+    """Live workers only (heartbeat within three intervals), without the broker round trip."""
+    now = utcnow()
+    with wiring.uow() as uow:
+        return [_worker(w, now) for w in uow.heartbeats.all()
+                if (now - _aware(w.last_seen)).total_seconds() <= 3 * wiring.settings.heartbeat_interval_s]  # type: ignore[operator]
 
 
 def _worker(w: Any, now: datetime) -> dict[str, Any]:

@@ -59,6 +59,11 @@ def test_queued_batch_without_workers_is_resumed_by_hand(queue_wired, start_work
     assert result.exit_code == 0 and "2 chunks queued" in result.output
     held = cli(settings, "resume", "1", "--json")
     assert json.loads(held.output)["resent"] == []  # the broker still holds both messages: nothing to re-send
+    shown = cli(settings, "status")  # nothing would ever take them: status says so, and what to start
+    assert ("batch 1: 2 chunk(s) queued on 'teacher', but no live worker consumes it; start one with: reasongen "
+            "worker --queues teacher") in " ".join(shown.output.split())
+    ready(queue_wired, start_worker(queues="train"))  # a worker, but not for this queue
+    assert json.loads(cli(settings, "status", "1", "--json").output)["no_worker_on"] == "teacher"
     import redis
 
     redis.Redis.from_url(settings.broker_url).flushdb()  # the messages are lost before any worker starts
@@ -67,6 +72,7 @@ def test_queued_batch_without_workers_is_resumed_by_hand(queue_wired, start_work
     ready(queue_wired, start_worker())
     waited = cli(settings, "status", "1", "--watch")
     assert waited.exit_code == 0 and "done" in waited.output
+    assert json.loads(cli(settings, "status", "1", "--json").output)["no_worker_on"] is None
 
 
 def test_retry_failed_on_workers_reruns_only_the_failed_records(queue_wired, start_worker):
