@@ -19,6 +19,9 @@ from workers.inprocess import Totals, run_here
 from workers.planning import Planned
 
 
+NO_WORKER_AFTER_S = 3.0  # a worker that was just started needs a moment for its first heartbeat
+
+
 class RateColumn(ProgressColumn):
     def render(self, task: Any) -> Text:
         speed = task.finished_speed or task.speed
@@ -86,13 +89,25 @@ def follow(wired: Wiring, batch_id: int, *, quiet: bool, interval: float = 1.0) 
     with progress_bar() as bar:
         bar.disable = quiet
         task = bar.add_task(f"batch {batch_id}", total=summary["total"], done=0, failed=0, tokens=0, cost=0.0)
+        warned, checked = False, time.monotonic()
         while True:
             summary = monitor.batch_summary(wired, batch_id)
             bar.update(task, completed=summary["done"] + summary["failed"], done=summary["done"],
                        failed=summary["failed"], tokens=summary["tokens"], cost=summary["cost_usd"])
             if summary["finished"]:
                 return
+            if not warned and not quiet and time.monotonic() - checked >= NO_WORKER_AFTER_S:
+                warned, checked = _warn_if_unserved(wired, summary), time.monotonic()
             time.sleep(interval)
+
+
+def _warn_if_unserved(wired: Wiring, summary: dict[str, Any]) -> bool:
+    """Once, while following: chunks wait on a queue that no live worker consumes (it would wait for ever)."""
+    queue = monitor.unserved(wired, [summary]).get(summary["batch"])
+    if queue:
+        console.print(f"[yellow]warning:[/] no live worker consumes queue '{queue}'; start one with: "
+                      f"reasongen worker --queues {queue} (still waiting; Ctrl-C stops waiting, the batch is kept)")
+    return bool(queue)
 
 
 def report(wired: Wiring, batch_id: int, as_json: bool, brief: bool = False) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 from sqlalchemy import update
@@ -12,7 +13,7 @@ from cli.main import app
 from cli.live import follow
 from storage.models import Batch
 from tests.helpers import add_records
-from tests.queue.conftest import worker_env
+from tests.queue.conftest import REASONGEN, wait_for, worker_env
 from tests.queue.test_workers import ready
 from workers import dispatch, monitor
 from workers.planning import BatchRequest, plan_batch
@@ -114,3 +115,23 @@ def test_generate_wait_exits_1_when_records_failed(queue_wired, start_worker):
         assert f"{summary['failed']} of 10 records failed" in result.output.strip().splitlines()[-1]
     finally:
         stub.stop()
+
+
+def test_generate_wait_without_a_worker_says_which_to_start_then_finishes_when_one_comes(queue_wired, start_worker,
+                                                                                      tmp_path):
+    settings = queue_wired.settings
+    with queue_wired.uow() as uow:
+        add_records(uow, "ds", [{"instruction": f"Q{i}", "key": f"k{i}"} for i in range(4)])
+    out = tmp_path / "wait.out"
+    with open(out, "w") as sink:
+        proc = subprocess.Popen([REASONGEN, "generate", "--dataset", "ds", "--backend", "fake", "--wait"],
+                                env=worker_env(settings, COLUMNS="200"), stdout=sink, stderr=subprocess.STDOUT)
+        try:
+            wait_for(lambda: "no live worker consumes queue 'teacher'" in out.read_text(), 30,
+                     what="the no-worker warning")
+            ready(queue_wired, start_worker())
+            assert proc.wait(timeout=60) == 0, out.read_text()
+        finally:
+            proc.kill()
+    text = out.read_text()
+    assert "start one with: reasongen worker --queues teacher" in text and "4 done, 0 failed" in text
