@@ -13,6 +13,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from cli.context import console, err_console, print_json, settings_from, wiring
 from cli.tables import Col, listing
 from storage.ingest import IngestOptions, IngestSummary, Rejection, ingest_file
+from storage.ingest.validate import parse_columns
 from storage.repositories.records import Breakdown, DatasetOverview
 
 SUMMARY_COLUMNS = ("read", "inserted", "updated", "unchanged", "rejected", "deleted", "restored")
@@ -37,6 +38,9 @@ def ingest(
     max_record_bytes: int = typer.Option(None, "--max-record-bytes", min=1, show_default=False,
                                          help="Reject records larger than this. Default: REASONGEN_MAX_RECORD_BYTES (1 MB)."),
     batch_size: int = typer.Option(5000, "--batch-size", min=1, help="Records per bulk write."),
+    columns: list[str] = typer.Option([], "--map", metavar="FIELD=COLUMN",
+                                      help="Read a record field from another column, e.g. --map output=response "
+                                      "--map input=context (Dolly); repeat it or separate pairs with commas."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Load records into a dataset.
@@ -47,7 +51,11 @@ def ingest(
     a new content hash and version (the old content is kept). Bad lines are reported as file:line: reason
     and the rest is loaded; the exit status is then 1 (and --prune is skipped)."""
     limit = max_record_bytes or settings_from(ctx).max_record_bytes
-    options = IngestOptions(dataset, fmt.value, prune, strict, limit, batch_size)
+    try:
+        mapped = parse_columns(columns)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--map") from None
+    options = IngestOptions(dataset, fmt.value, prune, strict, limit, batch_size, mapped)
     with wiring(ctx) as wired, _progress() as (on_reject, on_progress):
         summary = ingest_file(wired.uow, path, options, on_reject=on_reject, on_progress=on_progress)
     print_json(summary.as_dict()) if as_json else _print_summary(summary)

@@ -31,6 +31,7 @@ class IngestOptions:
     strict: bool = False
     max_record_bytes: int = 1_000_000
     batch_size: int = 5000
+    columns: dict[str, str] = field(default_factory=dict)  # record field -> the file's column (--map)
 
 
 @dataclass
@@ -77,7 +78,7 @@ def ingest_file(
     on_progress: Callable[[IngestSummary], None] = lambda s: None,
 ) -> IngestSummary:
     stages = stages or Stages()
-    validate = stages.validate or Validator(options.max_record_bytes)
+    validate = stages.validate or Validator(options.max_record_bytes, options.columns)
     summary = IngestSummary(dataset=options.dataset, file=str(path))
     rejections = _Rejections(summary, on_reject, options.batch_size)
     items = iter(stages.read(path, options.fmt))  # a missing file or bad format fails before any write

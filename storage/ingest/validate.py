@@ -17,11 +17,28 @@ class InvalidRecord(ValueError):
     """Raised inside validation; becomes a Rejection for the row."""
 
 
-class Validator:
-    """Checks shape, types and size. Language detection and hashing are later stages."""
+def parse_columns(pairs: list[str]) -> dict[str, str]:
+    """``["output=response", "input=context"]`` (or one comma-separated string) -> {field: source column}."""
+    columns: dict[str, str] = {}
+    for pair in (p.strip() for item in pairs for p in item.split(",") if p.strip()):
+        name, sep, column = (part.strip() for part in pair.partition("="))
+        if not sep or not name or not column:
+            raise ValueError(f"--map {pair!r}: use FIELD=COLUMN, e.g. --map output=response")
+        if name not in KNOWN_FIELDS:
+            raise ValueError(f"--map {pair!r}: {name!r} is not a record field ({', '.join(sorted(KNOWN_FIELDS))})")
+        if name in columns:
+            raise ValueError(f"--map names {name!r} twice")
+        columns[name] = column
+    return columns
 
-    def __init__(self, max_record_bytes: int):
+
+class Validator:
+    """Checks shape, types and size. Language detection and hashing are later stages. ``columns`` maps record
+    fields to the file's own column names (Dolly's ``response`` as ``output``, say)."""
+
+    def __init__(self, max_record_bytes: int, columns: dict[str, str] | None = None):
         self.max_record_bytes = max_record_bytes
+        self.columns = columns or {}
 
     def __call__(self, raw: RawRecord) -> SourceRecord | Rejection:
         try:
@@ -30,7 +47,7 @@ class Validator:
             return Rejection(raw.file, raw.line, str(exc))
 
     def _check(self, raw: RawRecord) -> SourceRecord:
-        data = raw.data
+        data = _renamed(raw.data, self.columns) if self.columns else raw.data
         size = raw.size if raw.size is not None else _estimated_size(data)
         if size > self.max_record_bytes:
             raise InvalidRecord(f"record is {size} bytes, over the limit of {self.max_record_bytes} (--max-record-bytes)")
@@ -52,6 +69,18 @@ class Validator:
         return record
 
 
+def _renamed(data: dict[str, Any], columns: dict[str, str]) -> dict[str, Any]:
+    """The mapped columns under the field names. A key that already had a mapped field's name is kept in the
+    metadata as ``<name>_original`` rather than dropped."""
+    out = {k: v for k, v in data.items() if k not in columns.values()}
+    for name, column in columns.items():
+        if name in out:
+            out[f"{name}_original"] = out.pop(name)
+        if column in data:
+            out[name] = data[column]
+    return out
+
+
 def _estimated_size(data: dict[str, Any]) -> int:
     return len(orjson.dumps(data, default=str))
 
@@ -59,7 +88,9 @@ def _estimated_size(data: dict[str, Any]) -> int:
 def _required(data: dict[str, Any], name: str) -> str:
     value = data.get(name)
     if value is None:
-        raise InvalidRecord(f"missing required field '{name}'")
+        others = [k for k in data if k not in KNOWN_FIELDS][:8]
+        hint = f" (this row has: {', '.join(others)}; map a column with --map {name}=COLUMN)" if others else ""
+        raise InvalidRecord(f"missing required field '{name}'{hint}")
     value = _string(name, value)
     if not value.strip():
         raise InvalidRecord(f"required field '{name}' is empty")

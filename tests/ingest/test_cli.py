@@ -83,3 +83,35 @@ def test_bundled_sample_ingests_cleanly(db_url):
     result = run(db_url, "ingest", sample, "-d", "sample", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["inserted"] == 24
+
+
+def test_map_reads_fields_from_other_columns(db_url, write):
+    """A Dolly-shaped file (instruction, context, response, category): rejected with a hint, then loaded with --map."""
+    dolly = [{"id": "d1", "instruction": "Why is the sky blue?", "context": "", "response": "Rayleigh scattering.",
+              "category": "open_qa"},
+             {"id": "d2", "instruction": "Summarize this.", "context": "Tokyo is the capital of Japan.",
+              "response": "Tokyo is Japan's capital.", "category": "summarization", "output": "an older answer"}]
+    path = write("dolly.jsonl", jsonl(*dolly))
+    plain = run(db_url, "ingest", path, "-d", "dolly", "--json")
+    assert plain.exit_code == 1
+    assert (f"{path}:1: missing required field 'output' (this row has: context, response, category; map a column "
+            "with --map output=COLUMN)") in plain.stderr
+    mapped = run(db_url, "ingest", path, "-d", "dolly", "--map", "output=response,input=context", "--map",
+                 "field=category", "--json")
+    assert mapped.exit_code == 0, mapped.output
+    shown = json.loads(run(db_url, "show", "dolly", "--json").stdout)
+    assert {row["field"] for row in shown["groups"]} == {"open_qa", "summarization"}
+    bad = run(db_url, "ingest", path, "-d", "dolly", "--map", "outptu=response")
+    assert bad.exit_code == 2 and "'outptu' is not a record" in bad.output  # a usage error, in Typer's box
+
+
+def test_map_keeps_a_replaced_key_as_metadata():
+    from storage.ingest.types import RawRecord, SourceRecord
+    from storage.ingest.validate import Validator, parse_columns
+
+    columns = parse_columns(["output=response", " input = context "])
+    assert columns == {"output": "response", "input": "context"}
+    record = Validator(10_000, columns)(RawRecord("f", 1, {"instruction": "Q", "context": "C", "response": "R",
+                                                           "output": "old"}))
+    assert isinstance(record, SourceRecord)
+    assert (record.input, record.output, record.meta) == ("C", "R", {"output_original": "old"})
