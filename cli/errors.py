@@ -9,6 +9,7 @@ README's "Exit codes" table (reasongen.errors.ExitCode).
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 import traceback
@@ -199,5 +200,32 @@ def _flags_without_type(command: Any) -> None:
         return params
 
     command.get_params = flags_as_flags
+    if getattr(command, "help", None):
+        command.help = unwrap_help(command.help)
     for sub in getattr(command, "commands", {}).values():
         _flags_without_type(sub)
+
+
+def unwrap_help(text: str) -> str:
+    """Docstrings are wrapped at 120 columns in the source; Typer keeps those line breaks, so help read at 80
+    columns came out ragged. Lines of a paragraph are joined (Rich re-wraps them to the terminal); blank lines,
+    list items and indented lines keep their breaks."""
+    lines = inspect.cleandoc(text).splitlines()
+    out: list[str] = []
+    for line in lines:
+        joinable = out and _plain(out[-1]) and _plain(line)
+        if joinable:
+            out[-1] = f"{out[-1].rstrip()} {line.strip()}"
+        else:
+            out.append(line)
+    return "\n".join(out)
+
+
+def _plain(line: str) -> bool:
+    """A line of running text: not blank, not indented, not a list item."""
+    return bool(line.strip()) and not line[:1].isspace() and not _item(line)
+
+
+def _item(line: str) -> bool:
+    head = line.lstrip()[:3]
+    return head[:2] in ("- ", "* ", "• ") or (head[:1].isdigit() and head[1:2] in (".", ")"))

@@ -114,3 +114,20 @@ def test_every_help_shows_boolean_flags_as_flags():
         assert "<bool>" not in result.output, path
     rebuild = runner.invoke(app, ["rebuild", "--help"], env={"COLUMNS": "120"}).output
     assert re.search(r"--dry-run\s+List what would", rebuild)
+
+
+def test_help_paragraphs_are_rewrapped_not_ragged():
+    """Docstrings wrap at 120 columns in the source; at 80 columns the help must not keep those breaks."""
+    from cli.errors import unwrap_help
+
+    text = """First line
+        continues here.
+
+        - an item
+        - another
+          indented detail
+        Last paragraph."""
+    assert unwrap_help(text) == ("First line continues here.\n\n- an item\n- another\n  indented detail\n"
+                                 "Last paragraph.")
+    shown = CliRunner().invoke(app, ["ingest", "--help"], env={"COLUMNS": "80"}).output
+    assert "question when missing), lang (en/ja/zh, detected when missing)" in shown
