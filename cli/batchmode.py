@@ -35,14 +35,14 @@ def decide(wired: Wiring, mode: str, backend: str, records: int, accept_latency:
     return chosen == "batch"
 
 
-def launch_batch(wired: Wiring, planned: Planned, *, wait: bool, as_json: bool) -> None:
-    """Store and submit the provider jobs; with --wait, poll here until every draft is in."""
+def launch_batch(wired: Wiring, planned: Planned, *, wait: bool, as_json: bool, noun: str = "records") -> None:
+    """Store and submit the provider jobs; with --wait, poll here until every result is in."""
     from cli.live import report
     from workers import provider_jobs
 
     jobs = provider_jobs.start(wired, planned.batch_id)
     if not as_json:
-        console.print(f"batch [bold]{planned.batch_id}[/]: {planned.total_records} records in {len(jobs)} provider "
+        console.print(f"batch [bold]{planned.batch_id}[/]: {planned.total_records} {noun} in {len(jobs)} provider "
                       f"batch job(s). Workers' sweepers poll them (or: reasongen sweep); follow with: "
                       f"reasongen status {planned.batch_id}")
     if wait:
