@@ -79,7 +79,7 @@ class ProviderJobRepository(Repository):
         column = ProviderRequest.draft_id if by_draft else ProviderRequest.record_id
         stmt = (select(column, func.sum(ProviderRequest.prompt_tokens), func.sum(ProviderRequest.completion_tokens))
                 .where(ProviderRequest.batch_id == batch_id, column.in_(items)).group_by(column))
-        return {int(r): (int(p or 0), int(c or 0)) for r, p, c in self.session.execute(stmt)}
+        return {r: (int(p or 0), int(c or 0)) for r, p, c in self.session.execute(stmt) if r is not None}
 
     def followers(self, batch_id: int, keys: set[str], *, by_draft: bool = False) -> dict[int, str]:
         """Items waiting for the result of the request sent under one of these cache keys: item -> key."""
@@ -89,7 +89,7 @@ class ProviderJobRepository(Repository):
         stmt = select(column, ProviderRequest.cache_key).where(
             ProviderRequest.batch_id == batch_id, ProviderRequest.state == "follower",
             ProviderRequest.cache_key.in_(list(keys)))
-        return {int(r): k for r, k in self.session.execute(stmt)}
+        return {r: k for r, k in self.session.execute(stmt) if r is not None}
 
     def followers_done(self, batch_id: int, items: list[int], *, by_draft: bool = False) -> None:
         column = ProviderRequest.draft_id if by_draft else ProviderRequest.record_id
