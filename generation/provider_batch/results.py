@@ -25,8 +25,9 @@ RETRYABLE = {408, 409, 429, 500, 502, 503, 504}
 
 @dataclass
 class Outcome:
-    """What to do with one answered line: ``draft`` (the result, whatever the stage) set -> write it; ``next_body`` set -> send it next
-    (``kind`` says why, ``counts_attempt`` whether it uses up one of the record's attempts)."""
+    """What to do with one answered line: ``draft`` (the result, whatever the stage) set -> write it;
+    ``next_body`` set -> send it next (``kind`` says why, ``counts_attempt`` whether it uses up one of the
+    item's attempts)."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
