@@ -39,9 +39,6 @@ class JudgeStage:
     name = "judge"
     repairs = False  # as online: an unreadable judgement fails and decides nothing
 
-    def item(self, req: Any) -> int:
-        return int(req.draft_id)
-
     def parse(self, text: str, finish_reason: str | None) -> DraftResult:
         return read_judgement(text, finish_reason)
 

@@ -24,9 +24,6 @@ class DraftStage:
     name = "generate"
     repairs = True
 
-    def item(self, req: Any) -> int:
-        return int(req.record_id)
-
     def parse(self, text: str, finish_reason: str | None) -> DraftResult:
         return draft_from(parse_draft(text), text, finish_reason)
 

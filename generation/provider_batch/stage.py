@@ -5,7 +5,7 @@ expired requests, the attempt limit, cancel, resume) is the same for every stage
 ``workers/provider_*.py``. A stage says which items a batch covers and what to send for each (``prepare``),
 how one answer's text is read (``parse``; a ``ValueError`` means unreadable: one repair when ``repairs``,
 else a failed result), and how answered items are committed (``write``, with the usual checks). An item is
-a record for generation and a draft for the judge (``item`` reads it off a request row).
+a record for generation and a draft for the judge (``provider_requests.draft_id``).
 """
 
 from __future__ import annotations
@@ -33,10 +33,6 @@ class Prepared:
 class Stage(Protocol):
     name: str
     repairs: bool  # a reply that does not parse gets one repair request (drafts) or fails (judge, as online)
-
-    def item(self, req: Any) -> int:
-        """The batch item (a chunk's id) a request row answers for."""
-        ...
 
     def prepare(self, uow: Any, batch: Any, settings: Any) -> Prepared:
         ...
