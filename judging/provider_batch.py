@@ -17,7 +17,8 @@ from generation.provider_batch.requests import body_for, line, new_custom_id
 from generation.provider_batch.stage import Prepared
 from generation.records import DraftResult
 from generation.restructure import restructure
-from judging.judges import create_judge, from_reply
+from judging import criteria as crit
+from judging.judges import create_judge, judgement_of
 from judging.rubric import Rubric, load_rubric
 from judging.run import draft_fields, drafts_stmt, judgement_key, judgement_row
 from judging.teacher import judgement_format, read_judgement
@@ -69,10 +70,10 @@ class JudgeStage:
         rows, outcome = [], {}
         for req, reply in done:
             draft, record = pairs[req.draft_id]
-            prompt = rubric.render(draft.id, restructure(record), draft_fields(draft))
+            view = restructure(record)  # the criteria asked are the ones the rubric listed for this record
             reply.prompt_tokens, reply.completion_tokens = tokens.get(draft.id, (0, 0))
             reply.cost_usd = cost(settings, batch.model, reply.prompt_tokens, reply.completion_tokens, batch=True)
-            result = from_reply(prompt, reply)
+            result = judgement_of(crit.applicable(view.lang, view.uniqueness), reply)
             rows.append(judgement_row(batch.id, _Judge(batch.model), rubric, draft.id, req.cache_key, result))
             outcome[draft.id] = result.failed
         uow.judgements.add_many(rows)
