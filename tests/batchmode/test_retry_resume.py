@@ -7,6 +7,8 @@ import json
 import time
 from typing import Any
 
+import pytest
+
 from tests.batchmode.conftest import ROWS
 from tests.batchmode.test_cli import cli
 from tests.batchmode.test_judge_batch import drafted, judgements
@@ -14,6 +16,7 @@ from tests.helpers import add_records
 from workers import provider_jobs
 
 GEN = ["generate", "-d", "ds", "-b", "teacher", "-m", "gpt-4o-mini", "--mode", "batch"]
+JUDGE = ["judge", "-d", "ds", "-b", "teacher", "-m", "gpt-4o-mini", "--mode", "batch"]
 
 
 def summary_of(output: str) -> dict[str, Any]:
@@ -46,12 +49,17 @@ def test_retry_failed_of_a_batch_mode_batch_is_a_provider_job_of_the_failed_reco
     assert [(j["requests"], j["status"]) for j in jobs] == [(1, "completed")]
 
 
-def test_resume_after_cancel_sends_only_what_never_ran_as_a_new_provider_job(server, batch_wired):
+@pytest.mark.parametrize("stage", ["generate", "judge"])
+def test_resume_after_cancel_sends_only_what_never_ran_as_a_new_provider_job(server, batch_wired, stage):
     url, handle = server(batch_seconds=1.5)
     wired = batch_wired(url)
-    _add(wired, ROWS)
-    assert cli(wired, *GEN).exit_code == 0
-    batch_id = json.loads(cli(wired, "status", "--json").output)[0]["batch"]
+    if stage == "generate":
+        _add(wired, ROWS)
+        assert cli(wired, *GEN).exit_code == 0
+    else:
+        drafted(wired, "ds", ROWS)
+        assert cli(wired, *JUDGE).exit_code == 0
+    batch_id = json.loads(cli(wired, "status", "--json").output)[0]["batch"]  # the newest: this one
     time.sleep(0.6)
     assert "1 provider batch job(s) cancelled" in cli(wired, "cancel", str(batch_id)).output
     _until_jobs_closed(wired, batch_id)
@@ -88,8 +96,7 @@ def test_judge_mode_batch_from_the_command_line_then_retry_failed_stays_in_batch
     url, handle = server(batch_seconds=0.1)
     wired = batch_wired(url)
     drafted(wired, "ds", [*ROWS[:4], {"instruction": "Add 3 and 3. [[stub:error:once]]", "output": "6", "key": "e"}])
-    first = cli(wired, "judge", "-d", "ds", "-b", "teacher", "-m", "gpt-4o-mini", "--mode", "batch", "--wait",
-                "--json", REASONGEN_MAX_ATTEMPTS="1")
+    first = cli(wired, *JUDGE, "--wait", "--json", REASONGEN_MAX_ATTEMPTS="1")
     assert first.exit_code == 0, first.output
     batch = summary_of(first.output)
     assert (batch["done"], batch["failed"]) == (4, 1) and batch["cost_usd"] > 0
@@ -110,7 +117,7 @@ def test_cancel_reaches_a_judge_batchs_provider_job(server, batch_wired):
     url, handle = server(batch_seconds=30)
     wired = batch_wired(url)
     drafted(wired, "ds", ROWS[:5])
-    started = cli(wired, "judge", "-d", "ds", "-b", "teacher", "-m", "gpt-4o-mini", "--mode", "batch")
+    started = cli(wired, *JUDGE)
     assert started.exit_code == 0 and "5 drafts in 1 provider batch job(s)" in started.output, started.output
     batch_id = json.loads(cli(wired, "status", "--json").output)[0]["batch"]
     assert "1 provider batch job(s) cancelled" in cli(wired, "cancel", str(batch_id)).output
@@ -126,3 +133,17 @@ def _until_jobs_closed(wired: Any, batch_id: int, timeout: float = 20) -> None:
                 return
         time.sleep(0.05)
     raise AssertionError("the cancelled job never closed")
+
+
+def test_judge_auto_mode_picks_batch_for_enough_drafts_with_the_latency_accepted(server, batch_wired):
+    url, handle = server(batch_seconds=0.1)
+    wired = batch_wired(url)
+    drafted(wired, "ds", ROWS[:3])
+    auto = ["judge", "-d", "ds", "-b", "teacher", "-m", "gpt-4o-mini", "--mode", "auto"]
+    small = cli(wired, *auto, "--accept-latency", REASONGEN_BATCH_AUTO_THRESHOLD="10")
+    assert "mode: online (3 records, under the batch threshold of 10)" in small.output, small.output
+    assert handle.stats()["status_200"] == 3 and handle.stats().get("batch_jobs_created", 0) == 0
+    drafted(wired, "more", ROWS[3:6])
+    big = cli(wired, *auto[:2], "more", *auto[3:], "--accept-latency", "--wait", REASONGEN_BATCH_AUTO_THRESHOLD="2")
+    assert "mode: batch (3 records >= 2, latency accepted: half price)" in big.output, big.output
+    assert handle.stats()["batch_jobs_created"] == 1 and handle.stats()["status_200"] == 3
