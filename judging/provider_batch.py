@@ -62,7 +62,8 @@ class JudgeStage:
         return out
 
     def write(self, settings: Any, uow: Any, batch: Any, done: list[tuple[Any, DraftResult]]) -> dict[int, bool]:
-        rubric = _rubric(settings, batch)
+        spec = batch.params["judge"]  # the rubric the requests were built with, even if its file changed since
+        rubric = (spec.get("rubric") or "default", spec["rubric_hash"])
         ids = [req.draft_id for req, _ in done]
         pairs = {d.id: (d, r) for d, r in uow.session.execute(drafts_stmt(ids)).tuples()}
         uow.session.flush()

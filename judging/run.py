@@ -131,17 +131,17 @@ def _decide(run: JudgeRun, uow: Any, draft_ids: list[int], decisions: PolicyResu
 
 
 def _row(run: JudgeRun, prompt: JudgePrompt, key: str, result: JudgeResult) -> dict[str, Any]:
-    return judgement_row(run.batch_id, run.judge, run.rubric, prompt.draft_id, key, result)
+    return judgement_row(run.batch_id, run.judge, (run.rubric.name, run.rubric.hash), prompt.draft_id, key, result)
 
 
-def judgement_row(batch_id: int | None, judge: Any, rubric: Rubric, draft_id: int, key: str,
+def judgement_row(batch_id: int | None, judge: Any, rubric: tuple[str, str], draft_id: int, key: str,
                   result: JudgeResult) -> dict[str, Any]:
-    """A judgements row; ``judge`` needs only ``name``, ``model`` and ``is_fake`` (provider batch mode writes
-    these rows too: judging/provider_batch.py)."""
+    """A judgements row; ``judge`` needs only ``name``, ``model`` and ``is_fake``, ``rubric`` is (name, hash)
+    (provider batch mode writes these rows too: judging/provider_batch.py)."""
     overall = None if result.failed or not result.scores else crit.overall({k: v["score"]
                                                                            for k, v in result.scores.items()})
     return dict(draft_id=draft_id, batch_id=batch_id, cache_key=key, backend=judge.name,
-                model=judge.model, rubric_name=rubric.name, rubric_hash=rubric.hash,
+                model=judge.model, rubric_name=rubric[0], rubric_hash=rubric[1],
                 scores=result.scores if not result.failed else {}, overall=overall, error=result.error,
                 raw_text=result.raw_text, prompt_tokens=result.prompt_tokens,
                 completion_tokens=result.completion_tokens, cost_usd=result.cost_usd, latency_s=result.latency_s,

@@ -140,3 +140,24 @@ def test_a_policy_decides_drafts_as_their_batch_judgements_land(server, batch_wi
         status = dict(uow.session.execute(select(Record.key, Draft.status)
                                           .join(Draft, Draft.record_id == Record.id)).tuples().all())
     assert status == {"k0": "approved", "k1": "approved", "k2": "approved", "low": "rejected"}
+
+
+def test_answers_to_a_rubric_changed_after_submission_are_kept_under_the_rubric_they_were_asked_with(
+        server, batch_wired, tmp_path):
+    from judging.rubric import BUILTIN_DIR
+
+    (tmp_path / "rubrics").mkdir()
+    mine = tmp_path / "rubrics" / "mine.jinja"
+    mine.write_text((BUILTIN_DIR / "default.jinja").read_text())
+    url, _ = server(batch_seconds=0.3)
+    wired = batch_wired(url, templates_dir=tmp_path)
+    drafted(wired, "ds", ROWS[:3])
+    batch_id = plan_judge(wired, rubric="mine")
+    provider_jobs.start(wired, batch_id)
+    with wired.uow() as uow:
+        asked = uow.batches.get(batch_id).params["judge"]["rubric_hash"]
+    mine.write_text(mine.read_text() + "\n")  # edited while the job runs: its answers are paid for all the same
+    drive(wired, batch_id)
+    found = judgements(wired, "ds")
+    assert len(found) == 3 and {(j.rubric_name, j.rubric_hash, j.error) for j in found.values()} == {
+        ("mine", asked, None)}
