@@ -17,32 +17,39 @@ MODE = typer.Option("online", "--mode", help="online (requests now), batch (prov
 ACCEPT_LATENCY = typer.Option(False, "--accept-latency", help="With --mode auto: results may take up to 24 h.")
 
 
-def check_mode(mode: str, backend: str) -> None:
+def check_mode(mode: str, backend: str, judged: bool = False) -> None:
     """Refuse a mode that cannot work before any batch is planned."""
     from workers.provider_status import choose_mode
 
+    if mode == "batch" and judged:
+        raise ValueError("--mode batch drafts without judging in the same run: drop --judge/--policy, then judge "
+                         "the drafts with: reasongen judge -d DATASET --mode batch [--policy NAME]")
     if mode != "auto":  # auto never refuses: it falls back to online
         choose_mode(None, mode, backend, 0, False)
 
 
-def decide(wired: Wiring, mode: str, backend: str, records: int, accept_latency: bool, as_json: bool) -> bool:
-    """True for batch mode; says which mode and why unless printing JSON."""
+def decide(wired: Wiring, mode: str, backend: str, records: int, accept_latency: bool, as_json: bool,
+           judged: bool = False) -> bool:
+    """True for batch mode; says which mode and why unless printing JSON. A batch that judges in the same
+    chunk (generate --judge) runs online."""
     from workers.provider_status import choose_mode
 
     chosen, why = choose_mode(wired.settings, mode, backend, records, accept_latency)
+    if judged and chosen == "batch":
+        chosen, why = "online", "--judge judges each draft in the same chunk, online"
     if mode != "online" and not as_json:
         console.print(f"mode: {chosen} ({why})", highlight=False)
     return chosen == "batch"
 
 
-def launch_batch(wired: Wiring, planned: Planned, *, wait: bool, as_json: bool) -> None:
-    """Store and submit the provider jobs; with --wait, poll here until every draft is in."""
+def launch_batch(wired: Wiring, planned: Planned, *, wait: bool, as_json: bool, noun: str = "records") -> None:
+    """Store and submit the provider jobs; with --wait, poll here until every result is in."""
     from cli.live import report
     from workers import provider_jobs
 
     jobs = provider_jobs.start(wired, planned.batch_id)
     if not as_json:
-        console.print(f"batch [bold]{planned.batch_id}[/]: {planned.total_records} records in {len(jobs)} provider "
+        console.print(f"batch [bold]{planned.batch_id}[/]: {planned.total_records} {noun} in {len(jobs)} provider "
                       f"batch job(s). Workers' sweepers poll them (or: reasongen sweep); follow with: "
                       f"reasongen status {planned.batch_id}")
     if wait:

@@ -68,9 +68,10 @@ def generate(
                        then=then)
     with wiring(ctx) as wired:
         req.extra_params = judge_params(wired, judge, judge_model, rubric, policy)
-        check_mode(mode, backend)
+        check_mode(mode, backend, judged=bool(req.extra_params))
         planned = plan_batch(wired, req)
-        if decide(wired, mode, planned.backend, planned.total_records, accept_latency, as_json):
+        if decide(wired, mode, planned.backend, planned.total_records, accept_latency, as_json,
+                  judged=bool(req.extra_params)):
             launch_batch(wired, planned, wait=wait, as_json=as_json)
         else:
             launch(wired, planned, wait=wait, as_json=as_json)

@@ -6,6 +6,7 @@ from typing import Optional
 
 import typer
 
+from cli.batchmode import ACCEPT_LATENCY, MODE, check_mode, decide, launch_batch
 from cli.context import console, print_json, wiring
 from cli.live import launch
 
@@ -27,17 +28,25 @@ def judge(
     max_cost: Optional[float] = typer.Option(None, "--max-cost", min=0, help="Stop the batch at this spend (USD)."),
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="Stop at this many tokens."),
     wait: bool = typer.Option(False, "--wait", help="With a broker: follow the batch live until it ends."),
+    mode: str = MODE,
+    accept_latency: bool = ACCEPT_LATENCY,
     as_json: bool = typer.Option(False, "--json", help="Print the batch summary as JSON."),
 ) -> None:
     """Score existing drafts with a judge model and a rubric (1-5 and a reason per criterion), as a batch on the
     same queue as generation: chunks, leases, budgets, retries, `status`. A draft already judged by the same judge
-    and rubric is not judged again."""
+    and rubric is not judged again. With --mode batch the same requests go to the provider's batch API at half
+    price (results within 24 h)."""
     from judging.plan import JudgeRequest, plan_judge_batch
 
     req = JudgeRequest(dataset=dataset, backend=backend, model=model, rubric=rubric, where=where, limit=limit,
                        policy=policy, chunk_size=chunk_size, max_cost=max_cost, max_tokens=max_tokens)
     with wiring(ctx) as wired:
-        launch(wired, plan_judge_batch(wired, req), wait=wait, as_json=as_json)
+        check_mode(mode, backend)
+        planned = plan_judge_batch(wired, req)
+        if decide(wired, mode, planned.backend, planned.total_records, accept_latency, as_json):
+            launch_batch(wired, planned, wait=wait, as_json=as_json, noun="drafts")
+        else:
+            launch(wired, planned, wait=wait, as_json=as_json)
 
 
 def release(

@@ -16,7 +16,7 @@ from cli.live import follow, launch, report, run_with_bar, status_table
 from cli.tables import Col, listing
 from reasongen.bootstrap import Wiring
 from reasongen.errors import ExitCode
-from workers import batches, monitor, provider_jobs, provider_status, sweeper
+from workers import batches, monitor, provider_jobs, provider_resume, provider_status, sweeper
 from workers.planning import Planned, plan_batch, retry_request
 
 JSON_HELP = "Print JSON."
@@ -181,9 +181,13 @@ def resume(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Re-send what a batch still needs (expired leases, lost messages); a batch stopped by its budget or
-    cancelled runs again (raise the budget with --max-cost/--max-tokens). Without a broker, run it here."""
+    cancelled runs again (raise the budget with --max-cost/--max-tokens). Without a broker, run it here.
+    A batch run with --mode batch sends what was never answered as a new provider batch job; jobs still
+    running at the provider are left to finish."""
     with wiring(ctx) as wired:
         batches.reopen(wired, batch, max_cost, max_tokens)
+        if provider_resume.in_batch_mode(wired, batch):  # --mode batch: stays on the provider's batch API
+            return _resume_jobs(wired, batch, wait, as_json)
         summary = monitor.batch_summary(wired, batch)
         if not wired.settings.broker_url:
             run_with_bar(wired, Planned(batch, summary["backend"], [], summary["total"]), quiet=as_json)
@@ -195,6 +199,18 @@ def resume(
         if wait:
             follow(wired, batch, quiet=as_json)
             report(wired, batch, as_json)
+
+
+def _resume_jobs(wired: Any, batch: int, wait: bool, as_json: bool) -> None:
+    from cli.batchmode import follow_jobs
+
+    sent = provider_resume.resume(wired, batch)
+    if not as_json:
+        console.print(f"batch {batch}: {sent} request(s) never answered sent again as a provider batch job; jobs "
+                      f"still running at the provider go on (nothing is sent twice)")
+    if wait:
+        follow_jobs(wired, batch)
+    report(wired, batch, as_json, brief=not wait)
 
 
 def cancel(
@@ -218,15 +234,35 @@ def retry_failed(
     wait: bool = typer.Option(False, "--wait", help="With a broker: follow the new batch until it ends."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Re-run the failed records of a batch (failed drafts, and records of chunks that failed) as a new batch."""
+    """Re-run the failed records of a batch (failed drafts, and records of chunks that failed) as a new batch;
+    for a judge batch, the drafts whose judgement failed. A batch run with --mode batch retries as a provider
+    batch job (only the failed ones: nothing answered is paid for twice)."""
+    from cli.batchmode import launch_batch
+
     with wiring(ctx) as wired:
-        req = retry_request(wired, batch)
-        if req is None:
+        planned = _plan_retry(wired, batch)
+        if planned is None:
             print_json({"batch": None, "failed": 0}) if as_json else console.print(f"batch {batch}: no failed records")
             return
-        planned = plan_batch(wired, req)
-        launch(wired, planned, wait=wait, as_json=as_json)
+        if provider_resume.in_batch_mode(wired, batch):  # --mode batch: the retry is a provider job too
+            launch_batch(wired, planned, wait=wait, as_json=as_json)
+        else:
+            launch(wired, planned, wait=wait, as_json=as_json)
         check_outcome(wired, planned.batch_id)
+
+
+def _plan_retry(wired: Any, batch: int) -> Planned | None:
+    """A new batch over the failed items: records without a good draft, or (a judge batch) drafts whose
+    judgement failed."""
+    from judging.plan import plan_judge_batch, retry_judge_request
+
+    with wired.uow() as uow:
+        judging = uow.batches.get(batch).kind == "judge"
+    if judging:
+        judge_req = retry_judge_request(wired, batch)
+        return None if judge_req is None else plan_judge_batch(wired, judge_req)
+    req = retry_request(wired, batch)
+    return None if req is None else plan_batch(wired, req)
 
 
 def retry_followup(

@@ -47,6 +47,11 @@ class Judge(Protocol):
 def from_reply(prompt: JudgePrompt, reply: Any, *, embedded: bool = False) -> JudgeResult:
     """A judge model's reply (a generation DraftResult whose ``response`` holds the raw JSON) as a JudgeResult:
     scores when every asked criterion has a 1-5 integer and a reason, else a failure saying what is wrong."""
+    return judgement_of(prompt.criteria, reply, embedded=embedded)
+
+
+def judgement_of(criteria: Sequence[str], reply: Any, *, embedded: bool = False) -> JudgeResult:
+    """from_reply for the criteria asked (provider batch mode knows them without rendering the prompt again)."""
     from judging.scores import ScoreError, parse_scores
 
     common = dict(raw_text=reply.raw_text, prompt_tokens=reply.prompt_tokens,
@@ -54,7 +59,7 @@ def from_reply(prompt: JudgePrompt, reply: Any, *, embedded: bool = False) -> Ju
     if reply.error is not None:
         return JudgeResult(error=f"judge request failed: {reply.error}", **common)
     try:
-        return JudgeResult(scores=parse_scores(reply.response or "", prompt.criteria, embedded=embedded), **common)
+        return JudgeResult(scores=parse_scores(reply.response or "", criteria, embedded=embedded), **common)
     except ScoreError as exc:
         return JudgeResult(error=str(exc), **common)
 

@@ -14,6 +14,7 @@ from judging.rubric import load_rubric
 from judging.step import judge_for
 from review.filters import parse_filter
 from review.policy import load_policy
+from storage.models import Dataset
 from workers.batches import utcnow
 from workers.planning import Planned, split
 
@@ -50,17 +51,22 @@ class JudgeRequest:
     max_cost: float | None = None
     max_tokens: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    draft_ids: list[int] | None = None  # exactly these drafts (retry-failed), instead of --where/--limit
+    parent_batch: int | None = None
 
 
 def plan_judge_batch(wiring: Any, req: JudgeRequest) -> Planned:
     params = judge_params(wiring, req.backend, req.model, req.rubric, req.policy, req.options)
+    if req.parent_batch is not None:
+        params["parent_batch"] = req.parent_batch
     spec = params["judge"]
     flt = parse_filter(req.where, dataset=req.dataset)
     chunk_size = req.chunk_size or wiring.settings.chunk_size
     now = utcnow()
     with wiring.uow() as uow:
         ds = uow.records.dataset(req.dataset)
-        ids = [s.id for s in uow.reviews.states(flt) if s.status != "failed"][: req.limit]
+        ids = (list(req.draft_ids) if req.draft_ids is not None
+               else [s.id for s in uow.reviews.states(flt) if s.status != "failed"][: req.limit])
         if not ids:
             raise ValueError(f"No drafts to judge in dataset {req.dataset!r}"
                              + (f" matching {req.where!r}" if req.where else ""))
@@ -72,3 +78,20 @@ def plan_judge_batch(wiring: Any, req: JudgeRequest) -> Planned:
         chunk_ids = uow.chunks.add(batch.id, split(ids, chunk_size), now)
         uow.commit()
         return Planned(batch.id, spec["backend"], chunk_ids, len(ids))
+
+
+def retry_judge_request(wiring: Any, batch_id: int) -> JudgeRequest | None:
+    """The drafts of a judge batch whose last judgement failed, to judge again with the same judge and rubric
+    (a failed judgement gives its cache key up, so they are sent again)."""
+    with wiring.uow() as uow:
+        batch = uow.batches.get(batch_id)
+        ids = uow.chunks.record_ids(batch_id)  # a judge batch's chunks hold draft ids
+        failed = sorted(uow.judgements.errors_for(ids))
+        if not failed:
+            return None
+        spec = batch.params["judge"]
+        return JudgeRequest(dataset=uow.session.get_one(Dataset, batch.dataset_id).name, backend=spec["backend"],
+                            model=spec.get("model"), rubric=spec.get("rubric") or "default",
+                            policy=batch.params.get("policy"), chunk_size=batch.chunk_size,
+                            max_cost=batch.max_cost_usd, max_tokens=batch.max_tokens,
+                            options=dict(spec.get("options") or {}), draft_ids=failed, parent_batch=batch_id)

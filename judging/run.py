@@ -73,7 +73,7 @@ def judge_drafts(run: JudgeRun, draft_ids: Sequence[int], *, sub_batch_size: int
 
 def _start(run: JudgeRun, ids: Sequence[int], stats: RunStats, decisions: PolicyResult | None) -> _Sub:
     with run.uow_factory() as uow:
-        pairs = list(uow.session.execute(_drafts_stmt(ids)).tuples())
+        pairs = list(uow.session.execute(drafts_stmt(ids)).tuples())
         prompts, keys = [], {}
         for draft, record in pairs:
             if draft.status == "failed":
@@ -84,7 +84,7 @@ def _start(run: JudgeRun, ids: Sequence[int], stats: RunStats, decisions: Policy
         done = uow.judgements.existing_keys(keys.values())
         todo = [(d, r) for d, r in prompts if keys[d.id] not in done]
         stats.skipped += len(prompts) - len(todo)
-        rendered = [run.rubric.render(d.id, restructure(r), _fields(d)) for d, r in todo]
+        rendered = [run.rubric.render(d.id, restructure(r), draft_fields(d)) for d, r in todo]
         cached = [d.id for d, _ in prompts if keys[d.id] in done]
         if cached and run.policy is not None:  # judged earlier: the policy still decides them now
             _decide(run, uow, cached, decisions)
@@ -92,13 +92,14 @@ def _start(run: JudgeRun, ids: Sequence[int], stats: RunStats, decisions: Policy
     return _Sub(rendered, keys, submit(run.judge, rendered))
 
 
-def _drafts_stmt(ids: Sequence[int]) -> Any:
+def drafts_stmt(ids: Sequence[int]) -> Any:
+    """(Draft, Record) pairs of these drafts."""
     from sqlalchemy import select
 
     return select(Draft, Record).join(Record, Record.id == Draft.record_id).where(Draft.id.in_(list(ids)))
 
 
-def _fields(draft: Draft) -> dict[str, str]:
+def draft_fields(draft: Draft) -> dict[str, str]:
     return {"transformed_input": draft.transformed_input or "", "reasoning": draft.reasoning or "",
             "response": draft.response or ""}
 
@@ -130,11 +131,18 @@ def _decide(run: JudgeRun, uow: Any, draft_ids: list[int], decisions: PolicyResu
 
 
 def _row(run: JudgeRun, prompt: JudgePrompt, key: str, result: JudgeResult) -> dict[str, Any]:
+    return judgement_row(run.batch_id, run.judge, (run.rubric.name, run.rubric.hash), prompt.draft_id, key, result)
+
+
+def judgement_row(batch_id: int | None, judge: Any, rubric: tuple[str, str], draft_id: int, key: str,
+                  result: JudgeResult) -> dict[str, Any]:
+    """A judgements row; ``judge`` needs only ``name``, ``model`` and ``is_fake``, ``rubric`` is (name, hash)
+    (provider batch mode writes these rows too: judging/provider_batch.py)."""
     overall = None if result.failed or not result.scores else crit.overall({k: v["score"]
                                                                            for k, v in result.scores.items()})
-    return dict(draft_id=prompt.draft_id, batch_id=run.batch_id, cache_key=key, backend=run.judge.name,
-                model=run.judge.model, rubric_name=run.rubric.name, rubric_hash=run.rubric.hash,
+    return dict(draft_id=draft_id, batch_id=batch_id, cache_key=key, backend=judge.name,
+                model=judge.model, rubric_name=rubric[0], rubric_hash=rubric[1],
                 scores=result.scores if not result.failed else {}, overall=overall, error=result.error,
                 raw_text=result.raw_text, prompt_tokens=result.prompt_tokens,
                 completion_tokens=result.completion_tokens, cost_usd=result.cost_usd, latency_s=result.latency_s,
-                is_fake=run.judge.is_fake)
+                is_fake=judge.is_fake)

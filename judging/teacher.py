@@ -19,23 +19,35 @@ from judging.rubric import JudgePrompt
 from judging.scores import SCHEMA_NAME, ScoreError, load_object, response_schema
 
 
+def judgement_format(body: dict[str, Any]) -> dict[str, Any]:
+    """The request body asking for a judgement: in json_schema mode, the judgement schema instead of a draft's
+    (online here, and in provider batch mode: judging/provider_batch.py)."""
+    fmt = body.get("response_format") or {}
+    if fmt.get("type") != "json_schema":
+        return body
+    return {**body, "response_format": {"type": "json_schema", "json_schema": {
+        "name": SCHEMA_NAME, "strict": True, "schema": response_schema()}}}
+
+
+def read_judgement(text: str, finish_reason: str | None) -> DraftResult:
+    """A reply that is one JSON object, kept whole for the scores to be read against the criteria; a
+    ScoreError (a ValueError) otherwise."""
+    load_object(text)
+    return DraftResult(response=text, raw_text=text, finish_reason=finish_reason or "stop")
+
+
 class _JudgeTransport(TeacherBackend):
     """The teacher, asking for (and reading) a judgement."""
 
     async def _post(self, client: Any, body: dict[str, Any]) -> bytes:
-        fmt = body.get("response_format") or {}
-        if fmt.get("type") == "json_schema":
-            body = {**body, "response_format": {"type": "json_schema", "json_schema": {
-                "name": SCHEMA_NAME, "strict": True, "schema": response_schema()}}}
-        return await super()._post(client, body)
+        return await super()._post(client, judgement_format(body))
 
     async def _parsed(self, client: Any, messages: Any, reply: Any, *rest: Any) -> DraftResult:
         text = reply.content or ""
         try:
-            load_object(text)
+            return read_judgement(text, reply.finish_reason)
         except ScoreError as exc:
             raise TeacherFailure(str(exc), text, "malformed") from None
-        return DraftResult(response=text, raw_text=text, finish_reason=reply.finish_reason or "stop")
 
 
 class TeacherJudge:

@@ -488,7 +488,8 @@ class ProviderJob(TimestampMixin, Base):
 
 
 class ProviderRequest(Base):
-    """One line of a provider job: ``custom_id`` -> record, with the exact request body sent.
+    """One line of a provider job: ``custom_id`` -> record (and draft, for a judge request), with the exact
+    request body sent.
 
     state: sent (in a job, no answer yet) | done (draft written) | retry (errored or expired: goes into the
     next job) | resent (its retry is in a later job) | failed (out of attempts: a failed draft was written)."""
@@ -500,6 +501,8 @@ class ProviderRequest(Base):
     job_id: Mapped[int] = mapped_column(ForeignKey("provider_jobs.id", ondelete="CASCADE"))
     batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"), index=True)
     record_id: Mapped[int] = mapped_column(ForeignKey("records.id", ondelete="CASCADE"), index=True)
+    # The judge stage's item: the draft this request scores (NULL for a generation request, whose item is the record).
+    draft_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("drafts.id", ondelete="CASCADE"), default=None)
     custom_id: Mapped[str] = mapped_column(String(100), unique=True)
     cache_key: Mapped[str] = mapped_column(String(64))
     attempt: Mapped[int] = mapped_column(Integer, default=1)

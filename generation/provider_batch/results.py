@@ -1,8 +1,10 @@
-"""Reading a batch job's output and error lines: a draft, or the next request to send for that record.
+"""Reading a batch job's output and error lines: a result, or the next request to send for that item.
 
 The decisions mirror online mode (teacher.py): a structured-output mode the server refuses steps down a
-mode, a truncated or refused reply gets one bigger budget, a reply that does not parse gets one repair,
-a server error or an expired request is retried up to the attempt limit; anything else is a failed draft.
+mode, a truncated or refused reply gets one bigger budget, a reply that does not parse gets one repair
+(a stage that repairs: drafts; the judge fails it, as online), a server error or an expired request is
+retried up to the attempt limit; anything else is a failed result. How a reply's text is read is the
+stage's (``parse``).
 """
 
 from __future__ import annotations
@@ -13,8 +15,7 @@ from typing import Any
 
 import orjson
 
-from generation.backends.chat_format import Reply, draft_from
-from generation.parse import parse_draft
+from generation.backends.chat_format import Reply
 from generation.provider_batch.requests import bigger_budget, fallback_body, repair_body
 from generation.records import DraftResult
 
@@ -24,8 +25,9 @@ RETRYABLE = {408, 409, 429, 500, 502, 503, 504}
 
 @dataclass
 class Outcome:
-    """What to do with one answered line: ``draft`` set -> write it; ``next_body`` set -> send it next
-    (``kind`` says why, ``counts_attempt`` whether it uses up one of the record's attempts)."""
+    """What to do with one answered line: ``draft`` (the result, whatever the stage) set -> write it;
+    ``next_body`` set -> send it next (``kind`` says why, ``counts_attempt`` whether it uses up one of the
+    item's attempts)."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -42,7 +44,9 @@ def read_line(raw: bytes) -> tuple[str, dict[str, Any] | None, dict[str, Any] | 
     return data["custom_id"], data.get("response"), data.get("error")
 
 
-def decide(body: dict[str, Any], kind: str, response: dict[str, Any] | None, error: dict[str, Any] | None) -> Outcome:
+def decide(stage: Any, body: dict[str, Any], kind: str, response: dict[str, Any] | None,
+           error: dict[str, Any] | None) -> Outcome:
+    """``stage`` (generation.provider_batch.stage.Stage) reads the reply's text and says whether to repair."""
     if response is None:  # expired or cancelled before it ran
         why = (error or {}).get("message") or (error or {}).get("code") or "no answer"
         return Outcome(next_body=body, kind=kind, counts_attempt=True, error=f"not run: {why}")
@@ -64,9 +68,11 @@ def decide(body: dict[str, Any], kind: str, response: dict[str, Any] | None, err
         return out
     text = reply.content or ""
     try:
-        out.draft = draft_from(parse_draft(text), text, reply.finish_reason)
+        out.draft = stage.parse(text, reply.finish_reason)
     except ValueError as exc:
-        if kind == "repair":
+        if not stage.repairs:
+            out.draft = DraftResult(error=str(exc), raw_text=text, finish_reason="malformed")
+        elif kind == "repair":
             out.draft = DraftResult(error=f"malformed JSON after one repair attempt: {exc}", raw_text=text,
                                     finish_reason="malformed")
         else:

@@ -74,17 +74,32 @@ class ProviderJobRepository(Repository):
         stmt = select(ProviderRequest).where(ProviderRequest.custom_id.in_(custom_ids)).with_for_update()
         return {r.custom_id: r for r in self.session.scalars(stmt)}
 
-    def tokens_of(self, batch_id: int, record_ids: list[int]) -> dict[int, tuple[int, int]]:
-        stmt = (select(ProviderRequest.record_id, func.sum(ProviderRequest.prompt_tokens),
-                       func.sum(ProviderRequest.completion_tokens))
-                .where(ProviderRequest.batch_id == batch_id, ProviderRequest.record_id.in_(record_ids))
-                .group_by(ProviderRequest.record_id))
-        return {r: (int(p or 0), int(c or 0)) for r, p, c in self.session.execute(stmt)}
+    def tokens_of(self, batch_id: int, items: list[int], *, by_draft: bool = False) -> dict[int, tuple[int, int]]:
+        """Tokens paid per item (record, or draft for the judge) over all its requests: retries and repairs too."""
+        column = ProviderRequest.draft_id if by_draft else ProviderRequest.record_id
+        stmt = (select(column, func.sum(ProviderRequest.prompt_tokens), func.sum(ProviderRequest.completion_tokens))
+                .where(ProviderRequest.batch_id == batch_id, column.in_(items)).group_by(column))
+        return {r: (int(p or 0), int(c or 0)) for r, p, c in self.session.execute(stmt) if r is not None}
 
-    def followers(self, batch_id: int) -> dict[int, str]:
-        stmt = select(ProviderRequest.record_id, ProviderRequest.cache_key).where(
-            ProviderRequest.batch_id == batch_id, ProviderRequest.state == "follower")
-        return {r: k for r, k in self.session.execute(stmt)}
+    def followers(self, batch_id: int, keys: set[str], *, by_draft: bool = False) -> dict[int, str]:
+        """Items waiting for the result of the request sent under one of these cache keys: item -> key."""
+        if not keys:
+            return {}
+        column = ProviderRequest.draft_id if by_draft else ProviderRequest.record_id
+        stmt = select(column, ProviderRequest.cache_key).where(
+            ProviderRequest.batch_id == batch_id, ProviderRequest.state == "follower",
+            ProviderRequest.cache_key.in_(list(keys)))
+        return {r: k for r, k in self.session.execute(stmt) if r is not None}
+
+    def followers_done(self, batch_id: int, items: list[int], *, by_draft: bool = False) -> None:
+        column = ProviderRequest.draft_id if by_draft else ProviderRequest.record_id
+        self._run(update(ProviderRequest).where(ProviderRequest.batch_id == batch_id, column.in_(items),
+                                                ProviderRequest.state == "follower").values(state="done"))
+
+    def in_state(self, batch_id: int, states: Iterable[str]) -> Sequence[ProviderRequest]:
+        stmt = select(ProviderRequest).where(ProviderRequest.batch_id == batch_id,
+                                             ProviderRequest.state.in_(list(states)))
+        return self.session.scalars(stmt.order_by(ProviderRequest.id)).all()
 
     def open_requests(self, batch_id: int) -> int:
         stmt = select(func.count()).select_from(ProviderRequest).where(

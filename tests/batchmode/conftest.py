@@ -62,4 +62,5 @@ def plan(wired: Wiring, rows: list[dict[str, Any]] = ROWS, twins: int = 0, **req
             first = uow.records.by_ids([ids[0]])[0].content_hash
             uow.session.execute(update(Record).where(Record.id.in_(ids[len(rows):])).values(content_hash=first))
             uow.commit()
-    return plan_batch(wired, BatchRequest(dataset="ds", backend="teacher", model="gpt-4o-mini", **req)).batch_id
+    values: dict[str, Any] = {"dataset": "ds", "backend": "teacher", "model": "gpt-4o-mini", **req}
+    return plan_batch(wired, BatchRequest(**values)).batch_id

@@ -93,3 +93,15 @@ def test_rebuild_dry_run_shows_online_and_batch_cost_side_by_side(server, batch_
     assert totals["online_usd"] > 0 and totals["batch_usd"] == totals["online_usd"] * 0.5
     text = cli(wired, "rebuild", "-d", "ds", "-b", "teacher", "-m", "gpt-4o-mini", "--dry-run").output
     assert "cost online ~$" in text and "batch mode ~$" in text
+
+
+def test_batch_mode_with_a_judge_in_the_same_run_is_refused_and_auto_runs_it_online(server, batch_wired):
+    url, _ = server(batch_seconds=0.1)
+    wired = batch_wired(url)
+    _add(wired, 3)
+    common = ["generate", "-d", "ds", "-b", "teacher", "-m", "gpt-4o-mini", "--judge", "fake"]
+    refused = cli(wired, *common, "--mode", "batch")
+    assert refused.exit_code != 0 and "reasongen judge -d DATASET --mode batch" in refused.output, refused.output
+    assert json.loads(cli(wired, "status", "--json").output) == []  # refused before planning
+    auto = cli(wired, *common, "--mode", "auto", "--accept-latency", REASONGEN_BATCH_AUTO_THRESHOLD="1")
+    assert "mode: online (--judge judges each draft in the same chunk, online)" in auto.output, auto.output

@@ -19,7 +19,7 @@ from bench.chaos.services import PG_BIN, PrivatePostgres, PrivateRedis
 from reasongen.bootstrap import bootstrap
 from reasongen.settings import Settings
 from storage.migrate import upgrade
-from storage.models import Draft
+from storage.models import Draft, Judgement
 from tests.batchmode.conftest import KEY, ROWS, plan
 from workers import provider_jobs
 
@@ -63,15 +63,27 @@ def private():  # type: ignore[no-untyped-def]
     shutil.rmtree(root, ignore_errors=True)
 
 
-def test_jobs_survive_killed_workers_and_restarted_postgres_and_redis(server, private, tmp_path):
+def _plan_stage(wired, stage: str) -> int:  # type: ignore[no-untyped-def]
+    """A generate batch of 40 records and 2 identical twins, or (judge) a judge batch of their 42 fake drafts."""
+    if stage == "generate":
+        return plan(wired, ROWS, twins=2)
+    from judging.plan import JudgeRequest, plan_judge_batch
+    from workers.inprocess import run_here
+
+    run_here(wired, plan(wired, ROWS, twins=2, backend="fake", model=None))
+    return plan_judge_batch(wired, JudgeRequest(dataset="ds", backend="teacher", model="gpt-4o-mini")).batch_id
+
+
+@pytest.mark.parametrize("stage", ["generate", "judge"])
+def test_jobs_survive_killed_workers_and_restarted_postgres_and_redis(server, private, tmp_path, stage):
     pg, redis = private
     url, handle = server(batch_seconds=6.0)
     upgrade(pg.url)
     settings = Settings(database_url=pg.url, broker_url=redis.url, openai_base_url=url, openai_api_key=KEY,
                         redis_url=None, batch_poll_min_s=0.2, batch_poll_max_s=0.5)
     wired = bootstrap(settings)
-    batch_id = plan(wired, ROWS, twins=2)
-    provider_jobs.start(wired, batch_id)  # what `generate --mode batch` does: stored, then submitted
+    batch_id = _plan_stage(wired, stage)
+    provider_jobs.start(wired, batch_id)  # what `generate/judge --mode batch` does: stored, then submitted
     wired.close()
     env = dict(os.environ, PYTHONPATH=str(ROOT), REASONGEN_DATABASE_URL=pg.url, REASONGEN_BROKER_URL=redis.url,
                OPENAI_BASE_URL=url, OPENAI_API_KEY=KEY, REASONGEN_SWEEP_INTERVAL="0.3",
@@ -98,11 +110,17 @@ def test_jobs_survive_killed_workers_and_restarted_postgres_and_redis(server, pr
         batch = _wait(lambda: _finished(wired, batch_id), 120, "the batch to finish")
         assert batch == "done"
         with wired.uow() as uow:
-            drafts = uow.session.execute(select(Draft.record_id, func.count()).where(Draft.batch_id == batch_id)
-                                         .group_by(Draft.record_id)).all()
+            if stage == "generate":
+                results = uow.session.execute(select(Draft.record_id, func.count()).where(Draft.batch_id == batch_id)
+                                              .group_by(Draft.record_id)).all()
+            else:
+                results = uow.session.execute(select(Judgement.draft_id, func.count())
+                                              .where(Judgement.batch_id == batch_id, Judgement.error.is_(None))
+                                              .group_by(Judgement.draft_id)).all()
             assert uow.provider_jobs.request_counts(batch_id) == {"done": 42}
         wired.close()
-        assert len(drafts) == 42 and all(n == 1 for _, n in drafts)  # 40 requested + 2 identical copies
+        # generate: 40 requested + 2 identical copies; judge: one judgement per key (the twins' drafts share it)
+        assert len(results) == (42 if stage == "generate" else 40) and all(n == 1 for _, n in results)
         stats = handle.stats()
         assert (stats["batch_jobs_created"], stats["batch_files_uploaded"]) == (1, 1)
         assert stats["batch_lines_paid"] == 40 and stats.get("batch_lines_repeated", 0) == 0
