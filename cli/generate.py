@@ -148,9 +148,10 @@ def rebuild(
             print_json({"batch": None, "stale": 0, "held_back": len(held)}) if as_json else console.print(
                 "Nothing is stale.")
         else:
-            check_mode(mode, backend)
+            check_mode(mode, backend, judged=bool(req.extra_params))
             planned = plan_batch(wired, rebuild_request(req, stale))
-            if decide(wired, mode, planned.backend, planned.total_records, accept_latency, as_json):
+            if decide(wired, mode, planned.backend, planned.total_records, accept_latency, as_json,
+                      judged=bool(req.extra_params)):
                 launch_batch(wired, planned, wait=wait, as_json=as_json)
             else:
                 launch(wired, planned, wait=wait, as_json=as_json)

@@ -106,6 +106,8 @@ def test_rebuild_runs_unattended_judged_decided_then_built(wired, db_url, follow
     assert cli(db_url, "policy", "set", "strict", "--approve-min", "4", "--reject-max", "2").exit_code == 0
     args = ("rebuild", "--dataset", "ds", "--backend", "fake", "--judge", "fake", "--policy", "strict", "--then",
             "build")
+    refused = cli(db_url, *args, "--mode", "batch")  # judged in the same chunk: not through the batch API
+    assert refused.exit_code != 0 and "--mode batch drafts without judging in the same run" in text(refused)
     out = cli(db_url, *args)
     assert out.exit_code == 0, out.output
     decided = json.loads(cli(db_url, "review", "list", "--json").output)
