@@ -101,7 +101,7 @@ def report(wired: Wiring, batch_id: int, as_json: bool, brief: bool = False) -> 
         print_json(summary)
     elif not brief:
         console.print(status_line(summary))
-        if summary["finished"] and summary["already_drafted"]:
+        if summary["finished"] and summary["already_drafted"] and summary["kind"] != "judge":  # drafts, not judgements
             console.print(f"{summary['already_drafted']} already drafted, {summary['sent']} sent", highlight=False)
     if summary["status"] == "paused":  # the teacher's circuit breaker: the reason names the server's error
         raise ServiceUnavailable(f"batch {batch_id} paused: {summary['reason']}")
