@@ -16,7 +16,7 @@ from cli.live import follow, launch, report, run_with_bar, status_table
 from cli.tables import Col, listing
 from reasongen.bootstrap import Wiring
 from reasongen.errors import ExitCode
-from workers import batches, monitor, provider_jobs, provider_resume, provider_status, sweeper
+from workers import batches, monitor, provider_resume, provider_status, sweeper
 from workers.planning import Planned, plan_batch, retry_request
 
 JSON_HELP = "Print JSON."
@@ -221,10 +221,7 @@ def cancel(
     """Cancel a batch: queued chunks never start, running ones stop at the next sub-batch boundary; its provider
     batch jobs (--mode batch) are cancelled at the provider, keeping what they already answered."""
     with wiring(ctx) as wired:
-        message = batches.cancel(wired, batch)
-        jobs = provider_jobs.cancel(wired, batch)  # provider batch jobs: cancelled there too; answers kept
-        if jobs:
-            message += f"; {jobs} provider batch job(s) cancelled (requests already answered are kept)"
+        message = provider_resume.cancel_batch(wired, batch)  # its provider batch jobs too; answers kept
         print_json(monitor.batch_summary(wired, batch)) if as_json else console.print(message)
 
 

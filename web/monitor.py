@@ -11,7 +11,7 @@ from web.accounts import Principal
 from web.charts import Series, loss_chart
 from web.desk import page
 from web.security import admin, wiring_of
-from workers import batches, monitor, sweeper
+from workers import batches, monitor, provider_resume, sweeper
 
 router = APIRouter()
 
@@ -68,13 +68,16 @@ def api_batch(request: Request, batch_id: int) -> dict[str, Any]:
 
 @router.post("/api/batches/{batch_id}/cancel", tags=["monitor"], summary="Cancel a batch (admins)")
 def api_cancel(request: Request, batch_id: int, _: Principal = Depends(admin)) -> dict[str, Any]:
-    return {"batch": batch_id, "message": batches.cancel(wiring_of(request), batch_id)}
+    return {"batch": batch_id, "message": provider_resume.cancel_batch(wiring_of(request), batch_id)}
 
 
 @router.post("/api/batches/{batch_id}/resume", tags=["monitor"], summary="Resume a stopped or cancelled batch "
                                                                          "(admins; needs a broker)")
 def api_resume(request: Request, batch_id: int, _: Principal = Depends(admin)) -> dict[str, Any]:
     wired = wiring_of(request)
+    if provider_resume.in_batch_mode(wired, batch_id):  # --mode batch: a new provider job, as `reasongen resume`
+        batches.reopen(wired, batch_id)
+        return {"batch": batch_id, "resent_requests": provider_resume.resume(wired, batch_id)}
     if not wired.settings.broker_url:
         raise ValueError(f"no broker configured: resume batch {batch_id} in a terminal with reasongen resume "
                          f"{batch_id} (it runs the work there)")

@@ -53,3 +53,15 @@ def resume(wiring: Wiring, batch_id: int, client: Any = None) -> int:
     else:
         provider_jobs.poll(wiring, client, batch_id=batch_id)
     return len(again)
+
+
+def cancel_batch(wiring: Wiring, batch_id: int) -> str:
+    """Cancel a batch and, run in batch mode, its provider jobs too (answers already in are kept): the one cancel
+    the CLI and the web app share, so neither leaves jobs running (and costing) at the provider."""
+    from workers import batches, provider_jobs
+
+    message = batches.cancel(wiring, batch_id)
+    jobs = provider_jobs.cancel(wiring, batch_id)
+    if jobs:
+        message += f"; {jobs} provider batch job(s) cancelled (requests already answered are kept)"
+    return message

@@ -147,3 +147,37 @@ def test_judge_auto_mode_picks_batch_for_enough_drafts_with_the_latency_accepted
     big = cli(wired, *auto[:2], "more", *auto[3:], "--accept-latency", "--wait", REASONGEN_BATCH_AUTO_THRESHOLD="2")
     assert "mode: batch (3 records >= 2, latency accepted: half price)" in big.output, big.output
     assert handle.stats()["batch_jobs_created"] == 1 and handle.stats()["status_200"] == 3
+
+
+def test_the_web_app_cancels_and_resumes_a_batch_mode_batch_like_the_cli(server, batch_wired):
+    """The web app's cancel reaches the provider's jobs (they ran on, and cost, before), and its resume sends what
+    the cancel kept from running as a new provider job, with no broker and nothing online."""
+    from fastapi.testclient import TestClient
+
+    from web import accounts
+    from web.app import create_app
+
+    url, handle = server(batch_seconds=30)
+    wired = batch_wired(url)
+    _add(wired, ROWS[:8])
+    assert cli(wired, *GEN).exit_code == 0
+    batch_id = json.loads(cli(wired, "status", "--json").output)[0]["batch"]
+    with wired.uow() as uow:
+        accounts.add_user(uow, "ada", "admin", None)
+        token = accounts.new_token(uow, "ada")
+        uow.commit()
+    web = TestClient(create_app(wired.settings, wired), headers={"authorization": f"Bearer {token}"})
+    cancelled = web.post(f"/api/batches/{batch_id}/cancel")
+    assert cancelled.status_code == 200, cancelled.text
+    assert "1 provider batch job(s) cancelled" in cancelled.json()["message"]
+    assert handle.stats()["batch_cancels"] == 1
+    _until_jobs_closed(wired, batch_id)
+    with wired.uow() as uow:
+        kept_from_running = uow.provider_jobs.request_counts(batch_id).get("cancelled", 0)
+    assert kept_from_running > 0
+    handle.configure(batch_seconds=0.1)
+    resumed = web.post(f"/api/batches/{batch_id}/resume")
+    assert resumed.status_code == 200, resumed.text
+    assert resumed.json() == {"batch": batch_id, "resent_requests": kept_from_running}
+    stats = handle.stats()
+    assert stats.get("status_200", 0) == 0 and stats["batch_jobs_created"] == 1
