@@ -17,10 +17,14 @@ MODE = typer.Option("online", "--mode", help="online (requests now), batch (prov
 ACCEPT_LATENCY = typer.Option(False, "--accept-latency", help="With --mode auto: results may take up to 24 h.")
 
 
-def check_mode(mode: str, backend: str, judged: bool = False) -> None:
+def check_mode(mode: str, backend: str, judged: bool = False, budget: bool = False) -> None:
     """Refuse a mode that cannot work before any batch is planned."""
     from workers.provider_status import choose_mode
 
+    if mode == "batch" and budget:  # a provider job is priced and run whole: nothing could stop it at the limit
+        raise ValueError("--max-cost/--max-tokens hold online only: a provider batch job runs whole once submitted. "
+                         "See its cost first with: reasongen rebuild -d DATASET --dry-run (online and batch side by "
+                         "side), then size the run with --limit; or keep the budget and use --mode online")
     if mode == "batch" and judged:
         raise ValueError("--mode batch drafts without judging in the same run: drop --judge/--policy, then judge "
                          "the drafts with: reasongen judge -d DATASET --mode batch [--policy NAME]")
@@ -29,14 +33,16 @@ def check_mode(mode: str, backend: str, judged: bool = False) -> None:
 
 
 def decide(wired: Wiring, mode: str, backend: str, records: int, accept_latency: bool, as_json: bool,
-           judged: bool = False) -> bool:
+           judged: bool = False, budget: bool = False) -> bool:
     """True for batch mode; says which mode and why unless printing JSON. A batch that judges in the same
-    chunk (generate --judge) runs online."""
+    chunk (generate --judge), or that has a budget to hold, runs online."""
     from workers.provider_status import choose_mode
 
     chosen, why = choose_mode(wired.settings, mode, backend, records, accept_latency)
     if judged and chosen == "batch":
         chosen, why = "online", "--judge judges each draft in the same chunk, online"
+    if budget and chosen == "batch":
+        chosen, why = "online", "--max-cost/--max-tokens hold online only"
     if mode != "online" and not as_json:
         console.print(f"mode: {chosen} ({why})", highlight=False)
     return chosen == "batch"

@@ -68,10 +68,11 @@ def generate(
                        then=then)
     with wiring(ctx) as wired:
         req.extra_params = judge_params(wired, judge, judge_model, rubric, policy)
-        check_mode(mode, backend, judged=bool(req.extra_params))
+        budget = max_cost is not None or max_tokens is not None
+        check_mode(mode, backend, judged=bool(req.extra_params), budget=budget)
         planned = plan_batch(wired, req)
         if decide(wired, mode, planned.backend, planned.total_records, accept_latency, as_json,
-                  judged=bool(req.extra_params)):
+                  judged=bool(req.extra_params), budget=budget):
             launch_batch(wired, planned, wait=wait, as_json=as_json)
         else:
             launch(wired, planned, wait=wait, as_json=as_json)
@@ -148,10 +149,11 @@ def rebuild(
             print_json({"batch": None, "stale": 0, "held_back": len(held)}) if as_json else console.print(
                 "Nothing is stale.")
         else:
-            check_mode(mode, backend, judged=bool(req.extra_params))
+            budget = max_cost is not None or max_tokens is not None
+            check_mode(mode, backend, judged=bool(req.extra_params), budget=budget)
             planned = plan_batch(wired, rebuild_request(req, stale))
             if decide(wired, mode, planned.backend, planned.total_records, accept_latency, as_json,
-                      judged=bool(req.extra_params)):
+                      judged=bool(req.extra_params), budget=budget):
                 launch_batch(wired, planned, wait=wait, as_json=as_json)
             else:
                 launch(wired, planned, wait=wait, as_json=as_json)

@@ -41,9 +41,10 @@ def judge(
     req = JudgeRequest(dataset=dataset, backend=backend, model=model, rubric=rubric, where=where, limit=limit,
                        policy=policy, chunk_size=chunk_size, max_cost=max_cost, max_tokens=max_tokens)
     with wiring(ctx) as wired:
-        check_mode(mode, backend)
+        budget = max_cost is not None or max_tokens is not None
+        check_mode(mode, backend, budget=budget)
         planned = plan_judge_batch(wired, req)
-        if decide(wired, mode, planned.backend, planned.total_records, accept_latency, as_json):
+        if decide(wired, mode, planned.backend, planned.total_records, accept_latency, as_json, budget=budget):
             launch_batch(wired, planned, wait=wait, as_json=as_json, noun="drafts")
         else:
             launch(wired, planned, wait=wait, as_json=as_json)

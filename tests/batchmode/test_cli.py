@@ -105,3 +105,21 @@ def test_batch_mode_with_a_judge_in_the_same_run_is_refused_and_auto_runs_it_onl
     assert json.loads(cli(wired, "status", "--json").output) == []  # refused before planning
     auto = cli(wired, *common, "--mode", "auto", "--accept-latency", REASONGEN_BATCH_AUTO_THRESHOLD="1")
     assert "mode: online (--judge judges each draft in the same chunk, online)" in auto.output, auto.output
+
+
+def test_a_budget_is_refused_in_batch_mode_and_auto_keeps_it_online(server, batch_wired):
+    """A provider job runs whole once submitted, so --max-cost could not hold: refused up front, never ignored."""
+    url, _ = server(batch_seconds=0.1)
+    wired = batch_wired(url)
+    _add(wired, 3)
+    for command in (["generate"], ["rebuild"]):
+        args = [*command, "-d", "ds", "-b", "teacher", "-m", "gpt-4o-mini", "--max-cost", "0.01"]
+        refused = cli(wired, *args, "--mode", "batch")
+        assert refused.exit_code != 0 and "--max-cost/--max-tokens hold online only" in refused.output, refused.output
+    assert json.loads(cli(wired, "status", "--json").output) == []  # refused before planning
+    auto = cli(wired, "generate", "-d", "ds", "-b", "teacher", "-m", "gpt-4o-mini", "--max-tokens", "100000",
+               "--mode", "auto", "--accept-latency", "--wait", REASONGEN_BATCH_AUTO_THRESHOLD="1")
+    assert "mode: online (--max-cost/--max-tokens hold online only)" in auto.output, auto.output
+    judged = cli(wired, "judge", "-d", "ds", "-b", "teacher", "-m", "gpt-4o-mini", "--max-cost", "1", "--mode",
+                 "batch")
+    assert judged.exit_code != 0 and "hold online only" in judged.output
