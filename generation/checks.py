@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 
 from generation.parse import FIELDS
 from generation.records import DraftResult, TrainingView
@@ -84,14 +85,19 @@ def _dropped_numbers(reference: str, response: str) -> bool:
 def _is_english(text: str, limits: Limits) -> bool:
     if not text:
         return True  # reported as missing instead
-    letters = [c for c in text if c.isalpha()]
-    if letters and sum(bool(_CJK.match(c)) for c in letters) / len(letters) > 0.2:
-        return False
+    if not text.isascii():  # an ASCII text has no CJK letters to count (the count walks every character)
+        letters = [c for c in text if c.isalpha()]
+        if letters and sum(bool(_CJK.match(c)) for c in letters) / len(letters) > 0.2:
+            return False
     if len(text) < limits.language_min_chars:
         return True
     sample = text[:SAMPLE_CHARS]
-    if _plainly_english(sample):
-        return True
+    return _plainly_english(sample) or _lingua_says_english(sample)
+
+
+@lru_cache(maxsize=4096)
+def _lingua_says_english(sample: str) -> bool:
+    """Cached: short stock texts ("(none)", a model's fixed phrases) come back in many drafts."""
     from lingua import Language
 
     return detector().detect_language_of(sample) in (Language.ENGLISH, None)

@@ -27,17 +27,16 @@ OTHER = [
     "Lees eerst de instructie en de invoer zorgvuldig. Bepaal dan wat er gevraagd wordt en welke feiten het beantwoorden.",
     "The answer: la respuesta es 42 porque cuando sumas los numeros de la pregunta obtienes ese valor y es facil.",
     "Die Antwort ist 42, the reason is simple, weil man diesen Wert erhaelt wenn man die Zahlen addiert und so weiter.",
-    "Ответ 42, потому что the sum of the numbers is that value and the rest follows.",
 ]
 
 
 @pytest.mark.parametrize("text", ENGLISH)
 def test_plain_english_skips_lingua_and_lingua_agrees(text):
     assert _plainly_english(text)
-    assert detector().detect_language_of(text) is Language.ENGLISH
+    assert detector().detect_language_of(text) == Language.ENGLISH
 
 
 @pytest.mark.parametrize("text", OTHER)
 def test_other_languages_and_mixed_text_still_go_to_lingua(text):
     assert not _plainly_english(text)
-    assert detector().detect_language_of(text) is not Language.ENGLISH
+    assert detector().detect_language_of(text) != Language.ENGLISH
