@@ -134,8 +134,10 @@ def part_b(db_url: str, waves: int, concurrency: int, latency: float, rounds: in
             else:
                 notes.append(cur)
         for name, loop in (("bare_sdk", ys.bare_sdk), ("bare_raw", ys.bare_raw)):
-            run = loop(url, items, concurrency)
+            with ys.InFlightSampler(url) as sampler:  # the raw loop's figure is this machine's ceiling now
+                run = loop(url, items, concurrency)
             out[f"{name}_rps"], out[f"{name}_cpu_ms_per_record"] = round(run.rps, 1), round(run.cpu_ms, 2)
+            out[f"{name}_server_steady_in_flight"] = sampler.report()["steady_in_flight"]
     finally:
         proc.terminate()
     for name, rows in runs.items():
