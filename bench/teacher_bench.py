@@ -7,7 +7,9 @@ reasongen's transport/raw path/orjson, and Bespoke Curator (in its own virtualen
 
 (a) zero latency, 64 in flight, interleaved rounds (median). Target: in-process >= 1.0x the bare SDK loop.
 (b) 0.5 s latency, 256 in flight, 2,560 records. Target: in-process >= 1.3x Curator's records/s, and the
-    server sees >= 0.9 x 256 requests in flight in steady state (sampled from its /stats).
+    server sees >= 0.9 x 256 requests in flight in steady state (sampled from its /stats). In-process runs with
+    fixed places (REASONGEN_TEACHER_ADAPTIVE=false), configured as Curator's max_concurrent_requests, and again
+    with the default adaptive limit (which starts at 4 and learns its way up), reported beside it.
 (c) a server admitting 50 requests/s in any one-second window: in-process with REASONGEN_TEACHER_RPM=3000
     (target >= 0.95 of the limit at the server, <= 1% answered 429), then with no limit given (learned), and
     Curator with the same RPM. Queued with two workers: bench/queue_bench.py --part c.
@@ -107,35 +109,51 @@ def part_a(db_url: str, records: int, concurrency: int, rounds: int) -> dict[str
     return {**out, "notes": sorted(set(notes))} if notes else out
 
 
-def part_b(db_url: str, waves: int, concurrency: int, latency: float) -> dict[str, Any]:
+def part_b(db_url: str, waves: int, concurrency: int, latency: float, rounds: int) -> dict[str, Any]:
+    """Interleaved rounds (medians): in-process with fixed places (configured like Curator's
+    max_concurrent_requests: the target's comparison), in-process with the default adaptive limit, Curator."""
     url, proc = spawn_stub_process(latency_s=latency, api_key=ys.KEY)
     records = concurrency * waves
     items = ys.prompts(records)
     out: dict[str, Any] = {"part": "b", "records": records, "concurrency": concurrency, "latency_s": latency,
-                           "ideal_rps": concurrency / latency}
+                           "ideal_rps": concurrency / latency, "rounds": rounds}
+    runs: dict[str, list[dict[str, Any]]] = {"fixed": [], "adaptive": [], "curator": []}
+    notes: list[str] = []
     try:
         inprocess(db_url, url, concurrency, concurrency)  # warm: imports, the language detector
-        with ys.InFlightSampler(url) as sampler:
-            ours = inprocess(db_url, url, records, concurrency)
-        out.update(inprocess_rps=round(ours["rps"], 1), inprocess_failed=ours["failed"],
-                   inprocess_cpu_ms_per_record=round(ours["cpu_ms"], 2),
-                   **{f"server_{k}": v for k, v in sampler.report().items()})
-        with ys.InFlightSampler(url) as sampler:
-            cur = _curator(url, records, concurrency)
-        if isinstance(cur, dict):
-            out.update(curator_rps=round(cur["records_per_s"], 1),
-                       curator_cpu_ms_per_record_incl_startup=round(cur["cpu_ms_per_record_incl_startup"], 2),
-                       curator_server_steady_in_flight=sampler.report()["steady_in_flight"],
-                       ratio_vs_curator=round(ours["rps"] / cur["records_per_s"], 3))
-        else:
-            out["curator"] = cur
+        for _ in range(rounds):
+            for name, extra in (("fixed", {"teacher_adaptive": False}), ("adaptive", {})):
+                with ys.InFlightSampler(url) as sampler:
+                    ours = inprocess(db_url, url, records, concurrency, **extra)
+                runs[name].append({**ours, **sampler.report()})
+            with ys.InFlightSampler(url) as sampler:
+                cur = _curator(url, records, concurrency)
+            if isinstance(cur, dict):
+                runs["curator"].append({"rps": cur["records_per_s"], "cpu_ms": cur["cpu_ms_per_record_incl_startup"],
+                                        **sampler.report()})
+            else:
+                notes.append(cur)
         for name, loop in (("bare_sdk", ys.bare_sdk), ("bare_raw", ys.bare_raw)):
-            run = loop(url, items, concurrency)
+            with ys.InFlightSampler(url) as sampler:  # the raw loop's figure is this machine's ceiling now
+                run = loop(url, items, concurrency)
             out[f"{name}_rps"], out[f"{name}_cpu_ms_per_record"] = round(run.rps, 1), round(run.cpu_ms, 2)
+            out[f"{name}_server_steady_in_flight"] = sampler.report()["steady_in_flight"]
     finally:
         proc.terminate()
-    out["target"] = ">= 1.3x Curator; server steady in flight >= 0.9 x 256"
-    return out
+    for name, rows in runs.items():
+        if rows:
+            out[name] = {"rps": _median(rows, "rps"), "server_steady_in_flight": _median(rows, "steady_in_flight"),
+                         "cpu_ms_per_record": _median(rows, "cpu_ms"),
+                         "rounds": [(round(r["rps"], 1), r["steady_in_flight"]) for r in rows]}
+    if runs["curator"]:
+        for name in ("fixed", "adaptive"):
+            out[f"{name}_ratio_vs_curator"] = round(out[name]["rps"] / out["curator"]["rps"], 3)
+    out["target"] = ">= 1.3x Curator (fixed places, as Curator); server steady in flight >= 0.9 x 256"
+    return {**out, "notes": sorted(set(notes))} if notes else out
+
+
+def _median(rows: list[dict[str, Any]], key: str) -> float:
+    return round(statistics.median(float(r[key]) for r in rows), 2)
 
 
 def _at_server(url: str) -> dict[str, Any]:
@@ -182,13 +200,13 @@ def main() -> None:
     p.add_argument("--part", choices=["a", "b", "c", "all"], default="all")
     p.add_argument("--records", type=int, default=3000, help="records for part a")
     p.add_argument("--concurrency", type=int, default=64, help="requests in flight for part a")
-    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds for part a (median reported)")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds for parts a and b (medians reported)")
     p.add_argument("--waves", type=int, default=10, help="part b: records = 256 * waves")
     p.add_argument("--limit-records", type=int, default=600, help="records for each run of part c")
     p.add_argument("--limit", type=float, default=50.0, help="part c: requests/s the server admits per 1 s window")
     args = p.parse_args()
     parts = {"a": lambda db: part_a(db, args.records, args.concurrency, args.rounds),
-             "b": lambda db: part_b(db, args.waves, 256, 0.5),
+             "b": lambda db: part_b(db, args.waves, 256, 0.5, args.rounds),
              "c": lambda db: part_c(db, args.limit_records, args.limit)}
     with fresh_database("rg_tbench") as db_url:
         for name in ("a", "b", "c") if args.part == "all" else (args.part,):

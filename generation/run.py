@@ -23,6 +23,7 @@ from typing import Any
 
 from generation.backends.base import Backend
 from generation.checks import check_draft
+from generation.feed import Gate
 from generation.records import DraftResult, TrainingView
 from generation.restructure import restructure
 from generation.templates import Template
@@ -91,6 +92,7 @@ class _Run:
     notes: dict[int, str]
     stats: RunStats
     on_progress: Callable[[RunStats], None] | None
+    gate: Gate | None = None  # shared by the process's chunks: see generation/feed.py
     requested: set[str] = field(default_factory=set)  # cache keys sent in this call
 
 
@@ -116,9 +118,10 @@ def generate_drafts(
     sub_batch_size: int | None = None,
     should_stop: Callable[[], bool] | None = None,
     on_progress: Callable[[RunStats], None] | None = None,
+    gate: Gate | None = None,
 ) -> RunStats:
-    run = _Run(uow_factory, backend, template, batch_id, force, notes or {}, RunStats(), on_progress)
-    size = sub_batch_size or getattr(backend, "preferred_sub_batch", None) or _default_size(backend)
+    run = _Run(uow_factory, backend, template, batch_id, force, notes or {}, RunStats(), on_progress, gate)
+    size = sub_batch_size or default_sub_batch(backend)
     window = _window(backend, size)
     in_flight: deque[_Sub] = deque()
     for ids in _batched(record_ids, size):
@@ -133,8 +136,10 @@ def generate_drafts(
     return run.stats
 
 
-def _default_size(backend: Backend) -> int:
-    return SUBMIT_SUB_BATCH if hasattr(backend, "submit") else DEFAULT_SUB_BATCH
+def default_sub_batch(backend: Any) -> int:
+    """The backend's own preference, else per 50 for backends that overlap requests, else 16."""
+    preferred = getattr(backend, "preferred_sub_batch", None)
+    return int(preferred) if preferred else SUBMIT_SUB_BATCH if hasattr(backend, "submit") else DEFAULT_SUB_BATCH
 
 
 def _window(backend: Backend, size: int) -> int:
@@ -148,7 +153,21 @@ def _start(run: _Run, ids: Sequence[int]) -> _Sub:
     views, keys = _pending_views(run, ids)
     leaders, followers = _dedupe(run, views, keys)
     prompts = [run.template.render(v, run.notes.get(v.record_id)) for v in leaders]
-    return _Sub(leaders, keys, _submit(run.backend, prompts), followers)
+    return _Sub(leaders, keys, _gated_submit(run, prompts), followers)
+
+
+def _gated_submit(run: _Run, prompts: list[Any]) -> Future[list[DraftResult]]:
+    """Submit once the gate has room: this chunk's database work is done, so it waits holding no connection."""
+    if run.gate is None or not prompts or not hasattr(run.backend, "submit"):
+        return _submit(run.backend, prompts)
+    run.gate.acquire(len(prompts))
+    try:
+        results = _submit(run.backend, prompts)
+    except BaseException:
+        run.gate.release(len(prompts))
+        raise
+    run.gate.hold(len(prompts), results)
+    return results
 
 
 def _dedupe(run: _Run, views: list[TrainingView], keys: dict[int, str]) -> tuple[list[TrainingView], dict[int, str]]:

@@ -19,7 +19,8 @@ from datetime import timedelta
 from typing import Any, cast
 
 from generation import endpoint_state
-from generation.run import DEFAULT_SUB_BATCH, RunStats, generate_drafts
+from generation.feed import Gate, capacity_for
+from generation.run import RunStats, default_sub_batch, generate_drafts
 from generation.templates import load_template
 from judging.step import run_judge_step
 from reasongen.bootstrap import Wiring
@@ -114,6 +115,7 @@ class BackendSource:
     def __init__(self, settings: Any):
         self.settings = settings
         self._cache: dict[tuple[Any, ...], Any] = {}
+        self._gates: dict[int, Gate] = {}
         self._lock = threading.Lock()
 
     def get(self, batch: BatchSpec) -> Any:
@@ -132,6 +134,16 @@ class BackendSource:
             if key not in self._cache:
                 self._cache[key] = create_backend(batch.backend, settings, model=batch.model, **options)
             return self._cache[key]
+
+    def gate(self, backend: Any, sub_batch: int) -> Gate | None:
+        """The feed gate every chunk of this process shares for ``backend`` (None: it cannot overlap work)."""
+        capacity = capacity_for(backend, sub_batch)
+        if not capacity:
+            return None
+        with self._lock:
+            if id(backend) not in self._gates:  # backends live as long as this source: their ids stay theirs
+                self._gates[id(backend)] = Gate(capacity)
+            return self._gates[id(backend)]
 
     def counters(self) -> dict[str, int]:
         """What this process's backends counted (teacher: requests, retries, rate_limited, timeouts...), summed."""
@@ -180,7 +192,7 @@ def _run(wiring: Wiring, lease: Lease, backends: BackendSource, worker: str | No
     notes = {int(k): v for k, v in (batch.params.get("notes") or {}).items()}
     backend = backends.get(batch)
     size = int(batch.params.get("sub_batch_size") or wiring.settings.sub_batch_size
-               or getattr(backend, "preferred_sub_batch", None) or DEFAULT_SUB_BATCH)
+               or default_sub_batch(backend))
     guard.budget = Budget(wiring, batch, lease.chunk_id, lease.owner, size, getattr(backend, "max_tokens", None))
     pause = partial(stop_batch, wiring, status=endpoint_state.PAUSED)  # the teacher's breaker opened
     # The fenced unit of work forwards every repository of a UnitOfWork and fences its commit.
@@ -188,7 +200,7 @@ def _run(wiring: Wiring, lease: Lease, backends: BackendSource, worker: str | No
     guard.stats = generate_drafts(
         fenced, list(lease.record_ids), backend, template, batch_id=batch.id, notes=notes, sub_batch_size=size,
         should_stop=endpoint_state.watching(wiring.uow, batch.id, backend, guard.should_stop, pause),
-        on_progress=guard.progress,
+        on_progress=guard.progress, gate=backends.gate(backend, min(size, len(lease.record_ids))),
     )
     guard.stats.stopped |= endpoint_state.check(wiring.uow, batch.id, backend, pause)
     if batch.params.get("judge") and not guard.stats.stopped:  # generate --judge: judged in the same chunk

@@ -1,11 +1,13 @@
 """Without a broker: the same chunk code, run here, several chunks at once when the backend can take them.
 
-A teacher keeps ``max_in_flight`` requests open; one chunk of 50 records cannot fill 256 slots, and a chunk
-that drains before the next starts leaves the slots idle at every boundary. So chunks run in *lanes* (threads,
-as a teacher worker runs them): enough that the records in hand always exceed the backend's concurrency, so
-the next chunk's requests are already queued on the backend's slots while the previous chunk commits its
-last sub-batch (plus one lane more for the database round trips of a loaded PostgreSQL). Each chunk keeps its own lease, fence and per-sub-batch commits, exactly as on a worker.
-Backends that cannot overlap work (fake, local) get one lane: the old one-after-another order.
+A teacher keeps ``max_in_flight`` requests open, and a chunk has requests in flight only between its submit and
+its replies: before that it claims its lease and checks what is already drafted, after it checks the drafts and
+commits them behind the fence, then closes. So chunks run in *lanes* (threads, as a teacher worker runs them):
+twice as many as the backend's feed gate (generation/feed.py) holds chunks, plus two. Lanes whose database work
+is done wait at the gate; each reply frees room for the next of them at once, whatever the other lanes are doing
+with the database, so the backend's slots stay full for the whole run. Each chunk keeps its own lease, fence and
+per-sub-batch commits, exactly as on a worker. Backends that cannot overlap work (fake, local) get one lane: the
+old one-after-another order.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from generation.run import RunStats
+from generation.feed import capacity_for
+from generation.run import RunStats, default_sub_batch
 from reasongen.bootstrap import Wiring
 from workers import dispatch, sweeper
 from workers.batches import BatchSpec, utcnow
@@ -24,7 +27,9 @@ from workers.chunks import BackendSource, Outcome, process_chunk
 
 log = logging.getLogger(__name__)
 
-MAX_LANES = 12  # each lane holds a database connection while it commits; the default pool has 15
+# Lanes waiting at the gate hold no database connection; the others hold one per transaction, and the default pool
+# has 15 (the gate's own chunks are mostly waiting on replies, so about half the lanes use the database at once).
+MAX_LANES = 24
 
 
 @dataclass
@@ -74,12 +79,12 @@ class _Progress:
 
 
 def lanes_for(backend: object, chunk_records: int) -> int:
-    """Chunks to run at once: enough for the records in hand to cover the backend's slots, plus two, so that
-    one chunk can wait on its database work (pending check, fenced commit) while another waits to start."""
-    if not hasattr(backend, "submit"):
+    """Chunks to run at once: the chunks the feed gate admits, as many again doing their database work (claim,
+    pending check, checks and fenced commit, close), and two waiting at the gate."""
+    capacity = capacity_for(backend, min(chunk_records, default_sub_batch(backend)))
+    if not capacity:
         return 1
-    in_flight = int(getattr(backend, "max_in_flight", 1))
-    return max(1, min(MAX_LANES, -(-in_flight // max(1, chunk_records)) + 2))
+    return max(1, min(MAX_LANES, 2 * -(-capacity // max(1, chunk_records)) + 2))
 
 
 def _lanes(backends: BackendSource, batch: BatchSpec, chunk_records: int) -> int:

@@ -124,10 +124,10 @@ def test_stub_drafts_for_japanese_records_pass_the_checks(wired, stub):
 
 
 def test_backends_that_overlap_requests_commit_in_bigger_sub_batches():
-    from generation.run import DEFAULT_SUB_BATCH, SUBMIT_SUB_BATCH, _default_size
+    from generation.run import DEFAULT_SUB_BATCH, SUBMIT_SUB_BATCH, default_sub_batch
 
     class Overlapping:
         def submit(self, prompts):  # type: ignore[no-untyped-def]
             raise NotImplementedError
 
-    assert _default_size(Overlapping()) == SUBMIT_SUB_BATCH > DEFAULT_SUB_BATCH == _default_size(object())
+    assert default_sub_batch(Overlapping()) == SUBMIT_SUB_BATCH > DEFAULT_SUB_BATCH == default_sub_batch(object())
