@@ -69,14 +69,15 @@ class Settings(BaseSettings):
     reviewer: str | None = Field(default=None, validation_alias=_env("REASONGEN_REVIEWER"))
 
     # Job queue (workers/). The visibility timeout must outlast the chunk time limit, or Redis would hand a
-    # running chunk to a second worker; the lease is renewed at every sub-batch boundary.
+    # running chunk to a second worker; a live chunk's heartbeat renews its lease every heartbeat interval.
     # Records per commit inside a chunk; unset: the backend's preferred size.
     sub_batch_size: int | None = Field(default=None, ge=1, validation_alias=_env("REASONGEN_SUB_BATCH_SIZE"))
     lease_s: float = Field(default=300.0, gt=0, validation_alias=_env("REASONGEN_LEASE_SECONDS"))
     chunk_time_limit_s: int = Field(default=3600, ge=1, validation_alias=_env("REASONGEN_CHUNK_TIME_LIMIT"))
     visibility_timeout_s: int = Field(default=7200, ge=1, validation_alias=_env("REASONGEN_VISIBILITY_TIMEOUT"))
     max_attempts: int = Field(default=3, ge=1, validation_alias=_env("REASONGEN_MAX_ATTEMPTS"))
-    sweep_interval_s: float = Field(default=30.0, gt=0, validation_alias=_env("REASONGEN_SWEEP_INTERVAL"))
+    # A sweep is a few indexed queries; every 10 s a dead worker's chunks (silent 3 heartbeats) move on soon.
+    sweep_interval_s: float = Field(default=10.0, gt=0, validation_alias=_env("REASONGEN_SWEEP_INTERVAL"))
     requeue_after_s: float = Field(default=120.0, gt=0, validation_alias=_env("REASONGEN_REQUEUE_AFTER"))
     heartbeat_interval_s: float = Field(default=10.0, gt=0, validation_alias=_env("REASONGEN_HEARTBEAT_INTERVAL"))
     queue_prefix: str = Field(default="", validation_alias=_env("REASONGEN_QUEUE_PREFIX"))

@@ -8,7 +8,7 @@ import time
 import pytest
 from sqlalchemy import select
 
-from storage.models import Chunk
+from storage.models import Chunk, WorkerHeartbeat
 from tests.queue.conftest import kill_worker, wait_for
 from tests.queue.test_workers import assert_one_draft_per_record, enqueue, finished, ready, scalar
 
@@ -63,3 +63,30 @@ def test_a_killed_workers_chunks_are_handed_on_without_waiting_for_the_lease(que
     assert batch.status == "done" and time.monotonic() - killed_at < 60  # not the 300 s lease
     assert_one_draft_per_record(queue_wired, 4)
     assert "leases of workers that are gone ended" in b.log_path.read_text()
+
+
+def test_a_restarted_worker_hands_its_old_leases_on_at_start_up(queue_wired, start_worker):
+    # A worker SIGKILLed and restarted under the same name (systemd, the chaos bench): its heartbeat row now
+    # has another pid, so its old leases are dead. It sweeps at start-up, so they move on at once, not after
+    # a sweep interval (a minute here) nor the 5-minute lease.
+    from workers.batches import utcnow
+    from workers.chunks import claim, new_owner
+
+    name = "restarted@test"
+    batch_id = enqueue(queue_wired, 2, chunk_size=2, sub_batch_size=2)  # its message is taken by nobody yet
+    chunk_id = scalar(queue_wired, select(Chunk.id).where(Chunk.batch_id == batch_id))
+    old = new_owner(name).replace(f":{__import__('os').getpid()}:", ":999999:")  # the killed process
+    assert claim(queue_wired, chunk_id, old) is not None
+    with queue_wired.uow() as uow:
+        uow.heartbeats.beat(name, utcnow(), queues=["teacher"], pid=999999, concurrency=1, counters={})
+        uow.commit()
+    env = {"REASONGEN_LEASE_SECONDS": "300", "REASONGEN_SWEEP_INTERVAL": "60", "REASONGEN_HEARTBEAT_INTERVAL": "10"}
+    w = start_worker(name=name, env=env)
+    wait_for(lambda: scalar(queue_wired, select(WorkerHeartbeat.pid).where(WorkerHeartbeat.hostname == name))
+             not in (None, 999999), 30, what="restarted worker's heartbeat")
+    started = time.monotonic()
+    batch = wait_for(lambda: finished(queue_wired, batch_id), 20, what="batch end soon after start-up")
+    assert batch.status == "done" and time.monotonic() - started < 20
+    assert_one_draft_per_record(queue_wired, 2)
+    # The dead lease was ended and the chunk re-queued (a second attempt), long before the lease ran out.
+    assert scalar(queue_wired, select(Chunk.attempts).where(Chunk.id == chunk_id)) == 2
