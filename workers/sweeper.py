@@ -84,8 +84,8 @@ def _orphaned(wiring: Wiring, batch_id: int | None) -> None:
     now = utcnow()
     stale_before = now - timedelta(seconds=3 * wiring.settings.heartbeat_interval_s)
     with wiring.uow() as uow:
-        if _database_started_after(uow, stale_before):
-            return
+        if _database_started_after(uow, stale_before):  # only a new pid under a known name still counts
+            stale_before = datetime.min.replace(tzinfo=timezone.utc)
         beats = {w.hostname: (w.pid, _aware(w.last_seen)) for w in uow.heartbeats.all()}
         leases = [("chunks", i, o) for i, o in uow.chunks.leases(batch_id)]
         if batch_id is None:

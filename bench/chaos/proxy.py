@@ -32,6 +32,7 @@ class CountingProxy:
         # prompt key -> (sent at, answered at, delivered to a client still waiting) of each clean answer
         self.answers: dict[str, list[tuple[float, float, bool]]] = defaultdict(list)
         self.slow_windows: list[tuple[float, float]] = []
+        self.prompts: dict[str, str] = {}  # prompt key -> the end of its last message (which record it is)
         self.started = time.monotonic()
         self.events: list[tuple[float, str]] = []
         self.slow_until, self.slow_delay = 0.0, 0.0
@@ -77,6 +78,7 @@ class CountingProxy:
             return  # an injected fault (malformed, truncated): its retry is not a duplicate
         key = hashlib.sha256(json.dumps([sent.get("model"), sent.get("messages")], sort_keys=True).encode())
         self.answers[key.hexdigest()].append((sent_at, time.monotonic(), delivered))
+        self.prompts.setdefault(key.hexdigest(), str(sent.get("messages", [{}])[-1].get("content", ""))[-80:])
 
     def _slow(self, t: float) -> bool:
         return any(start <= t <= end for start, end in self.slow_windows)
@@ -84,7 +86,7 @@ class CountingProxy:
     def report(self) -> dict[str, Any]:
         paid = by_event = by_timeout = 0
         unexplained: list[str] = []
-        for answers in self.answers.values():
+        for key, answers in self.answers.items():
             for before, after in zip(answers, answers[1:]):
                 paid += 1
                 if any(before[1] <= t <= after[1] for t, _ in self.events):
@@ -92,7 +94,7 @@ class CountingProxy:
                 elif not before[2] and self._slow(before[0]):
                     by_timeout += 1
                 else:
-                    unexplained.append(self._describe(before, after))
+                    unexplained.append(f"{self._describe(before, after)}; prompt ...{self.prompts[key]!r}")
         return dict(requests=self.requests, prompts_answered=len(self.answers), paid_duplicates=paid,
                     explained_by_injected_faults=by_event + by_timeout, explained_by_events=by_event,
                     explained_by_slow_timeouts=by_timeout, unexplained_paid_duplicates=len(unexplained),
