@@ -6,7 +6,9 @@ out of budget cannot commit another sub-batch: the lease check runs in the same 
 A database outage (PostgreSQL restarting) does not throw away answers already paid for: the fenced unit of
 work records the repository calls of its transaction, and when the connection is lost it waits for the
 database (up to ``OUTAGE_WAIT_S``), replays them on a new connection and goes on, lease check included.
-Before, the chunk gave up and its retry asked the server again for every answer not yet committed.
+Before, the chunk gave up and its retry asked the server again for every answer not yet committed. Only a
+transaction made of repository calls is replayed (drafts); one that used the session directly (judging) gives
+up as before, and ORM objects a repository returned must not be changed in place (the replay would not redo it).
 """
 
 from __future__ import annotations
@@ -37,9 +39,9 @@ def _is_outage(exc: BaseException) -> bool:
     return is_db_outage(exc)
 
 
-def through_outage(fn: Callable[[], T], on_outage: Callable[[], None] | None = None) -> T:
-    """``fn()``; on a database outage wait (backoff) and call it again, ``on_outage`` first, for up to
-    ``OUTAGE_WAIT_S``; after that the outage is raised."""
+def through_outage(fn: Callable[[], T], on_outage: Callable[[BaseException], None] | None = None) -> T:
+    """``fn()``; on a database outage wait (backoff) and call it again, for up to ``OUTAGE_WAIT_S``; after that
+    the outage is raised. ``on_outage(exc)`` runs first, and may raise to give up at once."""
     waited, delay = 0.0, 0.5
     while True:
         try:
@@ -47,11 +49,11 @@ def through_outage(fn: Callable[[], T], on_outage: Callable[[], None] | None = N
         except Exception as exc:
             if not _is_outage(exc) or waited >= OUTAGE_WAIT_S:
                 raise
+            if on_outage is not None:
+                on_outage(exc)
             log.warning("database unreachable; retrying in %.1fs (%s)", delay, type(exc).__name__)
             time.sleep(delay)
             waited, delay = waited + delay, min(delay * 2, 5.0)
-            if on_outage is not None:
-                on_outage()
 
 
 class ChunkStopped(Exception):
@@ -77,6 +79,7 @@ class FencedUnitOfWork:
         self._paid = (0.0, 0)  # cost and tokens of the drafts this transaction would save
         self._calls: list[tuple[str, str, tuple[Any, ...], dict[str, Any]]] = []  # this transaction's, in order
         self._broken = False
+        self._replayable = True  # only repository calls were made: they can be replayed
 
     def __enter__(self) -> "FencedUnitOfWork":
         self._inner.__enter__()
@@ -91,8 +94,10 @@ class FencedUnitOfWork:
 
     def __getattr__(self, name: str) -> Any:
         value = getattr(self._inner, name)
-        is_repository = hasattr(value, "session") and not callable(value)  # not all derive from Repository
-        return _Replayable(self, name) if is_repository else value
+        if hasattr(value, "session") and not callable(value):  # a repository (not all derive from Repository)
+            return _Replayable(self, name)
+        self._replayable = False  # e.g. the session itself: what is done with it cannot be replayed
+        return value
 
     def call(self, repo: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if repo == "drafts" and method == "add_many":  # noted once, so a refused commit is recorded
@@ -110,8 +115,11 @@ class FencedUnitOfWork:
             self._replay()
         return getattr(getattr(self._inner, repo), method)(*args, **kwargs)
 
-    def _reopen(self) -> None:
-        """After an outage: the next try starts on a new connection with this transaction replayed."""
+    def _reopen(self, exc: BaseException) -> None:
+        """After an outage: the next try starts on a new connection with this transaction replayed; unless
+        it did more than repository calls (judging uses the session): then the outage goes up, as before."""
+        if not self._replayable:
+            raise exc
         self._broken = True
 
     def _replay(self) -> None:
