@@ -49,6 +49,7 @@ def _on_ready(sender: Any = None, **_: Any) -> None:
     dispatch.use_app(rt.settings, sender.app)
     info = dict(hostname=sender.hostname, pid=os.getpid(), queues=_queues(sender),
                 concurrency=int(getattr(sender.controller, "concurrency", 1) or 1))
+    warm_up(info["queues"], rt.settings.queue_prefix)  # before the first task: the event loop starts after this
     threading.Thread(target=_maintain, args=(info,), name="reasongen-maintenance", daemon=True).start()
 
 
@@ -63,6 +64,18 @@ def _on_shutdown(sender: Any = None, **_: Any) -> None:
                 uow.commit()
         except Exception:  # noqa: BLE001 - shutting down; the row just goes stale
             log.warning("could not remove heartbeat of %s", hostname)
+
+
+def warm_up(queues: list[str], prefix: str = "") -> None:
+    """Load what the first drafts would load lazily, before taking any task. The language check's detector
+    takes a second or more of CPU to build; built inside the first chunk it starved the teacher's event loop,
+    and answers already received timed out on the client and were asked (and paid) again (chaos bench: three
+    paid duplicates seconds after a worker restarted)."""
+    if not any(q.removeprefix(prefix) in ("teacher", "gpu") for q in queues):
+        return
+    from storage.ingest.langid import detector
+
+    detector().detect_language_of("A sentence in English, to load the language models now.")
 
 
 def _queues(consumer: Any) -> list[str]:

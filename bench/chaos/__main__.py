@@ -166,7 +166,8 @@ def drive(engine, batch_id: int, total: int, plan, deadline: float, ctx) -> dict
         if time.monotonic() - shown >= 5:  # a timeline, to see where the time goes
             shown = time.monotonic()
             print(f"  t={shown - start:6.1f}s drafts written {written}, records without a draft "
-                  f"{state['without_draft']}, requests {ctx[3].requests}", flush=True)
+                  f"{state['without_draft']}, requests {ctx[3].requests}; teacher concurrency limit "
+                  f"{state['teacher_limit']}", flush=True)
         while pending and written >= pending[0][0] * total:
             act(pending[0][1], pending[0][2], *ctx)
             pending.pop(0)

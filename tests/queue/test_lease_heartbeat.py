@@ -90,3 +90,19 @@ def test_a_restarted_worker_hands_its_old_leases_on_at_start_up(queue_wired, sta
     assert_one_draft_per_record(queue_wired, 2)
     # The dead lease was ended and the chunk re-queued (a second attempt), long before the lease ran out.
     assert scalar(queue_wired, select(Chunk.attempts).where(Chunk.id == chunk_id)) == 2
+
+
+def test_a_teacher_worker_loads_the_language_check_before_its_first_task():
+    # Built lazily inside the first chunk, the detector (a second or more of CPU) starved the teacher's event
+    # loop, and answers already received timed out and were paid again.
+    from storage.ingest.langid import detector
+    from workers import lifecycle
+
+    detector.cache_clear()
+    lifecycle.warm_up(["p-train"], prefix="p-")
+    assert detector.cache_info().currsize == 0  # a train worker runs no language check
+    lifecycle.warm_up(["p-teacher"], prefix="p-")
+    assert detector.cache_info().currsize == 1
+    started = time.monotonic()
+    detector().detect_language_of("Another sentence in English, checked by the first chunk.")
+    assert time.monotonic() - started < 0.5  # the models are loaded already
