@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     reviewer: str | None = Field(default=None, validation_alias=_env("REASONGEN_REVIEWER"))
 
     # Job queue (workers/). The visibility timeout must outlast the chunk time limit, or Redis would hand a
-    # running chunk to a second worker; the lease is renewed at every sub-batch boundary.
+    # running chunk to a second worker; a live chunk's heartbeat renews its lease every heartbeat interval.
     # Records per commit inside a chunk; unset: the backend's preferred size.
     sub_batch_size: int | None = Field(default=None, ge=1, validation_alias=_env("REASONGEN_SUB_BATCH_SIZE"))
     lease_s: float = Field(default=300.0, gt=0, validation_alias=_env("REASONGEN_LEASE_SECONDS"))
@@ -79,7 +79,8 @@ class Settings(BaseSettings):
     # `rebuild` regenerates a draft rejected with a note (a reviewer's, or a policy's judge reasons) at most this
     # many times per record, template and model; then the record waits for a person (unattended loops stop paying).
     max_regenerations: int = Field(default=3, ge=1, validation_alias=_env("REASONGEN_MAX_REGENERATIONS"))
-    sweep_interval_s: float = Field(default=30.0, gt=0, validation_alias=_env("REASONGEN_SWEEP_INTERVAL"))
+    # A sweep is a few indexed queries; every 10 s a dead worker's chunks (silent 3 heartbeats) move on soon.
+    sweep_interval_s: float = Field(default=10.0, gt=0, validation_alias=_env("REASONGEN_SWEEP_INTERVAL"))
     requeue_after_s: float = Field(default=120.0, gt=0, validation_alias=_env("REASONGEN_REQUEUE_AFTER"))
     heartbeat_interval_s: float = Field(default=10.0, gt=0, validation_alias=_env("REASONGEN_HEARTBEAT_INTERVAL"))
     queue_prefix: str = Field(default="", validation_alias=_env("REASONGEN_QUEUE_PREFIX"))

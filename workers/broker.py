@@ -16,6 +16,12 @@ from workers.dispatch import chunk_id_of
 
 PRIORITY_SEP = "\x06\x16"
 PRIORITY_STEPS = (3, 6, 9)
+# How long a worker's reservation of a still-queued chunk counts as held. A live worker claims a chunk the
+# moment it runs it; it only holds one unclaimed for a countdown (a retry after a database outage waits at most
+# 30 s, workers/tasks.py) or while its threads are busy. Older, the worker most likely died with it (SIGKILL,
+# OOM), and kombu would restore the message only after the visibility timeout (hours). Re-sending one a live
+# worker still holds costs a message: the lease lets one delivery in, the other is skipped.
+RESERVATION_GRACE_S = 45.0
 
 
 def is_redis(settings: Settings) -> bool:

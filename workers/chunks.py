@@ -86,7 +86,9 @@ def process_chunk(wiring: Wiring, chunk_id: int, backends: "BackendSource", *, w
 
 
 def heartbeat(wiring: Wiring, lease: Lease) -> Heartbeat:
-    """Renew the lease every third of its length while the chunk runs, whatever the sub-batches are doing."""
+    """Renew the lease while the chunk runs, whatever the sub-batches are doing: every heartbeat interval (at
+    most every third of the lease), so the sweeper can tell a chunk nothing runs any more from its silence
+    (workers/sweeper.py, ``_orphaned``) without waiting for the lease to run out."""
     s = wiring.settings
 
     def renew() -> bool:
@@ -96,7 +98,7 @@ def heartbeat(wiring: Wiring, lease: Lease) -> Heartbeat:
             uow.commit()
         return ok
 
-    return Heartbeat(renew, s.lease_s / 3, max_s=s.chunk_time_limit_s, name=f"chunk-{lease.chunk_id}-lease")
+    return Heartbeat(renew, min(s.lease_s / 3, s.heartbeat_interval_s), max_s=s.chunk_time_limit_s, name=f"chunk-{lease.chunk_id}-lease")
 
 
 def is_db_outage(exc: BaseException) -> bool:

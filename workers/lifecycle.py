@@ -1,7 +1,11 @@
 """Worker start-up and shutdown: per-process runtime, heartbeats, and the sweeper thread.
 
-The main worker process runs one maintenance thread: it writes this worker's heartbeat row (so `reasongen
-workers` needs no Flower) and runs a sweep every ``sweep_interval_s``.
+The main worker process runs two maintenance threads. The heartbeat thread writes this worker's heartbeat row
+every ``heartbeat_interval_s`` (so `reasongen workers` needs no Flower, and the sweepers can tell this worker
+is alive); it has a thread of its own so that a slow sweep can never make a live worker look dead. The sweep
+thread sweeps once at start-up (a worker restarted after a crash hands its old leases on at once, instead of
+after a sweep interval), then every ``sweep_interval_s``, and at once when the heartbeat finds that the broker
+lost its data (Redis restarted empty): the messages it held are re-sent within a heartbeat, not a sweep.
 """
 
 from __future__ import annotations
@@ -15,11 +19,13 @@ from typing import Any
 from celery import signals
 
 from reasongen.settings import Settings
-from workers import runtime, sweeper
+from workers import broker, runtime, sweeper
 from workers.batches import utcnow
 
 log = logging.getLogger(__name__)
 _stop = threading.Event()
+_sweep_now = threading.Event()  # the heartbeat asks for a sweep before the interval is over
+_broker_lost = threading.Event()
 _installed: list[Any] = []
 
 
@@ -43,11 +49,13 @@ def _on_ready(sender: Any = None, **_: Any) -> None:
     dispatch.use_app(rt.settings, sender.app)
     info = dict(hostname=sender.hostname, pid=os.getpid(), queues=_queues(sender),
                 concurrency=int(getattr(sender.controller, "concurrency", 1) or 1))
+    warm_up(info["queues"], rt.settings.queue_prefix)  # before the first task: the event loop starts after this
     threading.Thread(target=_maintain, args=(info,), name="reasongen-maintenance", daemon=True).start()
 
 
 def _on_shutdown(sender: Any = None, **_: Any) -> None:
     _stop.set()
+    _sweep_now.set()
     hostname = getattr(sender, "hostname", None)
     if hostname:
         try:
@@ -56,6 +64,18 @@ def _on_shutdown(sender: Any = None, **_: Any) -> None:
                 uow.commit()
         except Exception:  # noqa: BLE001 - shutting down; the row just goes stale
             log.warning("could not remove heartbeat of %s", hostname)
+
+
+def warm_up(queues: list[str], prefix: str = "") -> None:
+    """Load what the first drafts would load lazily, before taking any task. The language check's detector
+    takes a second or more of CPU to build; built inside the first chunk it starved the teacher's event loop,
+    and answers already received timed out on the client and were asked (and paid) again (chaos bench: three
+    paid duplicates seconds after a worker restarted)."""
+    if not any(q.removeprefix(prefix) in ("teacher", "gpu") for q in queues):
+        return
+    from storage.ingest.langid import detector
+
+    detector().detect_language_of("A sentence in English, to load the language models now.")
 
 
 def _queues(consumer: Any) -> list[str]:
@@ -67,13 +87,32 @@ def _queues(consumer: Any) -> list[str]:
 
 def _maintain(info: dict[str, Any]) -> None:
     rt = runtime.current()
-    next_sweep = time.monotonic() + rt.settings.sweep_interval_s
+    _safely(_beat, rt, info)  # first: the sweep below must see this process's pid in the row
+    threading.Thread(target=_keep_beating, args=(rt, info), name="reasongen-heartbeat", daemon=True).start()
     while not _stop.is_set():
+        lost = _broker_lost.is_set()
+        _broker_lost.clear()
+        _safely(_sweep, rt, lost)
+        _sweep_now.wait(rt.settings.sweep_interval_s)
+        _sweep_now.clear()
+
+
+def _sweep(rt: runtime.Runtime, broker_lost: bool) -> None:
+    sweeper.sweep(rt.wiring(), broker_lost=broker_lost)
+
+
+def _keep_beating(rt: runtime.Runtime, info: dict[str, Any]) -> None:
+    while not _stop.wait(rt.settings.heartbeat_interval_s):
         _safely(_beat, rt, info)
-        if time.monotonic() >= next_sweep:
-            _safely(sweeper.sweep, rt.wiring())
-            next_sweep = time.monotonic() + rt.settings.sweep_interval_s
-        _stop.wait(min(rt.settings.heartbeat_interval_s, rt.settings.sweep_interval_s))
+        _safely(_check_broker, rt)
+
+
+def _check_broker(rt: runtime.Runtime) -> None:
+    """One SET NX per heartbeat: the broker lost its data (workers/broker.py) -> sweep now, re-sending."""
+    if rt.settings.broker_url and broker.data_lost(rt.settings):
+        log.warning("the broker lost its data (restarted empty?): re-sending the queued chunks now")
+        _broker_lost.set()
+        _sweep_now.set()
 
 
 def _beat(rt: runtime.Runtime, info: dict[str, Any]) -> None:

@@ -12,7 +12,10 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
+from sqlalchemy import text
+
 from reasongen.bootstrap import Wiring
+from storage.uow import UnitOfWork
 from workers import broker, dispatch
 from workers.batches import FollowUp, finalize, utcnow
 from workers.chunks import next_state
@@ -32,13 +35,15 @@ class SweepReport:
         return dict(requeued=self.requeued, failed=self.failed, cancelled=self.cancelled, resent=self.resent)
 
 
-def sweep(wiring: Wiring, *, batch_id: int | None = None, force: bool = False, send: bool = True) -> SweepReport:
-    """One pass. ``force`` (resume) re-sends every queued chunk missing from the broker, however recent."""
+def sweep(wiring: Wiring, *, batch_id: int | None = None, force: bool = False, send: bool = True,
+          broker_lost: bool = False) -> SweepReport:
+    """One pass. ``force`` (resume) re-sends every queued chunk missing from the broker, however recent;
+    ``broker_lost``: the caller already found the broker's data gone (``broker.data_lost`` answers once)."""
     report = SweepReport()
     _orphaned(wiring, batch_id)
     _expired(wiring, batch_id, report)
     _exhausted(wiring, batch_id, report)
-    _lost(wiring, batch_id, force, report)
+    _lost(wiring, batch_id, force or broker_lost, report)
     if batch_id is None:  # provider batch jobs (--mode batch): poll the due ones (workers/provider_jobs.py)
         _provider_jobs(wiring)
     if send and wiring.settings.broker_url:
@@ -62,24 +67,46 @@ def _provider_jobs(wiring: Wiring) -> None:
 
 
 def _orphaned(wiring: Wiring, batch_id: int | None) -> None:
-    """End at once the leases of workers that are gone: a lease owner names its worker and pid
-    (``new_owner``), and a worker whose heartbeat row went stale, or that restarted under the same name with
-    another pid, holds nothing any more. Without this a SIGKILLed worker's chunks (and a killed train
-    worker's follow-up and run) would wait for their whole lease (REASONGEN_LEASE_SECONDS, 5 minutes)."""
+    """End at once the leases that nothing runs any more, instead of waiting for them to run out
+    (REASONGEN_LEASE_SECONDS, 5 minutes):
+
+    - leases of workers that are gone: a lease owner names its worker and pid (``new_owner``), and a worker
+      whose heartbeat row went stale, or that restarted under the same name with another pid, holds nothing
+      (a SIGKILLed worker's chunks, a killed train worker's follow-up and run);
+    - chunk leases their lease heartbeat stopped touching (``workers.chunks.heartbeat`` touches a running
+      chunk every heartbeat interval, whatever its sub-batches are doing): a live worker that stopped running
+      the chunk, e.g. a task that gave the chunk up during a database outage and whose retry message then
+      went down with another worker. (Only for leases of a worker we know, as above: an in-process run's
+      lease runs until it expires.)
+
+    Silence counts after three heartbeat intervals, and not at all just after the database restarted (the
+    heartbeats could not be written while it was down)."""
     now = utcnow()
     stale_before = now - timedelta(seconds=3 * wiring.settings.heartbeat_interval_s)
     with wiring.uow() as uow:
+        if _database_started_after(uow, stale_before):  # only a new pid under a known name still counts
+            stale_before = datetime.min.replace(tzinfo=timezone.utc)
         beats = {w.hostname: (w.pid, _aware(w.last_seen)) for w in uow.heartbeats.all()}
         leases = [("chunks", i, o) for i, o in uow.chunks.leases(batch_id)]
         if batch_id is None:
             leases += [("followups", i, o) for i, o in uow.followups.owners()]
             leases += [("runs", i, o) for i, o in uow.runs.owners()]
         gone = [(repo, i, o) for repo, i, o in leases if _dead(o, beats, stale_before)]
+        silent = set(uow.chunks.silent_leases(stale_before, batch_id)) - {(i, o) for _, i, o in gone}
+        gone += [("chunks", i, o) for i, o in sorted(silent) if o.partition(":")[0] in beats]
         for repo, key, owner in gone:
             getattr(uow, repo).expire_lease(key, owner, now)
         uow.commit()
     if gone:
         log.warning("sweeper: leases of workers that are gone ended: %s", [(r, i) for r, i, _ in gone])
+
+
+def _database_started_after(uow: UnitOfWork, moment: datetime) -> bool:
+    """PostgreSQL restarted since ``moment``: heartbeats written before it went down look stale for a while."""
+    if uow.session.get_bind().dialect.name != "postgresql":
+        return False
+    started = uow.session.execute(text("SELECT pg_postmaster_start_time()")).scalar_one()
+    return bool(_aware(started) > moment)
 
 
 def _dead(owner: str, beats: dict, stale_before: datetime) -> bool:  # type: ignore[type-arg]
@@ -139,16 +166,19 @@ def _why(attempts: int) -> str:
 
 
 def _lost(wiring: Wiring, batch_id: int | None, force: bool, report: SweepReport) -> None:
-    now = utcnow()
-    if wiring.settings.broker_url and broker.data_lost(wiring.settings):
+    """Re-send queued chunks the broker does not hold. With Redis the sweeper can see what it holds, so a
+    chunk is re-sent after ``broker.RESERVATION_GRACE_S``; with another broker, after ``requeue_after_s``."""
+    now, settings = utcnow(), wiring.settings
+    if settings.broker_url and broker.data_lost(settings):
         force = True  # Redis came back empty: every message it held is gone, however recent
-    cutoff = now if force else now - timedelta(seconds=wiring.settings.requeue_after_s)
+    knowable = bool(settings.broker_url) and broker.is_redis(settings)
+    window = min(settings.requeue_after_s, broker.RESERVATION_GRACE_S) if knowable else settings.requeue_after_s
+    cutoff = now if force else now - timedelta(seconds=window)
     with wiring.uow() as uow:
         candidates = uow.chunks.queued_before(cutoff, batch_id)
     if not candidates:
         return
-    settings = wiring.settings
-    held = broker.held_chunk_ids(settings, settings.requeue_after_s) if settings.broker_url else set()
+    held = broker.held_chunk_ids(settings, window) if settings.broker_url else set()
     for chunk_id in candidates:
         if held is not None and chunk_id in held:
             continue

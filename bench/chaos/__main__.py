@@ -69,6 +69,8 @@ def environment(pg: PrivatePostgres, redis: PrivateRedis, key: str, rps: float, 
     # teacher is configured for this server: a limiter 10% under its rate limit, and a 3 s request timeout
     # because the server hangs 2% of requests on purpose (the 120 s default would only make the run longer).
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REASONGEN_", "OPENAI_"))}
+    root = str(Path(__file__).resolve().parents[2])  # workers run this checkout's code, not the installed one
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
     return {**env, "REASONGEN_DATABASE_URL": pg.url, "REASONGEN_BROKER_URL": redis.url, "OPENAI_API_KEY": key,
             "REASONGEN_TEACHER_RPM": str(int(rps * 60 * 0.9)), "REASONGEN_TEACHER_MODEL": "chaos-teacher",
             "REASONGEN_TEACHER_TIMEOUT": "3", "REASONGEN_TEACHER_CONCURRENCY": "64",
@@ -154,13 +156,18 @@ def act(action: str, target: str, procs: Processes, pg: PrivatePostgres, redis: 
 
 def drive(engine, batch_id: int, total: int, plan, deadline: float, ctx) -> dict:  # type: ignore[no-untyped-def]
     """Run the plan; at the deadline, snapshot what is still without a terminal draft."""
-    start, pending, at_deadline = time.monotonic(), list(plan), None
+    start, pending, at_deadline, shown = time.monotonic(), list(plan), None, -10.0
     while time.monotonic() - start < ctx[-1].timeout:
         written = _safe(lambda: progress(engine, batch_id))
         state = _safe(lambda: outcome(engine, batch_id))
         if written is None or state is None:
             time.sleep(1)
             continue
+        if time.monotonic() - shown >= 5:  # a timeline, to see where the time goes
+            shown = time.monotonic()
+            print(f"  t={shown - start:6.1f}s drafts written {written}, records without a draft "
+                  f"{state['without_draft']}, requests {ctx[3].requests}; teacher concurrency limit "
+                  f"{state['teacher_limit']}", flush=True)
         while pending and written >= pending[0][0] * total:
             act(pending[0][1], pending[0][2], *ctx)
             pending.pop(0)
@@ -264,7 +271,9 @@ def print_report(n: int, t0: float, run: dict, paid: dict, trained: dict | None,
             ("batch ended by the deadline", "yes" if dl["batch_ended"] else "no"),
             ("requests (at the server)", paid["requests"]), ("requests per record", f"{per_record:.3f}"),
             ("paid duplicates", paid["paid_duplicates"]),
-            ("  explained by injected faults", paid["explained_by_injected_faults"]),
+            ("  explained by injected faults", f"{paid['explained_by_injected_faults']} ({paid['explained_by_events']} "
+                                                f"by a kill/restart in between, {paid['explained_by_slow_timeouts']} "
+                                                "retries of answers the client had given up on in the slow window)"),
             ("  unexplained", paid["unexplained_paid_duplicates"]),
             ("API key found in", ", ".join(k for k, v in leaks.items() if v) or "nowhere")]
     if trained:
@@ -274,6 +283,8 @@ def print_report(n: int, t0: float, run: dict, paid: dict, trained: dict | None,
                                    f"last step {trained['last_step']}, recovered in {trained['recovered_in_s']} s")]
     width = max(len(str(r[0])) for r in rows)
     print("\n".join(f"{name:<{width}}  {value}" for name, value in rows))
+    for line in paid["unexplained"][:20]:
+        print(f"  unexplained paid duplicate: {line}")
     ok = (final["without_draft"] == 0 and stuck == 0 and dl["batch_ended"] and per_record <= 1.35
           and paid["unexplained_paid_duplicates"] == 0 and not any(leaks.values())
           and (trained is None or (trained["run_status"] == "completed" and trained["runs"] == 1

@@ -30,9 +30,11 @@ def outcome(engine, batch_id: int) -> dict[str, object]:  # type: ignore[no-unty
     """Records with a good draft, failed with a reason, and without any terminal draft; the batch's state."""
     with engine.connect() as conn:
         row = conn.execute(text(OUTCOME_SQL), {"b": batch_id}).mappings().one()
-        status, finished = conn.execute(text("SELECT status, finished_at IS NOT NULL FROM batches WHERE id = :b"),
-                                        {"b": batch_id}).one()
-    return {**dict(row), "batch_status": status, "batch_ended": bool(finished)}
+        status, finished, limit, why = conn.execute(text(
+            "SELECT status, finished_at IS NOT NULL, concurrency_limit, concurrency_reason FROM batches "
+            "WHERE id = :b"), {"b": batch_id}).one()
+    return {**dict(row), "batch_status": status, "batch_ended": bool(finished),
+            "teacher_limit": f"{limit} ({why})" if limit is not None else "n/a"}
 
 
 def progress(engine, batch_id: int) -> int:  # type: ignore[no-untyped-def]

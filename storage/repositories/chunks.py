@@ -57,6 +57,13 @@ class ChunkRepository(Repository):
         stmt = select(Chunk.id, Chunk.lease_owner).where(Chunk.status == "leased", Chunk.lease_owner.is_not(None))
         return [(int(i), str(o)) for i, o in self.session.execute(_for_batch(stmt, batch_id))]
 
+    def silent_leases(self, touched_before: datetime, batch_id: int | None = None) -> list[tuple[int, str]]:
+        """(chunk id, lease owner) of leased chunks whose lease heartbeat has not touched them since
+        ``touched_before``: nothing runs them any more, whatever their worker's own heartbeat says."""
+        stmt = select(Chunk.id, Chunk.lease_owner).where(Chunk.status == "leased", Chunk.lease_owner.is_not(None),
+                                                         Chunk.updated_at < touched_before)
+        return [(int(i), str(o)) for i, o in self.session.execute(_for_batch(stmt, batch_id))]
+
     def expire_lease(self, chunk_id: int, owner: str, now: datetime) -> bool:
         """End a dead owner's lease now (its worker is gone), so the sweeper hands the chunk on at once."""
         stmt = (update(Chunk).where(Chunk.id == chunk_id, Chunk.lease_owner == owner, Chunk.status == "leased")

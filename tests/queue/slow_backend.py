@@ -19,9 +19,10 @@ class SlowBackend(FakeBackend):
     name = "slow"
 
     def __init__(self, model: str = "slow-fake", delay_s: float = 0.0, kill_keys: Sequence[str] = (),
-                 raise_keys: Sequence[str] = (), **options: Any):
+                 raise_keys: Sequence[str] = (), calls_file: str | None = None, **options: Any):
         super().__init__(model=model, **options)
         self.delay_s, self.kill_keys, self.raise_keys = delay_s, set(kill_keys), set(raise_keys)
+        self.calls_file = calls_file  # one line per record generated: what a paying user would be billed for
 
     @classmethod
     def from_settings(cls, settings: Any, model: str | None = None, **options: Any) -> "SlowBackend":
@@ -34,6 +35,9 @@ class SlowBackend(FakeBackend):
         if keys & self.raise_keys:
             raise RuntimeError("poison record")
         time.sleep(self.delay_s)
+        if self.calls_file:
+            with open(self.calls_file, "a", encoding="utf-8") as f:
+                f.write("".join(f"{p.view.key}\n" for p in prompts))
         return super().generate(prompts)
 
 

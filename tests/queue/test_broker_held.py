@@ -6,9 +6,10 @@ import json
 import time
 import uuid
 
+import pytest
 import redis
 
-from workers import broker
+from workers import broker, sweeper
 
 
 def _reserve(client, chunk_id: int, at: float) -> str:  # type: ignore[no-untyped-def]
@@ -29,3 +30,40 @@ def test_only_recent_reservations_count_as_held(queue_settings):
     finally:
         client.hdel("unacked", old, new)
         client.zrem("unacked_index", old, new)
+
+
+def _queued_chunk(wired, queued_ago_s: float) -> int:  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from storage.models import Chunk
+    from tests.helpers import add_records
+    from workers.batches import utcnow
+    from workers.planning import BatchRequest, plan_batch
+
+    with wired.uow() as uow:
+        add_records(uow, "ds", [{"instruction": "Q1"}])
+    chunk_id = plan_batch(wired, BatchRequest(dataset="ds", backend="slow")).chunk_ids[0]
+    with wired.uow() as uow:
+        uow.session.execute(update(Chunk).where(Chunk.id == chunk_id)
+                            .values(enqueued_at=utcnow() - timedelta(seconds=queued_ago_s)))
+        uow.commit()
+    return chunk_id
+
+
+@pytest.mark.parametrize("reserved_ago_s, resent", [(broker.RESERVATION_GRACE_S + 5, True), (5, False)])
+def test_a_dead_workers_reservation_is_re_sent_without_waiting_for_requeue_after(
+        queue_wired, monkeypatch, reserved_ago_s, resent):
+    # Default REQUEUE_AFTER (2 minutes): a chunk reserved by a worker that was SIGKILLed (its retry message
+    # after a database outage, say) used to wait that long, on top of the sweep. With Redis the sweeper sees
+    # what the broker holds, and a reservation older than the grace is a dead worker's.
+    monkeypatch.setattr(queue_wired.settings, "requeue_after_s", 120.0)
+    chunk_id = _queued_chunk(queue_wired, queued_ago_s=reserved_ago_s + 1)
+    client = redis.Redis.from_url(queue_wired.settings.broker_url)
+    tag = _reserve(client, chunk_id, time.time() - reserved_ago_s)
+    try:
+        assert (chunk_id in sweeper.sweep(queue_wired, send=False).resent) is resent
+    finally:
+        client.hdel("unacked", tag)
+        client.zrem("unacked_index", tag)

@@ -24,3 +24,17 @@ def test_an_emptied_broker_is_noticed_without_waiting_for_requeue_after(queue_wi
     assert batch.status == "done"
     assert_one_draft_per_record(queue_wired, 30)
     assert w.poll() is None
+
+
+def test_an_emptied_broker_is_noticed_within_a_heartbeat_not_a_sweep(queue_wired, start_worker, broker_url):
+    # Sweeps a minute apart: the worker's heartbeat (every half second here) notices the broker lost its data
+    # and asks for a sweep at once. Before, the queued chunks waited for the next sweep (30 s by default).
+    batch_id = enqueue(queue_wired, 30, chunk_size=3, sub_batch_size=3, backend_options={"delay_s": 0.2})
+    w = start_worker(env={"REASONGEN_REQUEUE_AFTER": "600", "REASONGEN_SWEEP_INTERVAL": "60"})
+    wait_for(lambda: scalar(queue_wired, select(func.count()).select_from(Draft)), 30, every=0.05,
+             what="first drafts")
+    redis.Redis.from_url(broker_url).flushdb()
+    batch = wait_for(lambda: finished(queue_wired, batch_id), 25, what="batch end within a heartbeat or so")
+    assert batch.status == "done"
+    assert_one_draft_per_record(queue_wired, 30)
+    assert "the broker lost its data" in w.log_path.read_text()

@@ -8,6 +8,7 @@ import shutil
 import socket
 import tempfile
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,23 @@ def _finished_or_none(wired, batch_id: int):  # type: ignore[no-untyped-def]
         return finished(wired, batch_id)
     except Exception:  # noqa: BLE001 - the test's own connection may be cut by the restart too
         return None
+
+
+def test_answers_that_arrive_during_a_postgres_restart_are_not_paid_again(queue_wired, start_worker, private_pg,
+                                                                          tmp_path):
+    # The outage hits while sub-batches are being generated: their commits fail. The fenced unit of work waits
+    # for the database and replays its transaction, so each record is generated (paid) once; before, the chunk
+    # gave up and its retry asked again for every answer not yet committed.
+    calls = tmp_path / "generated.txt"
+    a = start_worker(concurrency=2)
+    ready(queue_wired, a)
+    batch_id = enqueue(queue_wired, 24, chunk_size=6, sub_batch_size=1,
+                       backend_options={"delay_s": 0.4, "calls_file": str(calls)})
+    wait_for(lambda: scalar(queue_wired, select(func.sum(Chunk.n_done)).where(Chunk.batch_id == batch_id)), 30,
+             every=0.05, what="first commits")
+    private_pg.outage(3.0)
+    batch = wait_for(lambda: _finished_or_none(queue_wired, batch_id), 60, every=0.5, what="batch end")
+    assert batch.status == "done", batch.reason
+    assert_one_draft_per_record(queue_wired, 24)
+    generated = Counter(calls.read_text().split())
+    assert len(generated) == 24 and set(generated.values()) == {1}, generated.most_common(3)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import update
 
@@ -61,3 +61,51 @@ def test_a_live_lease_is_left_alone(wired):
     claim(wired, planned.chunk_ids[0], new_owner())
     report = sweeper.sweep(wired, send=False)
     assert (report.requeued, report.failed, report.cancelled) == ([], [], [])
+
+
+def _silent_lease(wired, touched: datetime) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+    """A chunk leased by a worker that is alive (a fresh heartbeat row with the lease's pid) but that no longer
+    runs it: its lease heartbeat last touched it at ``touched``. Its lease still has minutes to run."""
+    with wired.uow() as uow:
+        add_records(uow, "ds", [{"instruction": "Q1"}, {"instruction": "Q2"}])
+    planned = plan_batch(wired, BatchRequest(dataset="ds", chunk_size=2))
+    chunk_id, owner = planned.chunk_ids[0], new_owner("alive@test")
+    assert claim(wired, chunk_id, owner) is not None
+    with wired.uow() as uow:
+        uow.heartbeats.beat("alive@test", utcnow(), queues=["teacher"], pid=int(owner.split(":")[1]),
+                            concurrency=1, counters={})
+        uow.session.execute(update(Chunk).where(Chunk.id == chunk_id).values(updated_at=touched))
+        uow.commit()
+    return planned.batch_id, chunk_id
+
+
+def test_a_lease_its_heartbeat_stopped_touching_is_handed_on_though_its_worker_lives(wired):
+    # E.g. a task that gave its chunk up during a database outage, whose retry message then went down with
+    # another worker: the lease names a live worker, but nothing runs the chunk. Without this it waited out
+    # the whole lease (5 minutes by default).
+    silent_for = 3 * wired.settings.heartbeat_interval_s + 5
+    batch_id, chunk_id = _silent_lease(wired, utcnow() - timedelta(seconds=silent_for))
+    assert sweeper.sweep(wired, send=False).requeued == [chunk_id]
+    assert state(wired, batch_id, chunk_id) == ("running", "queued", False)
+
+
+def test_a_lease_touched_within_three_heartbeats_is_left_alone(wired):
+    batch_id, chunk_id = _silent_lease(wired, utcnow() - timedelta(seconds=wired.settings.heartbeat_interval_s))
+    assert sweeper.sweep(wired, send=False).requeued == []
+    assert state(wired, batch_id, chunk_id) == ("running", "leased", False)
+
+
+def test_silence_does_not_count_across_a_database_restart(pg_url):
+    # Heartbeats cannot be written while PostgreSQL is down: right after it started again every lease looks
+    # silent. Here the "restart" is the server's start time, later than the silence window's start (a
+    # heartbeat interval of a year), so even a lease untouched since 2000 is left to its heartbeat.
+    from reasongen.bootstrap import bootstrap
+    from reasongen.settings import Settings
+
+    wired = bootstrap(Settings(database_url=pg_url, broker_url=None, heartbeat_interval_s=365 * 86400 / 3))
+    try:
+        batch_id, chunk_id = _silent_lease(wired, datetime(2000, 1, 1, tzinfo=timezone.utc))
+        assert sweeper.sweep(wired, send=False).requeued == []
+        assert state(wired, batch_id, chunk_id) == ("running", "leased", False)
+    finally:
+        wired.close()
