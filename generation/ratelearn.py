@@ -2,7 +2,8 @@
 
 Phases (``LearnedRate.phase``):
 
-- ``ceiling``: the user gave an RPM; paced at it (times the headroom of :mod:`generation.ratelimit`);
+- ``ceiling``: the user gave an RPM; paced at it (times the headroom of :mod:`generation.ratelimit`); it is
+  trusted: a 429 under it (another client on the key, a late send) holds callers but cuts no pace;
 - ``ramp``: no RPM and learning on: paced from ``RAMP_START_RPS``, doubling every ``RAMP_S`` while the pace
   actually holds requests back, so the first 429 comes from a paced stream (a few refusals), never from an
   unpaced burst (a storm of them);
@@ -95,17 +96,21 @@ class LearnedRate:
         return self.rate()
 
     def refused(self, now: float, sent_at: float) -> bool:
-        """The server refused a request sent at ``sent_at``; True when this cut the rate (a new burst)."""
+        """The server refused a request sent at ``sent_at``; True when this starts a new burst (the pace is cut
+        then, unless it is the limit the user gave: trusted, a refusal under it is held, not learned from)."""
         self._refused = [t for t in self._refused if t > now - KEEP_S] + [sent_at]
-        if sent_at < self._cut_at + OBSERVE_S or self.phase == "off":
+        if sent_at < self._cut_at + OBSERVE_S:
             return False
+        self._cut_at = now
+        if self.phase in ("off", "ceiling"):
+            return True
         sent = self.sends.count(sent_at - OBSERVE_S, sent_at)
         refused = sum(1 for t in self._refused if sent_at - OBSERVE_S < t <= sent_at)
         accepted = max(0.0, (sent - refused) / OBSERVE_S)
         current = self.rate() or math.inf
         floor = FLOOR * current if self.phase != "ramp" and current < math.inf else 0.0
         self.rps = max(MIN_RPS, floor, min(current, accepted) * CUT)
-        self.phase, self._changed_at, self._cut_at = "learned", now, now
+        self.phase, self._changed_at = "learned", now
         self.cuts += 1
         return True
 

@@ -17,7 +17,7 @@ import weakref
 from typing import Any
 
 from generation import ratelearn as rl
-from generation.ratelimit import Rates, paced
+from generation.ratelimit import CATCH_UP_S, Rates, paced
 
 # Shared prologue: Redis's clock, the pace hash, and the admission check (log the send unless the last window
 # already holds the rate's share). ARGV[1] window, ARGV[2] keep. KEYS[1] pace, KEYS[4] sent, KEYS[6] seq.
@@ -97,7 +97,7 @@ return string.format('%.6f', admit(tonumber(ARGV[3])))
 """
 
 # KEYS: as for _BOOK. ARGV: window, keep, sent age, hold s, cut, min rps, ceiling, learn, floor.
-# Returns "cut rate" (cut: 1 when this refusal cut the rate, the first of its burst).
+# Returns "new rate" (new: 1 for the first refusal of a burst; the pace is cut then unless it is the ceiling).
 _REFUSED = _PROLOGUE + """
 local sent_at = now - tonumber(ARGV[3])
 redis.call('ZADD', KEYS[5], sent_at, string.format('%.6f:', now) .. redis.call('INCR', KEYS[6]))
@@ -108,7 +108,9 @@ redis.call('HSET', KEYS[1], 'hold_until', math.max(num(h[4], 0), now + tonumber(
 local ceiling, learn = tonumber(ARGV[7]), ARGV[8] == '1'
 local rate = num(h[1], ceiling)
 if ceiling > 0 and rate > ceiling then rate = ceiling end
-if sent_at < num(h[2], 0) + window or (ceiling <= 0 and not learn) then return string.format('0 %.6f', rate) end
+if sent_at < num(h[2], 0) + window then return string.format('0 %.6f', rate) end
+redis.call('HSET', KEYS[1], 'cut_at', now)
+if h[1] == false or (ceiling <= 0 and not learn) then return string.format('1 %.6f', rate) end  -- trusted
 local lo = string.format('(%.6f', sent_at - window)
 local accepted = redis.call('ZCOUNT', KEYS[4], lo, sent_at) - redis.call('ZCOUNT', KEYS[5], lo, sent_at)
 accepted = math.max(0, accepted) / window
@@ -116,8 +118,7 @@ local floor = 0
 if h[5] ~= 'ramp' and rate > 0 then floor = rate * tonumber(ARGV[9]) end
 if rate <= 0 or accepted < rate then rate = accepted end
 rate = math.max(tonumber(ARGV[6]), floor, rate * tonumber(ARGV[5]))
-redis.call('HSET', KEYS[1], 'rps', rate, 'phase', 'learned', 'changed_at', now, 'cut_at', now,
-           'cuts', num(h[3], 0) + 1)
+redis.call('HSET', KEYS[1], 'rps', rate, 'phase', 'learned', 'changed_at', now, 'cuts', num(h[3], 0) + 1)
 redis.call('EXPIRE', KEYS[1], 86400)
 return string.format('1 %.6f', rate)
 """
@@ -154,7 +155,8 @@ class RedisLimiter:
         book = self._scripts()[1]
         _, tb = self.rates.bursts()
         args = [*self._common(), self.rates.requests_per_s, int(self.learn), rl.RAMP_START_RPS, rl.RAMP_S,
-                rl.PROBE_EVERY_S, rl.PROBE_STEP, self.rates.burst_s, self.rates.tokens_per_s, tb, tokens]
+                rl.PROBE_EVERY_S, rl.PROBE_STEP, max(self.rates.burst_s, CATCH_UP_S), self.rates.tokens_per_s, tb,
+                tokens]
         wait, rate, admitted, phase = (await book(keys=self.keys, args=args)).split()
         # The wait counts from when the answer is here, not from Redis's clock: late on a slot is safe (the
         # headroom and the send log cover it), early would put two requests where the server expects one.
@@ -174,11 +176,11 @@ class RedisLimiter:
         *_, script = self._scripts()
         args = [*self._common(), max(0.0, sent_age_s), hold_s, rl.CUT, rl.MIN_RPS, self.rates.requests_per_s,
                 int(self.learn), rl.FLOOR]
-        cut, rate = (await script(keys=self.keys, args=args)).split()
-        self._rate = float(rate)
-        if cut == b"1":
+        new, rate = (await script(keys=self.keys, args=args)).split()
+        if new == b"1" and self._phase in ("ramp", "learned"):
             self._cuts, self._phase = self._cuts + 1, "learned"
-        return cut == b"1"
+        self._rate = float(rate)
+        return new == b"1"
 
     def rate_state(self) -> dict[str, Any]:
         """As this process last saw it (status reads the shared hash: :func:`generation.ratelimit.learned_limit`)."""

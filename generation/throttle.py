@@ -13,10 +13,10 @@ the send, not from the pacing wait.
 Every failed request is classified once (:func:`generation.retry.load_outcome`). A 429/503 is the only
 overload signal and is handled here, in one place: every caller sharing the pace is held for the server's
 ``Retry-After`` (or ``DEFAULT_HOLD_S``), and the first refusal of a burst cuts both dimensions once: the pace
-to what the server accepted and the concurrency limit by ``OVERLOAD_CUT``. Whether a refusal starts a new
-burst is decided once, by the pace (shared through Redis, so two workers seeing one burst cut once: a request
-sent before the last cut, or while the server's window still counted traffic from before it, is the same
-burst); with nothing paced, by the concurrency limit's epochs. Later refusals of a burst are counted only. :meth:`Throttle.snapshot` is what ``status`` and
+to what the server accepted (unless it is the RPM the user gave, which is trusted) and the concurrency limit by
+``OVERLOAD_CUT``. Whether a refusal starts a new burst is decided once, by the pace (shared through Redis, so two
+workers seeing one burst cut once: a request sent before the last cut, or while the server's window still
+counted traffic from before it, is the same burst). Later refusals of a burst are counted only. :meth:`Throttle.snapshot` is what ``status`` and
 ``workers`` show: the current concurrency limit and the pace (given, learned or ramping) together.
 """
 
@@ -114,11 +114,9 @@ class Throttle:
         if outcome is Outcome.OVERLOAD:
             hold = DEFAULT_HOLD_S if retry_after is None else retry_after
             new_burst = await self.pacer.refused(time.monotonic() - permit.started, hold)
-            if self.pacer.rate_state().get("phase") == "off":  # nothing paced: the concurrency epochs decide
-                new_burst = limit.cut(permit, OVERLOAD_CUT, "server overloaded (429/503)")
-            elif new_burst:  # the pace decided (shared by every worker): the concurrency follows
+            if new_burst:  # decided by the pace (shared by every worker); the concurrency follows
                 limit.cut(permit, OVERLOAD_CUT, "server overloaded (429/503)", force=True)
-            self.bursts += new_burst
+                self.bursts += 1
         return outcome
 
     def snapshot(self) -> ThrottleState | None:

@@ -68,14 +68,21 @@ def test_probes_upward_slowly_while_the_pace_binds():
     assert state.rps == pytest.approx(10 * (1 + PROBE_STEP) ** 3)
 
 
-def test_a_given_limit_is_the_ceiling():
+def test_a_given_limit_is_the_ceiling_and_trusted():
     state = LearnedRate(ceiling_rps=48.5)
     assert state.phase == "ceiling" and state.rate() == 48.5
     for i in range(100):
         state.sends.add(i * 0.02)
-    assert state.refused(2.0, 1.99) and state.rate() <= 48.5 * CUT  # a 429 at the ceiling: paced under it
-    now = 2.0
-    while state.phase != "ceiling":  # probing back up stops at the limit given, never above
+    assert state.refused(2.0, 1.99)  # a new burst (the concurrency is cut once), but the given limit stays
+    assert state.rate() == 48.5 and state.cuts == 0
+    state.booked(10.0, binding=True)
+    assert state.rate() == 48.5  # and is never probed past
+
+
+def test_a_learned_pace_probes_back_up_to_the_ceiling_never_past_it():
+    state = LearnedRate(ceiling_rps=48.5, start_rps=40)
+    now = 0.0
+    while state.phase != "ceiling":
         now += 0.1
         state.booked(now, binding=True)
         assert state.rate() <= 48.5
