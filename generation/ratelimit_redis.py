@@ -177,10 +177,11 @@ class RedisLimiter:
         args = [*self._common(), max(0.0, sent_age_s), hold_s, rl.CUT, rl.MIN_RPS, self.rates.requests_per_s,
                 int(self.learn), rl.FLOOR]
         new, rate = (await script(keys=self.keys, args=args)).split()
-        if new == b"1" and self._phase in ("ramp", "learned"):
+        burst = bool(new == b"1")
+        if burst and self._phase in ("ramp", "learned"):
             self._cuts, self._phase = self._cuts + 1, "learned"
         self._rate = float(rate)
-        return new == b"1"
+        return burst
 
     def rate_state(self) -> dict[str, Any]:
         """As this process last saw it (status reads the shared hash: :func:`generation.ratelimit.learned_limit`)."""
