@@ -7,9 +7,11 @@ Phases (``LearnedRate.phase``):
 - ``ramp``: no RPM and learning on: paced from ``RAMP_START_RPS``, doubling every ``RAMP_S`` while the pace
   actually holds requests back, so the first 429 comes from a paced stream (a few refusals), never from an
   unpaced burst (a storm of them);
-- ``learned``: after a 429 burst: paced at ``CUT`` of what the server accepted in the ``OBSERVE_S`` before the
-  refused request was sent (sends minus refusals, counted by send time, so the server's latency does not
-  blur it), never above the ceiling, and (past the ramp) never below ``FLOOR`` of the pace before; +``PROBE_STEP`` every ``PROBE_EVERY_S`` while the pace binds, so a
+- ``learned``: after the ramp's first 429 burst: paced at ``CUT`` of what the server accepted in the
+  ``OBSERVE_S`` before the refused request was sent (sends minus refusals, counted by send time, so the
+  server's latency does not blur it). A later burst cuts the pace by ``CUT`` only (multiplicative decrease):
+  it comes from a probe a few percent too high or from jitter, and one second's accepted count (a start-up
+  bunch, a token bucket's burst, a hold) can be far below what the server allows; +``PROBE_STEP`` every ``PROBE_EVERY_S`` while the pace binds, so a
   raised limit is found again, and back to ``ceiling`` once the probe reaches it;
 - ``off``: no RPM and learning off: unpaced (a 429 still holds every caller for its ``Retry-After``).
 
@@ -30,10 +32,6 @@ RAMP_START_RPS = 20.0
 RAMP_S = 0.25
 OBSERVE_S = 1.0  # most servers count per second or per minute: a second of traffic is the shortest window
 CUT = 0.97  # of the accepted rate: the same headroom a given limit is paced at
-# Past the ramp, one burst cuts the pace by at most this much: a refusal there comes from a probe a few percent
-# too high or from jitter, and the accepted count of one second (a start-up bunch, a token bucket's burst)
-# can be far below the rate the server allows.
-FLOOR = 0.9
 PROBE_EVERY_S = 5.0
 PROBE_STEP = 0.02
 MIN_RPS = 0.2
@@ -108,8 +106,8 @@ class LearnedRate:
         refused = sum(1 for t in self._refused if sent_at - OBSERVE_S < t <= sent_at)
         accepted = max(0.0, (sent - refused) / OBSERVE_S)
         current = self.rate() or math.inf
-        floor = FLOOR * current if self.phase != "ramp" and current < math.inf else 0.0
-        self.rps = max(MIN_RPS, floor, min(current, accepted) * CUT)
+        measured = min(current, accepted) if self.phase == "ramp" else current
+        self.rps = max(MIN_RPS, measured * CUT)
         self.phase, self._changed_at = "learned", now
         self.cuts += 1
         return True

@@ -96,7 +96,7 @@ if hold > now then return '-1' end
 return string.format('%.6f', admit(tonumber(ARGV[3])))
 """
 
-# KEYS: as for _BOOK. ARGV: window, keep, sent age, hold s, cut, min rps, ceiling, learn, floor.
+# KEYS: as for _BOOK. ARGV: window, keep, sent age, hold s, cut, min rps, ceiling, learn.
 # Returns "new rate" (new: 1 for the first refusal of a burst; the pace is cut then unless it is the ceiling).
 _REFUSED = _PROLOGUE + """
 local sent_at = now - tonumber(ARGV[3])
@@ -114,10 +114,8 @@ if h[1] == false or (ceiling <= 0 and not learn) then return string.format('1 %.
 local lo = string.format('(%.6f', sent_at - window)
 local accepted = redis.call('ZCOUNT', KEYS[4], lo, sent_at) - redis.call('ZCOUNT', KEYS[5], lo, sent_at)
 accepted = math.max(0, accepted) / window
-local floor = 0
-if h[5] ~= 'ramp' and rate > 0 then floor = rate * tonumber(ARGV[9]) end
-if rate <= 0 or accepted < rate then rate = accepted end
-rate = math.max(tonumber(ARGV[6]), floor, rate * tonumber(ARGV[5]))
+if h[5] == 'ramp' and (rate <= 0 or accepted < rate) then rate = accepted end  -- later bursts: CUT only
+rate = math.max(tonumber(ARGV[6]), rate * tonumber(ARGV[5]))
 redis.call('HSET', KEYS[1], 'rps', rate, 'phase', 'learned', 'changed_at', now, 'cuts', num(h[3], 0) + 1)
 redis.call('EXPIRE', KEYS[1], 86400)
 return string.format('1 %.6f', rate)
@@ -175,7 +173,7 @@ class RedisLimiter:
     async def refused(self, sent_age_s: float, hold_s: float) -> bool:
         *_, script = self._scripts()
         args = [*self._common(), max(0.0, sent_age_s), hold_s, rl.CUT, rl.MIN_RPS, self.rates.requests_per_s,
-                int(self.learn), rl.FLOOR]
+                int(self.learn)]
         new, rate = (await script(keys=self.keys, args=args)).split()
         burst = bool(new == b"1")
         if burst and self._phase in ("ramp", "learned"):
