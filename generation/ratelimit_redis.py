@@ -13,11 +13,16 @@ Keys (prefix ``key``): ``:pace`` a hash (rps, phase, changed_at, cut_at, cuts, h
 from __future__ import annotations
 
 import asyncio
+import time
 import weakref
 from typing import Any
 
 from generation import ratelearn as rl
 from generation.ratelimit import CATCH_UP_S, Rates, paced
+
+# An admission whose answer took this long is stale: the process was descheduled meanwhile, and sending now would
+# bunch with the sends admitted after it. It books again; its logged send only makes the log more careful.
+STALE_S = 0.05
 
 # Shared prologue: Redis's clock, the pace hash, and the admission check (log the send unless the last window
 # already holds the rate's share). ARGV[1] window, ARGV[2] keep. KEYS[1] pace, KEYS[4] sent, KEYS[6] seq.
@@ -155,15 +160,18 @@ class RedisLimiter:
         args = [*self._common(), self.rates.requests_per_s, int(self.learn), rl.RAMP_START_RPS, rl.RAMP_S,
                 rl.PROBE_EVERY_S, rl.PROBE_STEP, max(self.rates.burst_s, CATCH_UP_S), self.rates.tokens_per_s, tb,
                 tokens]
+        asked = time.monotonic()
         wait, rate, admitted, phase = (await book(keys=self.keys, args=args)).split()
         # The wait counts from when the answer is here, not from Redis's clock: late on a slot is safe (the
         # headroom and the send log cover it), early would put two requests where the server expects one.
         self._rate, self._phase = float(rate), phase.decode()
-        return float(wait), admitted == b"1"
+        return float(wait), admitted == b"1" and time.monotonic() - asked < STALE_S
 
     async def _admit(self) -> float:
         admit = self._scripts()[2]
-        return float(await admit(keys=self.keys, args=[*self._common(), self._rate]))
+        asked = time.monotonic()
+        delay = float(await admit(keys=self.keys, args=[*self._common(), self._rate]))
+        return -1.0 if delay == 0 and time.monotonic() - asked >= STALE_S else delay
 
     async def settle(self, estimated: int, actual: int) -> None:
         if self.rates.tokens_per_s and actual != estimated:

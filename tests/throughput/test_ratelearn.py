@@ -170,3 +170,47 @@ def test_status_shows_the_learned_limit(pg_url, redis_url):
         client = redis.Redis.from_url(redis_url)
         for k in client.scan_iter(match=f"{key}*"):
             client.delete(k)
+
+
+def test_workers_show_the_limit_and_the_learned_pace(pg_url, redis_url):
+    from sqlalchemy import update
+
+    from generation.ratelimit import limiter_key
+    from reasongen.bootstrap import bootstrap
+    from reasongen.settings import Settings
+    from storage.models import Batch
+    from tests.helpers import add_records
+    from workers import monitor
+    from workers.batches import utcnow
+    from workers.planning import BatchRequest, plan_batch
+
+    endpoint = f"http://127.0.0.1:9/{uuid.uuid4().hex[:6]}/v1"  # never contacted
+    settings = Settings(database_url=pg_url, broker_url=None, openai_base_url=endpoint, redis_url=redis_url)
+    wired = bootstrap(settings)
+    key = limiter_key(endpoint, settings.teacher_model)
+    try:
+        with wired.uow() as uow:
+            add_records(uow, "ds", [{"instruction": f"Q{i}?", "key": f"k{i}"} for i in range(2)])
+        planned = plan_batch(wired, BatchRequest(dataset="ds", backend="teacher"))
+        with wired.uow() as uow:
+            uow.session.execute(update(Batch).where(Batch.id == planned.batch_id).values(concurrency_limit=9))
+            uow.heartbeats.beat("busy", utcnow(), queues=["teacher"], concurrency=4, pid=1,
+                                current_chunk_id=planned.chunk_ids[0])
+            uow.commit()
+        learner = RedisLimiter(Rates(), redis_url, key, learn=True)
+
+        async def learn() -> None:
+            for _ in range(30):
+                await learner.acquire(0)
+                await asyncio.sleep(0.05)
+            await learner.refused(0.0, 0.01)
+
+        asyncio.run(learn())
+        busy = {w["hostname"]: w for w in monitor.workers_report(wired)["workers"]}["busy"]
+        rpm = learner.rate_state()["learned_rpm"]
+        assert rpm and busy["teacher_limit"] == 9 and busy["teacher_learned_rpm"] == rpm, busy
+    finally:
+        wired.close()
+        client = redis.Redis.from_url(redis_url)
+        for k in client.scan_iter(match=f"{key}*"):
+            client.delete(k)
