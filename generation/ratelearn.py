@@ -34,6 +34,7 @@ OBSERVE_S = 1.0  # most servers count per second or per minute: a second of traf
 CUT = 0.97  # of the accepted rate: the same headroom a given limit is paced at
 PROBE_EVERY_S = 5.0
 PROBE_STEP = 0.02
+PLATEAU_S = 30.0  # after a cut, the pace stays put this long before probing past it (as TCP CUBIC plateaus)
 MIN_RPS = 0.2
 KEEP_S = 10.0  # sends are remembered this long (a refused request may have been sent this long ago)
 
@@ -85,7 +86,7 @@ class LearnedRate:
 
     def booked(self, now: float, binding: bool) -> float:
         """A request is being booked at ``now`` (``binding``: the pace holds it back); returns the rate."""
-        if self.rps is not None and binding:
+        if self.rps is not None and binding and (self.phase == "ramp" or now - self._cut_at >= PLATEAU_S):
             step = (2.0, RAMP_S) if self.phase == "ramp" else (1 + PROBE_STEP, PROBE_EVERY_S)
             if now - self._changed_at >= step[1]:
                 self.rps, self._changed_at = self.rps * step[0], now

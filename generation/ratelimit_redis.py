@@ -49,9 +49,10 @@ local function num(v, default) return tonumber(v or '') or default end
 """
 
 # KEYS: pace, requests, tokens, sent, refused, seq. ARGV: window, keep, ceiling rps, learn, ramp start, ramp s,
-# probe every, probe step, request burst s, token rate, token burst, tokens. Returns "wait rate admitted phase".
+# probe every, probe step, request burst s, token rate, token burst, tokens, plateau s. Returns "wait rate admitted
+# phase".
 _BOOK = _PROLOGUE + """
-local h = redis.call('HMGET', KEYS[1], 'rps', 'phase', 'changed_at', 'hold_until')
+local h = redis.call('HMGET', KEYS[1], 'rps', 'phase', 'changed_at', 'hold_until', 'cut_at')
 local ceiling, learn = tonumber(ARGV[3]), ARGV[4] == '1'
 local rps, phase, changed = num(h[1], nil), h[2], num(h[3], 0)
 if rps == nil and ceiling <= 0 and learn then
@@ -59,7 +60,8 @@ if rps == nil and ceiling <= 0 and learn then
   redis.call('HSET', KEYS[1], 'rps', rps, 'phase', phase, 'changed_at', now)
 end
 local tat = num(redis.call('GET', KEYS[2]), 0)
-if rps ~= nil and tat > now then  -- the pace holds requests back: ramp (doubling) or probe (a small step)
+local settled = phase == 'ramp' or now - num(h[5], 0) >= tonumber(ARGV[13])  -- the plateau after a cut is over
+if rps ~= nil and tat > now and settled then  -- the pace holds requests back: ramp (doubling) or probe (a step)
   local factor, every = 1 + tonumber(ARGV[8]), tonumber(ARGV[7])
   if phase == 'ramp' then factor, every = 2, tonumber(ARGV[6]) end
   if now - changed >= every then
@@ -159,7 +161,7 @@ class RedisLimiter:
         _, tb = self.rates.bursts()
         args = [*self._common(), self.rates.requests_per_s, int(self.learn), rl.RAMP_START_RPS, rl.RAMP_S,
                 rl.PROBE_EVERY_S, rl.PROBE_STEP, max(self.rates.burst_s, CATCH_UP_S), self.rates.tokens_per_s, tb,
-                tokens]
+                tokens, rl.PLATEAU_S]
         asked = time.monotonic()
         wait, rate, admitted, phase = (await book(keys=self.keys, args=args)).split()
         # The wait counts from when the answer is here, not from Redis's clock: late on a slot is safe (the
