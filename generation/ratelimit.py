@@ -29,10 +29,6 @@ from typing import Any, Protocol
 
 from generation.ratelearn import LearnedRate
 
-# A booking that comes late (the caller's loop was busy) may use this much of the slots it missed, instead of
-# losing them for good; the send log still caps every window at the pace's share.
-CATCH_UP_S = 0.0
-
 
 @dataclass(frozen=True)
 class Rates:
@@ -141,7 +137,7 @@ class LocalLimiter:
             now = time.monotonic()
             start = max(now, self._hold_until)
             rate = self.learned.booked(now, self._tat[0] > now)
-            rb = max(1.0, rate * max(self.rates.burst_s, CATCH_UP_S))
+            rb = max(1.0, rate * self.rates.burst_s)
             for i, (r, burst, units) in enumerate(((rate, rb, 1), (self.rates.tokens_per_s, tb, tokens))):
                 if r and units:
                     self._tat[i], slot = _reserve(self._tat[i], start, r, burst, units)

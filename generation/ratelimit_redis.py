@@ -18,7 +18,7 @@ import weakref
 from typing import Any
 
 from generation import ratelearn as rl
-from generation.ratelimit import CATCH_UP_S, Rates, paced
+from generation.ratelimit import Rates, paced
 
 # An admission whose answer took this long is stale: the process was descheduled meanwhile, and sending now would
 # bunch with the sends admitted after it. It books again; its logged send only makes the log more careful.
@@ -160,7 +160,7 @@ class RedisLimiter:
         book = self._scripts()[1]
         _, tb = self.rates.bursts()
         args = [*self._common(), self.rates.requests_per_s, int(self.learn), rl.RAMP_START_RPS, rl.RAMP_S,
-                rl.PROBE_EVERY_S, rl.PROBE_STEP, max(self.rates.burst_s, CATCH_UP_S), self.rates.tokens_per_s, tb,
+                rl.PROBE_EVERY_S, rl.PROBE_STEP, self.rates.burst_s, self.rates.tokens_per_s, tb,
                 tokens, rl.PLATEAU_S]
         asked = time.monotonic()
         wait, rate, admitted, phase = (await book(keys=self.keys, args=args)).split()
