@@ -1,10 +1,11 @@
 """What a chunk tells its batch about the teacher endpoint, and when it pauses the batch.
 
-At every sub-batch boundary (and when the chunk ends) the worker records on the batch the mode the
-requests really ran in and the teacher's throttle (the adaptive concurrency limit and the pace), and asks the
-backend's circuit breaker about this batch's circuit: when it is open, the batch is paused with the breaker's reason (the server's own message) as its status
-reason, so ``status`` shows it, the command exits non-zero, and ``reasongen resume`` continues once the
-server is fixed. Backends without a breaker or a limiter (fake, local) record nothing.
+At every sub-batch boundary (and when the chunk ends) the worker records on the batch the mode the requests
+really ran in and the teacher's throttle (the adaptive concurrency limit and the pace), and asks the backend's
+circuit breaker about this batch's circuit: when it is open, the batch is paused with the breaker's reason
+(the server's own message) as its status reason, so ``status`` shows it, the command exits non-zero, and
+``reasongen resume`` continues once the server is fixed. Backends without a breaker or a limiter (fake, local)
+record nothing.
 """
 
 from __future__ import annotations

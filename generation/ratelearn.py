@@ -7,19 +7,23 @@ Phases (``LearnedRate.phase``):
 - ``ramp``: no RPM and learning on: paced from ``RAMP_START_RPS``, doubling every ``RAMP_S`` while the pace
   actually holds requests back, so the first 429 comes from a paced stream (a few refusals), never from an
   unpaced burst (a storm of them);
-- ``learned``: after the ramp's first 429 burst: paced at ``CUT`` of what the server accepted in the
-  ``OBSERVE_S`` before the refused request was sent (sends minus refusals, counted by send time, so the
-  server's latency does not blur it). A later burst cuts the pace by ``CUT`` only (multiplicative decrease):
-  it comes from a probe a few percent too high or from jitter, and one second's accepted count (a start-up
-  bunch, a token bucket's burst, a hold) can be far below what the server allows; +``PROBE_STEP`` every ``PROBE_EVERY_S`` while the pace binds, so a
-  raised limit is found again, and back to ``ceiling`` once the probe reaches it;
+- ``learned``: after the ramp's first 429 burst (with ``MIN_EVIDENCE`` accepted requests or a second of
+  traffic behind it; before that a 429 only holds callers and pauses the doubling): paced at ``CUT`` of what
+  the server accepted in the ``OBSERVE_S`` before the refused request was sent (sends minus refusals, counted
+  by send time, so the server's latency does not blur it). A later burst cuts the pace by ``CUT`` only
+  (multiplicative decrease): it comes from a probe a few percent too high or from jitter, and one second's
+  accepted count (a start-up bunch, a token bucket's burst, a hold) can be far below what the server allows.
+  After a cut the pace holds for ``PLATEAU_S`` (it sits just under a rate the server refused: probing at once
+  buys a 429 burst every few seconds for nothing), then +``PROBE_STEP`` every ``PROBE_EVERY_S`` while the pace
+  binds, so a raised limit is found again, and back to ``ceiling`` once the probe reaches it;
 - ``off``: no RPM and learning off: unpaced (a 429 still holds every caller for its ``Retry-After``).
 
 One cut per burst: a refusal of a request sent before the last cut says nothing about the new rate (the same
 rule as the concurrency limit's epochs), nor does one sent within ``OBSERVE_S`` after it, while the server's
-window still counts traffic from before the cut (otherwise each refusal of that second compounds the cut). This module is the pure state with the clock passed in; the
-in-process pacer (:class:`generation.ratelimit.LocalLimiter`) wraps it, and the Redis pacer
-(:mod:`generation.ratelimit_redis`) runs the same rules in Lua so workers sharing a key learn one rate.
+window still counts traffic from before the cut (otherwise each refusal of that second compounds the cut).
+This module is the pure state with the clock passed in; the in-process pacer
+(:class:`generation.ratelimit.LocalLimiter`) wraps it, and the Redis pacer (:mod:`generation.ratelimit_redis`)
+runs the same rules in Lua so workers sharing a key learn one rate.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ PROBE_EVERY_S = 5.0
 PROBE_STEP = 0.02
 PLATEAU_S = 30.0  # after a cut, the pace stays put this long before probing past it (as TCP CUBIC plateaus)
 MIN_RPS = 0.2
+MIN_EVIDENCE = 10  # accepted requests a ramp's first cut needs (or a second of traffic)
 KEEP_S = 10.0  # sends are remembered this long (a refused request may have been sent this long ago)
 
 
@@ -105,6 +110,10 @@ class LearnedRate:
             return True
         sent = self.sends.count(sent_at - OBSERVE_S, sent_at)
         refused = sum(1 for t in self._refused if sent_at - OBSERVE_S < t <= sent_at)
+        oldest = self.sends.oldest_after(-math.inf)
+        if self.phase == "ramp" and sent - refused < MIN_EVIDENCE and (oldest is None or oldest > sent_at - OBSERVE_S):
+            self._changed_at = now + OBSERVE_S  # too early to tell a rate: a hold, and no doubling for a while
+            return True
         accepted = max(0.0, (sent - refused) / OBSERVE_S)
         current = self.rate() or math.inf
         measured = min(current, accepted) if self.phase == "ramp" else current

@@ -103,7 +103,7 @@ if hold > now then return '-1' end
 return string.format('%.6f', admit(tonumber(ARGV[3])))
 """
 
-# KEYS: as for _BOOK. ARGV: window, keep, sent age, hold s, cut, min rps, ceiling, learn.
+# KEYS: as for _BOOK. ARGV: window, keep, sent age, hold s, cut, min rps, ceiling, learn, min evidence.
 # Returns "new rate" (new: 1 for the first refusal of a burst; the pace is cut then unless it is the ceiling).
 _REFUSED = _PROLOGUE + """
 local sent_at = now - tonumber(ARGV[3])
@@ -120,6 +120,11 @@ redis.call('HSET', KEYS[1], 'cut_at', now)
 if h[1] == false or (ceiling <= 0 and not learn) then return string.format('1 %.6f', rate) end  -- trusted
 local lo = string.format('(%.6f', sent_at - window)
 local accepted = redis.call('ZCOUNT', KEYS[4], lo, sent_at) - redis.call('ZCOUNT', KEYS[5], lo, sent_at)
+local oldest = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
+if h[5] == 'ramp' and accepted < tonumber(ARGV[9]) and (oldest[2] == nil or tonumber(oldest[2]) > sent_at - window) then
+  redis.call('HSET', KEYS[1], 'changed_at', now + window)  -- too early to tell: a hold, no doubling for a while
+  return string.format('1 %.6f', rate)
+end
 accepted = math.max(0, accepted) / window
 if h[5] == 'ramp' and (rate <= 0 or accepted < rate) then rate = accepted end  -- later bursts: CUT only
 rate = math.max(tonumber(ARGV[6]), rate * tonumber(ARGV[5]))
@@ -183,7 +188,7 @@ class RedisLimiter:
     async def refused(self, sent_age_s: float, hold_s: float) -> bool:
         *_, script = self._scripts()
         args = [*self._common(), max(0.0, sent_age_s), hold_s, rl.CUT, rl.MIN_RPS, self.rates.requests_per_s,
-                int(self.learn)]
+                int(self.learn), rl.MIN_EVIDENCE]
         new, rate = (await script(keys=self.keys, args=args)).split()
         burst = bool(new == b"1")
         if burst and self._phase in ("ramp", "learned"):

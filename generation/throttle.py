@@ -13,11 +13,12 @@ the send, not from the pacing wait.
 Every failed request is classified once (:func:`generation.retry.load_outcome`). A 429/503 is the only
 overload signal and is handled here, in one place: every caller sharing the pace is held for the server's
 ``Retry-After`` (or ``DEFAULT_HOLD_S``), and the first refusal of a burst cuts both dimensions once: the pace
-to what the server accepted (unless it is the RPM the user gave, which is trusted) and the concurrency limit by
-``OVERLOAD_CUT``. Whether a refusal starts a new burst is decided once, by the pace (shared through Redis, so two
-workers seeing one burst cut once: a request sent before the last cut, or while the server's window still
-counted traffic from before it, is the same burst). Later refusals of a burst are counted only. :meth:`Throttle.snapshot` is what ``status`` and
-``workers`` show: the current concurrency limit and the pace (given, learned or ramping) together.
+to what the server accepted (unless it is the RPM the user gave, which is trusted) and the concurrency limit
+by ``OVERLOAD_CUT``. Whether a refusal starts a new burst is decided once, by the pace (shared through Redis,
+so two workers seeing one burst cut once: a request sent before the last cut, or while the server's window
+still counted traffic from before it, is the same burst). Later refusals of a burst are counted only.
+:meth:`Throttle.snapshot` is what ``status`` and ``workers`` show: the current concurrency limit and the pace
+(given, learned or ramping) together.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """The teacher backend: any OpenAI-compatible chat API through the official async SDK.
 
-Throughput comes from requests in flight (bounded by client slots, each a place in an HTTP pool); how many
-are in flight and how fast they go out is the throttle's decision (generation/throttle.py: adaptive
-concurrency and a pace shared through Redis, one reaction to 429s). Structured output falls back json_schema -> json_object -> text
-(tolerant parsing) and the process remembers what the server accepts. Every request is bounded in
-time and in retries; a record that cannot be drafted becomes a failed draft with the reason, never an
-exception. The API key lives in a SecretStr and is only unwrapped to build the client.
+Throughput comes from requests in flight (bounded by client slots, each a place in an HTTP pool); how many are
+in flight and how fast they go out is the throttle's decision (generation/throttle.py: adaptive concurrency
+and a pace shared through Redis, one reaction to 429s). Structured output falls back json_schema ->
+json_object -> text (tolerant parsing) and the process remembers what the server accepts. Every request is
+bounded in time and in retries; a record that cannot be drafted becomes a failed draft with the reason, never
+an exception. The API key lives in a SecretStr and is only unwrapped to build the client.
 """
 
 from __future__ import annotations
