@@ -69,6 +69,10 @@ class RateLimiter(Protocol):
         cut the rate (the first refusal of a burst)."""
         ...
 
+    async def hold(self, hold_s: float) -> None:
+        """Hold every caller ``hold_s`` without learning a rate (a 503: the server is busy, not rate-limiting)."""
+        ...
+
     def rate_state(self) -> dict[str, Any]:
         """The pace as last seen: phase, paced_rpm, learned_rpm, cuts (for status and workers)."""
         ...
@@ -148,6 +152,10 @@ class LocalLimiter:
         if self.rates.tokens_per_s:
             with self._lock:
                 self._tat[1] += (actual - estimated) / self.rates.tokens_per_s
+
+    async def hold(self, hold_s: float) -> None:
+        with self._lock:
+            self._hold_until = max(self._hold_until, time.monotonic() + hold_s)
 
     async def refused(self, sent_age_s: float, hold_s: float) -> bool:
         with self._lock:

@@ -134,6 +134,17 @@ return string.format('1 %.6f', rate)
 """
 
 
+# KEYS: as for _BOOK. ARGV: hold seconds. Every caller sharing the pace waits at least that long.
+_HOLD = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local hold = tonumber(redis.call('HGET', KEYS[1], 'hold_until') or '0') or 0
+redis.call('HSET', KEYS[1], 'hold_until', math.max(hold, now + tonumber(ARGV[1])))
+redis.call('EXPIRE', KEYS[1], 86400)
+return 1
+"""
+
+
 class RedisLimiter:
     """The pacer over Redis: one pace for every process sharing ``key`` (see the module doc)."""
 
@@ -152,7 +163,7 @@ class RedisLimiter:
             import redis.asyncio as aioredis
 
             client = aioredis.Redis.from_url(self.redis_url, socket_timeout=5, socket_connect_timeout=5)
-            self._clients[loop] = (client, *(client.register_script(s) for s in (_BOOK, _ADMIT, _REFUSED)))
+            self._clients[loop] = (client, *(client.register_script(s) for s in (_BOOK, _ADMIT, _REFUSED, _HOLD)))
         return self._clients[loop]
 
     def _common(self) -> list[Any]:
@@ -186,7 +197,7 @@ class RedisLimiter:
             await client.incrbyfloat(self.keys[2], (actual - estimated) / self.rates.tokens_per_s)
 
     async def refused(self, sent_age_s: float, hold_s: float) -> bool:
-        *_, script = self._scripts()
+        script = self._scripts()[3]
         args = [*self._common(), max(0.0, sent_age_s), hold_s, rl.CUT, rl.MIN_RPS, self.rates.requests_per_s,
                 int(self.learn), rl.MIN_EVIDENCE]
         new, rate = (await script(keys=self.keys, args=args)).split()
@@ -195,6 +206,9 @@ class RedisLimiter:
             self._cuts, self._phase = self._cuts + 1, "learned"
         self._rate = float(rate)
         return burst
+
+    async def hold(self, hold_s: float) -> None:
+        await self._scripts()[4](keys=self.keys, args=[hold_s])
 
     def rate_state(self) -> dict[str, Any]:
         """As this process last saw it (status reads the shared hash: :func:`generation.ratelimit.learned_limit`)."""

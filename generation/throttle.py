@@ -14,7 +14,9 @@ Every failed request is classified once (:func:`generation.retry.load_outcome`).
 overload signal and is handled here, in one place: every caller sharing the pace is held for the server's
 ``Retry-After`` (or ``DEFAULT_HOLD_S``), and the first refusal of a burst cuts both dimensions once: the pace
 to what the server accepted (unless it is the RPM the user gave, which is trusted) and the concurrency limit
-by ``OVERLOAD_CUT``. Whether a refusal starts a new burst is decided once, by the pace (shared through Redis,
+by ``OVERLOAD_CUT``. A 503 says the server is busy, not that it counts requests: it holds callers and cuts the
+concurrency limit (once per epoch), and teaches the pace nothing (an outage would otherwise leave a pace of
+nearly nothing behind). Whether a refusal starts a new burst is decided once, by the pace (shared through Redis,
 so two workers seeing one burst cut once: a request sent before the last cut, or while the server's window
 still counted traffic from before it, is the same burst). Later refusals of a burst are counted only.
 :meth:`Throttle.snapshot` is what ``status`` and ``workers`` show: the current concurrency limit and the pace
@@ -112,12 +114,17 @@ class Throttle:
         outcome = Outcome(kind)
         limit = self.concurrency()
         limit.release(permit, outcome)
-        if outcome is Outcome.OVERLOAD:
-            hold = DEFAULT_HOLD_S if retry_after is None else retry_after
+        if outcome is not Outcome.OVERLOAD:
+            return outcome
+        hold = DEFAULT_HOLD_S if retry_after is None else retry_after
+        if getattr(exc, "status_code", None) == 429:  # a rate limit: the pace learns from it and decides the burst
             new_burst = await self.pacer.refused(time.monotonic() - permit.started, hold)
-            if new_burst:  # decided by the pace (shared by every worker); the concurrency follows
-                limit.cut(permit, OVERLOAD_CUT, "server overloaded (429/503)", force=True)
-                self.bursts += 1
+            if new_burst:  # (shared by every worker); the concurrency follows
+                limit.cut(permit, OVERLOAD_CUT, "rate limited (429)", force=True)
+        else:  # 503: the server is busy, not counting requests: a hold and fewer in flight, no pace learned
+            await self.pacer.hold(hold)
+            new_burst = limit.cut(permit, OVERLOAD_CUT, "server overloaded (503)")
+        self.bursts += new_burst
         return outcome
 
     def snapshot(self) -> ThrottleState | None:

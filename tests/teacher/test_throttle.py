@@ -110,3 +110,24 @@ def test_two_workers_sharing_redis_cut_the_pace_once_per_burst(redis_url) -> Non
         client = redis.Redis.from_url(redis_url)
         for k in client.scan_iter(match=f"{key}*"):
             client.delete(k)
+
+
+def test_a_503_holds_and_cuts_the_concurrency_but_teaches_the_pace_nothing() -> None:
+    throttle = Throttle(64, initial=16, pacer=LocalLimiter(Rates(), learn=True, start_rps=100))
+    request = httpx.Request("POST", "http://127.0.0.1/v1/chat/completions")
+    busy = openai.InternalServerError("Service Unavailable", body=None,
+                                      response=httpx.Response(503, headers={"retry-after-ms": "200"}, request=request))
+
+    async def main() -> float:
+        await _traffic(throttle, 20, gap_s=0.01)
+        permits = [await throttle.acquire(0) for _ in range(5)]  # an outage: every request answered 503
+        for permit in permits:
+            await throttle.failed(permit, busy)
+        started = time.monotonic()
+        await _traffic(throttle, 1)
+        return time.monotonic() - started
+
+    assert asyncio.run(main()) >= 0.15
+    state = throttle.snapshot()
+    assert state is not None and state.limit == 12 and state.bursts == 1 and state.overloads == 5
+    assert state.pace["cuts"] == 0 and state.pace["paced_rpm"] >= 6000  # the pace is not cut
