@@ -58,10 +58,9 @@ class ThrottleState:
     def describe(self) -> str:
         """One line for status: the concurrency limit's phase and reason, and the pace."""
         text = f"{self.phase}: {self.reason}"
-        rpm = self.pace.get("paced_rpm")
-        if rpm:
-            how = {"ceiling": "the limit given", "learned": "learned from 429s", "ramp": "ramping up"}
-            text += f"; paced at {rpm:,} req/min ({how.get(self.pace.get('phase', ''), 'shared')})"
+        rpm, how = self.pace.get("paced_rpm"), {"ceiling": "the limit given", "learned": "learned from 429s"}
+        if rpm and self.pace.get("phase") in how:  # a ramp that no 429 has stopped yet says nothing about the server
+            text += f"; paced at {rpm:,} req/min ({how[self.pace['phase']]})"
         return text
 
     def as_dict(self) -> dict[str, Any]:
