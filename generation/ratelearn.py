@@ -32,8 +32,8 @@ import bisect
 import math
 from typing import Any
 
-RAMP_START_RPS = 20.0
-RAMP_S = 0.25
+RAMP_START_RPS = 50.0
+RAMP_S = 0.1
 OBSERVE_S = 1.0  # most servers count per second or per minute: a second of traffic is the shortest window
 CUT = 0.97  # of the accepted rate: the same headroom a given limit is paced at
 PROBE_EVERY_S = 5.0
