@@ -4,8 +4,8 @@ Phases (``LearnedRate.phase``):
 
 - ``ceiling``: the user gave an RPM; paced at it (times the headroom of :mod:`generation.ratelimit`); it is
   trusted: a 429 under it (another client on the key, a late send) holds callers but cuts no pace;
-- ``ramp``: no RPM and learning on: paced from ``RAMP_START_RPS``, doubling every ``RAMP_S`` while the pace
-  actually holds requests back, so the first 429 comes from a paced stream (a few refusals), never from an
+- ``ramp``: no RPM and learning on: paced from ``RAMP_START_RPS``, times ``RAMP_FACTOR`` every ``RAMP_S`` while
+  the pace actually holds requests back, so the first 429 comes from a paced stream (a few refusals), never from an
   unpaced burst (a storm of them);
 - ``learned``: after the ramp's first 429 burst (with ``MIN_EVIDENCE`` accepted requests or a second of
   traffic behind it; before that a 429 only holds callers and pauses the doubling): paced at ``CUT`` of what
@@ -34,6 +34,7 @@ from typing import Any
 
 RAMP_START_RPS = 50.0
 RAMP_S = 0.1
+RAMP_FACTOR = 1.5  # a bigger step reaches a fast server sooner and overshoots a slow one by more (more 429s)
 OBSERVE_S = 1.0  # most servers count per second or per minute: a second of traffic is the shortest window
 CUT = 0.97  # of the accepted rate: the same headroom a given limit is paced at
 PROBE_EVERY_S = 5.0
@@ -92,7 +93,7 @@ class LearnedRate:
     def booked(self, now: float, binding: bool) -> float:
         """A request is being booked at ``now`` (``binding``: the pace holds it back); returns the rate."""
         if self.rps is not None and binding and (self.phase == "ramp" or now - self._cut_at >= PLATEAU_S):
-            step = (2.0, RAMP_S) if self.phase == "ramp" else (1 + PROBE_STEP, PROBE_EVERY_S)
+            step = (RAMP_FACTOR, RAMP_S) if self.phase == "ramp" else (1 + PROBE_STEP, PROBE_EVERY_S)
             if now - self._changed_at >= step[1]:
                 self.rps, self._changed_at = self.rps * step[0], now
                 if self.ceiling and self.rps >= self.ceiling:  # probed back up to the limit the user gave

@@ -49,8 +49,8 @@ local function num(v, default) return tonumber(v or '') or default end
 """
 
 # KEYS: pace, requests, tokens, sent, refused, seq. ARGV: window, keep, ceiling rps, learn, ramp start, ramp s,
-# probe every, probe step, request burst s, token rate, token burst, tokens, plateau s. Returns "wait rate admitted
-# phase".
+# probe every, probe step, request burst s, token rate, token burst, tokens, plateau s, ramp factor. Returns "wait
+# rate admitted phase".
 _BOOK = _PROLOGUE + """
 local h = redis.call('HMGET', KEYS[1], 'rps', 'phase', 'changed_at', 'hold_until', 'cut_at')
 local ceiling, learn = tonumber(ARGV[3]), ARGV[4] == '1'
@@ -63,7 +63,7 @@ local tat = num(redis.call('GET', KEYS[2]), 0)
 local settled = phase == 'ramp' or now - num(h[5], 0) >= tonumber(ARGV[13])  -- the plateau after a cut is over
 if rps ~= nil and tat > now and settled then  -- the pace holds requests back: ramp (doubling) or probe (a step)
   local factor, every = 1 + tonumber(ARGV[8]), tonumber(ARGV[7])
-  if phase == 'ramp' then factor, every = 2, tonumber(ARGV[6]) end
+  if phase == 'ramp' then factor, every = tonumber(ARGV[14]), tonumber(ARGV[6]) end
   if now - changed >= every then
     rps = rps * factor
     if ceiling > 0 and rps >= ceiling then
@@ -177,7 +177,7 @@ class RedisLimiter:
         _, tb = self.rates.bursts()
         args = [*self._common(), self.rates.requests_per_s, int(self.learn), rl.RAMP_START_RPS, rl.RAMP_S,
                 rl.PROBE_EVERY_S, rl.PROBE_STEP, self.rates.burst_s, self.rates.tokens_per_s, tb,
-                tokens, rl.PLATEAU_S]
+                tokens, rl.PLATEAU_S, rl.RAMP_FACTOR]
         asked = time.monotonic()
         wait, rate, admitted, phase = (await book(keys=self.keys, args=args)).split()
         # The wait counts from when the answer is here, not from Redis's clock: late on a slot is safe (the
