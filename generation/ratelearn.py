@@ -8,7 +8,7 @@ Phases (``LearnedRate.phase``):
   the pace actually holds requests back, so the first 429 comes from a paced stream (a few refusals), never from an
   unpaced burst (a storm of them);
 - ``learned``: after the ramp's first 429 burst (with ``MIN_EVIDENCE`` accepted requests or a second of
-  traffic behind it; before that a 429 only holds callers and pauses the doubling): paced at ``CUT`` of what
+  traffic behind it; before that a 429 only holds callers and pauses the ramp): paced at ``CUT`` of what
   the server accepted in the ``OBSERVE_S`` before the refused request was sent (sends minus refusals, counted
   by send time, so the server's latency does not blur it). A later burst cuts the pace by ``CUT`` only
   (multiplicative decrease): it comes from a probe a few percent too high or from jitter, and one second's
@@ -113,7 +113,7 @@ class LearnedRate:
         refused = sum(1 for t in self._refused if sent_at - OBSERVE_S < t <= sent_at)
         oldest = self.sends.oldest_after(-math.inf)
         if self.phase == "ramp" and sent - refused < MIN_EVIDENCE and (oldest is None or oldest > sent_at - OBSERVE_S):
-            self._changed_at = now + OBSERVE_S  # too early to tell a rate: a hold, and no doubling for a while
+            self._changed_at = now + OBSERVE_S  # too early to tell a rate: a hold, and no ramping for a while
             return True
         accepted = max(0.0, (sent - refused) / OBSERVE_S)
         current = self.rate() or math.inf

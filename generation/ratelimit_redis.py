@@ -122,7 +122,7 @@ local lo = string.format('(%.6f', sent_at - window)
 local accepted = redis.call('ZCOUNT', KEYS[4], lo, sent_at) - redis.call('ZCOUNT', KEYS[5], lo, sent_at)
 local oldest = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
 if h[5] == 'ramp' and accepted < tonumber(ARGV[9]) and (oldest[2] == nil or tonumber(oldest[2]) > sent_at - window) then
-  redis.call('HSET', KEYS[1], 'changed_at', now + window)  -- too early to tell: a hold, no doubling for a while
+  redis.call('HSET', KEYS[1], 'changed_at', now + window)  -- too early to tell: a hold, no ramping for a while
   return string.format('1 %.6f', rate)
 end
 accepted = math.max(0, accepted) / window
