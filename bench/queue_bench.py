@@ -107,11 +107,17 @@ def run_batch(wired: Wiring, dataset: str, chunk_size: int) -> tuple[int, float]
     return planned.batch_id, time.perf_counter() - start
 
 
-def _wait_for_workers(wired: Wiring, n: int) -> None:
+def _wait_for_workers(wired: Wiring, n: int, since: float | None = None) -> None:
+    """``n`` workers have a heartbeat (newer than ``since``, a time.time(): the previous run's stopped workers
+    left theirs behind, and a run must not start while its own workers are still starting)."""
+    from datetime import datetime, timezone
+
+    after = datetime.fromtimestamp(since or 0, tz=timezone.utc)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         with wired.uow() as uow:
-            if uow.session.scalar(select(func.count()).select_from(WorkerHeartbeat)) >= n:
+            stmt = select(func.count()).select_from(WorkerHeartbeat).where(WorkerHeartbeat.last_seen > after)
+            if uow.session.scalar(stmt) >= n:
                 return
         time.sleep(0.2)
     raise RuntimeError("workers did not start within 90 s")
@@ -214,10 +220,13 @@ def part_c(args: argparse.Namespace, settings: Settings, limit: float = 50.0) ->
         for name, env in (("rpm_given", {"REASONGEN_TEACHER_RPM": str(int(limit * 60))}), ("learned", {})):
             dataset = f"rl-{name}"
             add_records(wired, dataset, args.limit_records)
+            add_records(wired, f"{dataset}-warm", 16 * args.workers)
+            started = time.time()
             procs = start_workers(settings, url, args.workers, args.concurrency, **env)
             try:
-                _wait_for_workers(wired, args.workers)
-                ys.reset_stats(url)
+                _wait_for_workers(wired, args.workers, since=started)
+                run_batch(wired, f"{dataset}-warm", 4)  # one-time costs paid in every worker (imports, backends,
+                ys.reset_stats(url)                      # the language detector's models), as in part a
                 time.sleep(1.1)
                 run_batch(wired, dataset, args.chunk_size)
             finally:

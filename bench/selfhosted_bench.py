@@ -10,7 +10,8 @@ only difference is concurrency:
 - fixed N: the adaptive limit off (REASONGEN_TEACHER_ADAPTIVE=false), N in flight, for N in the sweep.
 
 Targets (issue 16): the default run has zero client timeouts and >= 0.9 of the records/s of the best fixed
-concurrency found by the sweep in the same run. Also reported: client timeouts of each fixed N with a timeout
+concurrency found by the sweep in the same run (configurations interleaved, each round starting with the next
+one). Also reported: client timeouts of each fixed N with a timeout
 short enough to show what a deep queue does (--short-timeout).
 
     python bench/selfhosted_bench.py                       # 12 records, max_tokens 48, sweep 1 2 4 12
@@ -84,8 +85,10 @@ def main() -> None:
                 configs["fixed 64, short timeout"] = {"teacher_adaptive": False, "teacher_concurrency": 64,
                                                       "teacher_timeout_s": args.short_timeout, "teacher_max_retries": 1}
             results: dict[str, list[dict[str, Any]]] = {name: [] for name in configs}
-            for round_no in range(args.rounds):
-                for name, extra in configs.items():
+            names = list(configs)
+            for round_no in range(args.rounds):  # each round starts with another configuration: no order effect
+                for name in names[round_no % len(names):] + names[:round_no % len(names)]:
+                    extra = configs[name]
                     results[name].append(run(server.base_url, models["random"], args.records, args.max_tokens,
                                              **extra))
                     print(f"round {round_no + 1} {name}: {results[name][-1]}", file=sys.stderr)

@@ -117,6 +117,12 @@ def unserved_line(summary: dict[str, Any]) -> str | None:
             f"worker consumes it; start one with: reasongen worker --queues {queue}")
 
 
+def _throttle_cell(worker: dict[str, Any]) -> str:
+    """The teacher's in-flight limit, and the pace its workers learned from 429s when there is one."""
+    limit, rpm = worker.get("teacher_limit"), worker.get("teacher_learned_rpm")
+    return (str(limit) if limit else "-") + (f" @{rpm:,}/min" if rpm else "")
+
+
 def rate_line(summary: dict[str, Any]) -> str | None:
     """The teacher's learned request limit (no REASONGEN_TEACHER_RPM given), once a 429 taught one."""
     learned = summary.get("rate_limit")
@@ -165,7 +171,7 @@ def workers_cmd(ctx: typer.Context, as_json: bool = typer.Option(False, "--json"
             Col("limit", drop=True, justify="right"), Col("records", key=True, justify="right"),
             Col("heartbeat", key=True)]
     cells = [[w["hostname"], ",".join(w["queues"]), str(w["concurrency"]), str(w["pid"]), str(w["current_chunk"] or "-"),
-              str(w.get("teacher_limit") or "-"), str(w["records_processed"]), f"{w['last_heartbeat_s_ago']}s ago"]
+              _throttle_cell(w), str(w["records_processed"]), f"{w['last_heartbeat_s_ago']}s ago"]
              for w in found["workers"]]
     console.print(listing(cols, cells, console, noun="worker") if cells else "No live workers.")
     depths = found["queues"]

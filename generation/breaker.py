@@ -1,9 +1,10 @@
-"""A circuit breaker per endpoint: the same error on N requests in a row means retrying cannot help.
+"""A circuit breaker per batch and endpoint: the same error on N requests in a row means retrying cannot help.
 
 A server that answers every request with the same failure (HTTP 500 "model has no chat template", 404
 "model not found", 401, a refused connection) would otherwise cost every draft its full retry budget:
 seven requests and half a minute of backoff per record. The teacher reports each request's outcome
-here; once ``threshold`` consecutive requests, whichever drafts they belong to, failed with the same
+here, under the batch they were sent for (``SCOPE``); once ``threshold`` consecutive requests of one batch,
+whichever drafts they belong to, failed with the same
 signature (status + the server's own message), the breaker opens: further requests fail at once with
 the reason, and the worker pauses the batch (``pause_reason``), so ``status`` shows why and ``resume``
 continues once the server is fixed. Any success closes it; so does a chunk starting more than a few
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Hashable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,68 +76,94 @@ def classify(exc: BaseException, secret: str | None = None) -> Failure | None:
     return None
 
 
+@dataclass
+class _Circuit:
+    last: Failure | None = None
+    streak: int = 0
+    open: Failure | None = None
+    opened_at: float = 0.0
+
+
+# Whose requests these are: the batch a chunk's thread is drafting for (endpoint_state.watching sets it). The
+# teacher's coroutines inherit it from the thread that submitted them (a task copies the submitter's context),
+# so one process's backend keeps a circuit per batch: one batch's permanent error (its prompts too long, say)
+# never pauses another batch on the same endpoint.
+SCOPE: ContextVar[Hashable] = ContextVar("reasongen_breaker_scope", default=None)
+
+
 class Breaker:
-    """Thread-safe: a teacher's requests may complete on several loops of one process."""
+    """A circuit per scope (batch), thread-safe: a teacher's requests may complete on several loops."""
 
     def __init__(self, threshold: int = 8):
         self.threshold = max(1, threshold)
         self._lock = threading.Lock()
-        self._last: Failure | None = None
-        self._streak = 0
-        self._open: Failure | None = None
-        self._opened_at = 0.0
+        self._circuits: dict[Hashable, _Circuit] = {}
         self.trips = 0
+
+    def _circuit(self, scope: Hashable) -> _Circuit:
+        return self._circuits.get(scope) or _Circuit()
 
     @property
     def open_reason(self) -> str | None:
-        failure = self._open
+        """The current scope's reason to stop, or None."""
+        return self.reason(SCOPE.get())
+
+    def reason(self, scope: Hashable) -> str | None:
+        failure = self._circuit(scope).open
         if failure is None:
             return None
         return f"circuit breaker open: {self.threshold} requests in a row failed with {failure.message}"
 
     def check(self) -> None:
-        """Before a request: raise CircuitOpen while open."""
+        """Before a request: raise CircuitOpen while the current scope's circuit is open."""
         reason = self.open_reason
         if reason:
             raise CircuitOpen(reason)
 
     def success(self) -> None:
+        self.close(SCOPE.get())
+
+    def close(self, scope: Hashable) -> None:
         with self._lock:
-            self._last, self._streak, self._open = None, 0, None
+            self._circuits.pop(scope, None)
 
     def failure(self, failure: Failure | None) -> None:
         if failure is None:  # load or a client-side problem: neither continues nor breaks the streak
             return
+        scope = SCOPE.get()
         with self._lock:
-            if self._last is not None and self._last.signature == failure.signature:
-                self._streak += 1
+            circuit = self._circuits.setdefault(scope, _Circuit())
+            if circuit.last is not None and circuit.last.signature == failure.signature:
+                circuit.streak += 1
             else:
-                self._last, self._streak = failure, 1
-            if self._streak >= self.threshold and self._open is None:
-                self._open, self._opened_at = failure, time.monotonic()
+                circuit.last, circuit.streak = failure, 1
+            if circuit.streak >= self.threshold and circuit.open is None:
+                circuit.open, circuit.opened_at = failure, time.monotonic()
                 self.trips += 1
 
     def reset(self) -> None:
         self.success()
 
-    def reset_if_stale(self, after_s: float) -> None:
-        """Close a breaker that opened more than ``after_s`` ago (a resumed batch starts afresh); one that just
-        opened stays open, so a chunk starting in the same moment cannot undo the pause."""
-        if self._open is not None and time.monotonic() - self._opened_at > after_s:
-            self.success()
+    def reset_if_stale(self, after_s: float, scope: Hashable = None) -> None:
+        """Close ``scope``'s circuit if it opened more than ``after_s`` ago (a resumed batch starts afresh); one
+        that just opened stays open, so a chunk starting in the same moment cannot undo the pause."""
+        circuit = self._circuit(scope)
+        if circuit.open is not None and time.monotonic() - circuit.opened_at > after_s:
+            self.close(scope)
 
-    def state(self) -> dict[str, Any]:
-        return {"open": self._open is not None, "reason": self.open_reason, "streak": self._streak,
+    def state(self, scope: Hashable = None) -> dict[str, Any]:
+        circuit = self._circuit(scope)
+        return {"open": circuit.open is not None, "reason": self.reason(scope), "streak": circuit.streak,
                 "threshold": self.threshold, "trips": self.trips}
 
 
-def pause_reason(backend: Any) -> str | None:
-    """Why the batch using ``backend`` must pause now (its breaker is open), or None."""
+def pause_reason(backend: Any, scope: Hashable = None) -> str | None:
+    """Why ``scope`` (a batch) using ``backend`` must pause now (its circuit is open), or None."""
     breaker = getattr(backend, "breaker", None)
-    return breaker.open_reason if isinstance(breaker, Breaker) else None
+    return breaker.reason(scope) if isinstance(breaker, Breaker) else None
 
 
-def reset(backend: Any, stale_after_s: float = 5.0) -> None:
+def reset(backend: Any, scope: Hashable = None, stale_after_s: float = 5.0) -> None:
     breaker = getattr(backend, "breaker", None)
     if isinstance(breaker, Breaker):
-        breaker.reset_if_stale(stale_after_s)
+        breaker.reset_if_stale(stale_after_s, scope)

@@ -1,7 +1,7 @@
-"""Adaptive concurrency: how many requests to keep in flight, learned from latency, timeouts and 429s.
+"""Adaptive concurrency, the in-flight half of :mod:`generation.throttle`: learned from latency and timeouts.
 
-One mechanism for every teacher: a self-hosted server that queues instead of batching (latency grows
-with the queue, requests time out in it), and a rate-limited API (429 bursts, ``Retry-After``). It is
+For a self-hosted server that queues instead of batching (latency grows with the queue, requests time out
+in it), and the first line against a rate-limited API (the throttle cuts it once per 429 burst). It is
 a gradient limiter after Netflix's concurrency-limits (Gradient2) with a TCP-like slow start:
 
 - every finished request is a sample of its latency (per completion token when the caller gives
@@ -13,11 +13,13 @@ a gradient limiter after Netflix's concurrency-limits (Gradient2) with a TCP-lik
   ``limit * gradient + sqrt(limit)``, half-way per window (a server that batches keeps a gradient of
   1 and the limit grows; one that queues sees latency rise with the limit and the limit settles
   where the queue is a few requests deep);
-- a timeout halves the limit at once, a 429/503 cuts it by a quarter at once and holds every caller
-  back for its ``Retry-After``; a window whose slowest request took more than half the timeout cuts
-  it too, so requests are not left to time out in a server's queue;
+- a timeout halves the limit at once; a window whose slowest request took more than half the timeout
+  cuts it too, so requests are not left to time out in a server's queue;
 - samples of requests started under a higher limit are ignored after a decrease, so one burst of
-  slow replies or 429s is one decrease, not one per reply.
+  slow replies is one decrease, not one per reply.
+
+429s/503s are not handled here: :mod:`generation.throttle` owns the one reaction to them (it calls
+:meth:`AdaptiveConcurrency.cut` with the same epoch rule, and holds callers for ``Retry-After`` in the pacer).
 
 Interface (asyncio, one event loop; not thread-safe)::
 
@@ -60,7 +62,7 @@ TIMEOUT_FRACTION = 0.5  # a request slower than this share of the timeout counts
 class Outcome(enum.Enum):
     OK = "ok"  # a reply: a latency sample
     TIMEOUT = "timeout"  # the client gave up waiting: cut hard
-    OVERLOAD = "overload"  # 429 or 503: cut, and honour Retry-After
+    OVERLOAD = "overload"  # 429 or 503: counted here; the throttle decides the cut (generation/throttle.py)
     ERROR = "error"  # anything else (4xx, 500, dropped connection): neutral
 
 
@@ -72,11 +74,10 @@ class Permit:
     epoch: int
     outcome: Outcome | None = None
     tokens: int | None = None
-    retry_after_s: float | None = None
     released: bool = field(default=False, repr=False)
 
-    def record(self, outcome: Outcome, *, tokens: int | None = None, retry_after_s: float | None = None) -> None:
-        self.outcome, self.tokens, self.retry_after_s = outcome, tokens, retry_after_s
+    def record(self, outcome: Outcome, *, tokens: int | None = None) -> None:
+        self.outcome, self.tokens = outcome, tokens
 
 
 @dataclass(frozen=True)
@@ -121,10 +122,8 @@ class AdaptiveConcurrency:
         self._baseline: float | None = None
         self._recent: float | None = None
         self._reason = "fixed" if not adaptive else "start"
-        self._hold_until = 0.0
         self._waiters: deque[asyncio.Future[None]] = deque()
-        self._wake_handle: asyncio.TimerHandle | None = None
-        self.timeouts = self.overloads = 0
+        self.timeouts = self.overloads = self.cuts = 0
 
     @property
     def limit(self) -> int:
@@ -153,19 +152,31 @@ class AdaptiveConcurrency:
             raise
         return Permit(self._clock(), self._epoch)
 
-    def release(self, permit: Permit, outcome: Outcome | None = None, *, tokens: int | None = None,
-                retry_after_s: float | None = None) -> None:
+    def release(self, permit: Permit, outcome: Outcome | None = None, *, tokens: int | None = None) -> None:
         if permit.released:
             return
         permit.released = True
         if outcome is not None:
-            permit.record(outcome, tokens=tokens, retry_after_s=retry_after_s)
+            permit.record(outcome, tokens=tokens)
         self.in_flight -= 1
-        if self.adaptive:
+        if permit.outcome is Outcome.OVERLOAD:
+            self.overloads += 1
+        elif self.adaptive:
             self._learn(permit, self._clock() - permit.started)
-        elif permit.retry_after_s:
-            self._hold(permit.retry_after_s)
         self._wake()
+
+    def cut(self, permit: Permit, factor: float, reason: str, force: bool = False) -> bool:
+        """Cut the limit by ``factor`` unless a cut already followed ``permit``'s start (one cut per burst: the
+        replies to requests sent under the old limit say nothing about the new one); ``force``: the caller
+        decided it is a new burst. True when it cut."""
+        if permit.epoch != self._epoch and not force:
+            return False
+        self.cuts += 1
+        if self.adaptive:
+            self._set(self._limit * factor, reason)
+        else:
+            self._epoch += 1  # a fixed limit stays, but the burst is still one event
+        return True
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[Permit]:
@@ -182,13 +193,6 @@ class AdaptiveConcurrency:
     # -- learning ----------------------------------------------------------------------------------
     def _learn(self, permit: Permit, latency: float) -> None:
         outcome = permit.outcome or Outcome.ERROR
-        if outcome is Outcome.OVERLOAD:
-            self.overloads += 1
-            if permit.retry_after_s:
-                self._hold(permit.retry_after_s)
-            if permit.epoch == self._epoch:
-                self._set(self._limit * 0.75, "server overloaded (429/503)")
-            return
         if outcome is Outcome.TIMEOUT:
             self.timeouts += 1
             if permit.epoch == self._epoch:
@@ -224,7 +228,7 @@ class AdaptiveConcurrency:
         self._set((self._limit + target) / 2, f"latency {ratio:.1f}x baseline")
 
     def _set(self, value: float, reason: str) -> None:
-        if reason.startswith(("request timed out", "server overloaded", "latency ")) and value < self._limit:
+        if value < self._limit:  # any decrease ends slow start
             self._slow_start = False
         value = min(float(self.max_limit), max(float(self.min_limit), value))
         if value < self._limit:  # replies to requests sent under the higher limit say nothing about this one
@@ -239,10 +243,7 @@ class AdaptiveConcurrency:
         self._peak = max(self._peak, self.in_flight)
 
     def _may_start(self) -> bool:
-        return self.in_flight < self.limit and self._clock() >= self._hold_until
-
-    def _hold(self, seconds: float) -> None:
-        self._hold_until = max(self._hold_until, self._clock() + seconds)
+        return self.in_flight < self.limit
 
     def _wake(self) -> None:
         while self._waiters and self._may_start():
@@ -251,10 +252,3 @@ class AdaptiveConcurrency:
                 continue
             self._grant()
             waiter.set_result(None)
-        if self._waiters and self.in_flight < self.limit and self._wake_handle is None:
-            delay = max(0.0, self._hold_until - self._clock())
-            self._wake_handle = asyncio.get_running_loop().call_later(delay, self._rewake)
-
-    def _rewake(self) -> None:
-        self._wake_handle = None
-        self._wake()

@@ -1,10 +1,11 @@
 """What a chunk tells its batch about the teacher endpoint, and when it pauses the batch.
 
-At every sub-batch boundary (and when the chunk ends) the worker records on the batch the mode the
-requests really ran in and the current adaptive limit, and asks the backend's circuit breaker: when it
-is open, the batch is paused with the breaker's reason (the server's own message) as its status
-reason, so ``status`` shows it, the command exits non-zero, and ``reasongen resume`` continues once the
-server is fixed. Backends without a breaker or a limiter (fake, local) record nothing.
+At every sub-batch boundary (and when the chunk ends) the worker records on the batch the mode the requests
+really ran in and the teacher's throttle (the adaptive concurrency limit and the pace), and asks the backend's
+circuit breaker about this batch's circuit: when it is open, the batch is paused with the breaker's reason
+(the server's own message) as its status reason, so ``status`` shows it, the command exits non-zero, and
+``reasongen resume`` continues once the server is fixed. Backends without a breaker or a limiter (fake, local)
+record nothing.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ def snapshot(backend: Any) -> dict[str, Any]:
     state = backend.concurrency_state() if hasattr(backend, "concurrency_state") else None
     if state is not None:
         values["concurrency_limit"] = state.limit
-        values["concurrency_reason"] = f"{state.phase}: {state.reason}"[:500]
+        describe = getattr(state, "describe", None)
+        values["concurrency_reason"] = (describe() if describe else f"{state.phase}: {state.reason}")[:500]
     return values
 
 
@@ -50,7 +52,7 @@ def check(uow_factory: Callable[[], Any], batch_id: int, backend: Any,
         record(uow_factory, batch_id, backend)
     except Exception:  # noqa: BLE001 - a display column must never stop a chunk
         log.warning("could not record the teacher state of batch %s", batch_id, exc_info=True)
-    reason = breaker.pause_reason(backend)
+    reason = breaker.pause_reason(backend, batch_id)
     if reason is None:
         return False
     log.warning("batch %s paused: %s", batch_id, reason)
@@ -61,7 +63,8 @@ def check(uow_factory: Callable[[], Any], batch_id: int, backend: Any,
 def watching(uow_factory: Callable[[], Any], batch_id: int, backend: Any, should_stop: Callable[[], bool],
              pause: Callable[..., Any]) -> Callable[[], bool]:
     """``should_stop`` for a chunk: the endpoint check first (it may pause the batch), then the guard's own."""
-    breaker.reset(backend)  # this chunk runs because its batch is running again: a resumed batch starts closed
+    breaker.SCOPE.set(batch_id)  # this thread's requests from now on are this batch's (see generation/breaker.py)
+    breaker.reset(backend, batch_id)  # the chunk runs because its batch is running again: a resumed batch starts closed
 
     def stop() -> bool:
         return check(uow_factory, batch_id, backend, pause) or should_stop()

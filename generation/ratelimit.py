@@ -1,10 +1,12 @@
-"""Requests/min and tokens/min limits, shared by every worker process and host through Redis.
+"""The pacer of :mod:`generation.throttle`: requests/min and tokens/min, the given limit as the ceiling.
 
 Both implementations are GCRA with reservation: ``acquire`` books the next free slot and returns how
-long to sleep until it, so callers are paced proactively (one Redis round trip per request, no polling)
-and the server's limit is never discovered through 429s. ``pause`` pushes every caller back after a 429
-that slipped through anyway (another client on the same key, say). Without Redis the same arithmetic
-runs in-process.
+long to sleep until it, so callers are paced proactively (no polling). The request rate is the given RPM
+(the ceiling) or, without one, the rate learned from the server's 429s (:mod:`generation.ratelearn`, ramping
+up from a modest pace, cut once per burst to what the server accepted, probing up slowly). ``refused`` is the
+one place a 429 reaches the pacer: it holds every caller sharing it for the server's ``Retry-After`` and, for
+the first refusal of a burst, cuts the rate. In-process here; shared by every worker through Redis in
+:mod:`generation.ratelimit_redis`.
 
 Holding a limit exactly: servers count requests in a window (often one second). Slots are evenly spaced
 (no burst by default) and paced at ``headroom`` of the limit, because a request sent late on its slot (a
@@ -12,8 +14,7 @@ busy event loop) lands in the same window as the on-time ones after it: with slo
 sends up to D late, a window of W seconds can see (W + D) * r of them. At 0.97 of the limit a send may
 be about 30 ms late per second of window before the server sees one too many.
 
-When no limit is given, the limit is learned (:mod:`generation.ratelearn`): unpaced until the server
-answers 429, then paced just under the rate it accepted, probing upward slowly.
+A learned rate is held the same way (its own cut is the headroom).
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ import asyncio
 import hashlib
 import threading
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from generation.ratelearn import LearnedRate
 
 
 @dataclass(frozen=True)
@@ -35,10 +37,6 @@ class Rates:
     burst_s: float = 0.0  # how far ahead of the steady pace a caller may run (0: one request, evenly spaced)
     headroom: float = 0.97  # share of the limit actually paced at (see the module doc)
     window_s: float = 1.0  # the server's counting window: no window this long sees more than the limit's share
-
-    def window_cap(self) -> int:
-        """Most requests sent in any ``window_s`` (checked on the actual send times, so late sends cannot bunch)."""
-        return max(1, int(self.requests_per_s * self.window_s * self.headroom))
 
     @classmethod
     def per_minute(cls, rpm: int | None, tpm: int | None, burst_s: float = 0.0) -> "Rates":
@@ -56,11 +54,6 @@ class Rates:
     def bursts(self) -> tuple[float, float]:
         return max(1.0, self.requests_per_s * self.burst_s), max(1.0, self.tokens_per_s * self.burst_s)
 
-    def pause_offsets(self, seconds: float) -> list[float]:
-        """How far ahead to push each booking so the next caller waits ``seconds``, burst included."""
-        rates = (self.requests_per_s, self.tokens_per_s)
-        return [seconds + (burst / rate if rate else 0.0) for burst, rate in zip(self.bursts(), rates)]
-
 
 class RateLimiter(Protocol):
     async def acquire(self, tokens: int) -> float:
@@ -71,194 +64,115 @@ class RateLimiter(Protocol):
         """Correct the token booking once the real usage is known."""
         ...
 
-    async def pause(self, seconds: float) -> None:
-        """Hold every caller back for ``seconds`` (the server said so)."""
+    async def refused(self, sent_age_s: float, hold_s: float) -> bool:
+        """The server refused a request sent ``sent_age_s`` ago: hold every caller ``hold_s``; True when this
+        cut the rate (the first refusal of a burst)."""
+        ...
+
+    async def hold(self, hold_s: float) -> None:
+        """Hold every caller ``hold_s`` without learning a rate (a 503: the server is busy, not rate-limiting)."""
+        ...
+
+    def rate_state(self) -> dict[str, Any]:
+        """The pace as last seen: phase, paced_rpm, learned_rpm, cuts (for status and workers)."""
         ...
 
 
-class NoLimit:
-    async def acquire(self, tokens: int) -> float:
-        return 0.0
-
-    async def settle(self, estimated: int, actual: int) -> None:
-        return None
-
-    async def pause(self, seconds: float) -> None:
-        return None
-
-
-def _reserve(tat: float, now: float, rate: float, burst: float, units: float) -> tuple[float, float]:
-    """GCRA booking: (new theoretical arrival time, seconds to wait)."""
+def _reserve(tat: float, start: float, rate: float, burst: float, units: float) -> tuple[float, float]:
+    """GCRA booking from ``start`` (now, or the end of a hold): (new theoretical arrival time, its slot)."""
     interval = 1.0 / rate
-    new_tat = max(tat, now) + units * interval
-    return new_tat, max(0.0, new_tat - burst * interval - now)
+    new_tat = max(tat, start) + units * interval
+    return new_tat, new_tat - burst * interval
 
 
-class SendLog:
-    """When the last sends went out, so that no window sees more than ``cap`` of them.
-
-    Slots alone are not enough on a busy machine: a send that wakes late (measured: up to 90 ms at load 7)
-    lands in the same window as the on-time sends after it. This check runs on the actual send time.
-    """
-
-    def __init__(self, cap: int, window_s: float):
-        self.cap, self.window_s = cap, window_s
-        self._times: deque[float] = deque()
-        self._lock = threading.Lock()
-
-    def admit(self, now: float) -> float:
-        """0 when a request may go now (and it is logged), else how long until one may."""
-        with self._lock:
-            while self._times and self._times[0] <= now - self.window_s:
-                self._times.popleft()
-            if len(self._times) < self.cap:
-                self._times.append(now)
-                return 0.0
-            return self._times[0] + self.window_s - now
+Book = Callable[[int], Awaitable[tuple[float, bool]]]
 
 
-async def _admitted(admit: Callable[[], Awaitable[float]]) -> float:
+async def paced(book: Book, admit: Callable[[], Awaitable[float]], tokens: int) -> float:
+    """Book a slot (``book`` -> seconds to it, and whether the send was already admitted), sleep to it, then
+    ``admit`` the send (> 0: seconds until the send log has room; < 0: a 429's hold began meanwhile, so the
+    request books a new slot after it: waking everyone at the hold's end would send them in one bunch)."""
     waited = 0.0
-    while (delay := await admit()) > 0:
-        await asyncio.sleep(delay)
-        waited += delay
-    return waited
+    while True:
+        wait, admitted = await book(tokens)
+        if admitted:
+            return waited
+        if wait > 0:
+            await asyncio.sleep(wait)
+            waited += wait
+        while (delay := await admit()) > 0:
+            await asyncio.sleep(delay)
+            waited += delay
+        if delay == 0:
+            return waited
+        tokens = 0  # its tokens are booked already
 
 
 class LocalLimiter:
-    """In-process limiter: thread-safe, usable from any event loop."""
+    """In-process pacer: thread-safe, usable from any event loop."""
 
-    def __init__(self, rates: Rates):
+    def __init__(self, rates: Rates, learn: bool = False, start_rps: float | None = None):
         self.limits, self.rates = rates, rates.paced()
+        self.learned = LearnedRate(self.rates.requests_per_s, learn, start_rps)
         self._tat = [0.0, 0.0]
+        self._hold_until = 0.0
         self._lock = threading.Lock()
-        self._log = SendLog(rates.window_cap(), rates.window_s) if rates.requests_per_s else None
 
     async def acquire(self, tokens: int) -> float:
-        wait = self._book(tokens)
-        if wait:
-            await asyncio.sleep(wait)
-        if self._log is not None:
-            wait += await _admitted(self._admit)
-        return wait
+        return await paced(self._book, self._admit, tokens)
 
     async def _admit(self) -> float:
-        assert self._log is not None
-        return self._log.admit(time.monotonic())
-
-    def _book(self, tokens: int) -> float:
-        r, (rb, tb) = self.rates, self.rates.bursts()
-        now, waits = time.monotonic(), [0.0]
+        """Log the send at its actual time, unless the last second already holds the rate's share (slots alone
+        cannot stop sends that woke late from bunching into one window)."""
         with self._lock:
-            for i, (rate, burst, units) in enumerate(((r.requests_per_s, rb, 1), (r.tokens_per_s, tb, tokens))):
-                if rate and units:
-                    self._tat[i], wait = _reserve(self._tat[i], now, rate, burst, units)
-                    waits.append(wait)
-        return max(waits)
+            now, rate = time.monotonic(), self.learned.rate()
+            if now < self._hold_until:  # a 429 arrived while this caller slept: book again
+                return -1.0
+            sends = self.learned.sends
+            if rate and sends.count(now - self.rates.window_s, now) >= max(1, int(rate * self.rates.window_s)):
+                oldest = sends.oldest_after(now - self.rates.window_s)
+                return max(0.001, (oldest or now) + self.rates.window_s - now)
+            sends.add(now)
+            return 0.0
+
+    async def _book(self, tokens: int) -> tuple[float, bool]:
+        (_, tb), waits = self.rates.bursts(), [0.0]
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._hold_until)
+            rate = self.learned.booked(now, self._tat[0] > now)
+            rb = max(1.0, rate * self.rates.burst_s)
+            for i, (r, burst, units) in enumerate(((rate, rb, 1), (self.rates.tokens_per_s, tb, tokens))):
+                if r and units:
+                    self._tat[i], slot = _reserve(self._tat[i], start, r, burst, units)
+                    waits.append(slot - now)
+            return (max(waits) if len(waits) > 1 else start - now), False
 
     async def settle(self, estimated: int, actual: int) -> None:
         if self.rates.tokens_per_s:
             with self._lock:
                 self._tat[1] += (actual - estimated) / self.rates.tokens_per_s
 
-    async def pause(self, seconds: float) -> None:
+    async def hold(self, hold_s: float) -> None:
+        with self._lock:
+            self._hold_until = max(self._hold_until, time.monotonic() + hold_s)
+
+    async def refused(self, sent_age_s: float, hold_s: float) -> bool:
         with self._lock:
             now = time.monotonic()
-            self._tat = [max(t, now + ahead) for t, ahead in zip(self._tat, self.rates.pause_offsets(seconds))]
+            self._hold_until = max(self._hold_until, now + hold_s)
+            return self.learned.refused(now, now - sent_age_s)
+
+    def rate_state(self) -> dict[str, Any]:
+        with self._lock:
+            return self.learned.snapshot()
 
 
-# KEYS: requests key, tokens key. ARGV: req rate, req burst, tok rate, tok burst, tokens.
-_ACQUIRE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local function book(key, rate, burst, units)
-  if rate <= 0 or units <= 0 then return 0 end
-  local interval = 1 / rate
-  local tat = tonumber(redis.call('GET', key) or '0')
-  if tat < now then tat = now end
-  local new_tat = tat + units * interval
-  redis.call('SET', key, string.format('%.6f', new_tat), 'PX', math.ceil((new_tat - now) * 1000) + 60000)
-  return math.max(0, new_tat - burst * interval - now)
-end
-local w1 = book(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), 1)
-local w2 = book(KEYS[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]))
-return string.format('%.6f', math.max(w1, w2))
-"""
+class NoLimit(LocalLimiter):
+    """Unpaced, learning nothing; a 429 still holds every caller for its Retry-After."""
 
-# KEYS: send log (sorted set), sequence. ARGV: cap, window. 0 when admitted (and logged), else seconds to wait.
-_ADMIT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local window = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
-  redis.call('ZADD', KEYS[1], now, string.format('%.6f:', now) .. redis.call('INCR', KEYS[2]))
-  redis.call('PEXPIRE', KEYS[1], math.ceil(window * 1000) + 1000)
-  redis.call('PEXPIRE', KEYS[2], math.ceil(window * 1000) + 60000)
-  return '0'
-end
-local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return string.format('%.6f', tonumber(oldest[2]) + window - now)
-"""
-
-# KEYS: the keys to move. ARGV[1]: 'pause' (book each key at least ARGV[i+1] s ahead) or 'shift' (add it).
-_SHIFT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-for i, key in ipairs(KEYS) do
-  local tat = tonumber(redis.call('GET', key) or '0')
-  local value = tonumber(ARGV[i + 1])
-  local shifted
-  if ARGV[1] == 'pause' then shifted = math.max(tat, now + value) else shifted = tat + value end
-  if shifted > now then
-    redis.call('SET', key, string.format('%.6f', shifted), 'PX', math.ceil((shifted - now) * 1000) + 60000)
-  end
-end
-return 1
-"""
-
-
-class RedisLimiter:
-    """The same booking in a Lua script, so every process and host sharing ``key`` shares the limits.
-
-    Calls run in a worker thread: the sync client is loop-agnostic (the teacher runs a fresh loop per
-    sub-batch) and one loopback round trip is far below a request's own latency.
-    """
-
-    def __init__(self, rates: Rates, redis_url: str, key: str):
-        import redis
-
-        self.limits, self.rates = rates, rates.paced()
-        self.keys = [f"{key}:requests", f"{key}:tokens"]
-        self._client = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
-        self._acquire = self._client.register_script(_ACQUIRE)
-        self._shift = self._client.register_script(_SHIFT)
-        self._admit_script = self._client.register_script(_ADMIT)
-        self._log_keys = [f"{key}:sent", f"{key}:sent:seq"]
-
-    async def acquire(self, tokens: int) -> float:
-        rb, tb = self.rates.bursts()
-        args = [self.rates.requests_per_s, rb, self.rates.tokens_per_s, tb, tokens]
-        # The wait counts from when the answer is here, not from Redis's clock: late on a slot is safe (the
-        # headroom covers it), early would put two requests where the server expects one.
-        wait = float(await asyncio.to_thread(self._acquire, keys=self.keys, args=args))
-        if wait:
-            await asyncio.sleep(wait)
-        if self.rates.requests_per_s:
-            wait += await _admitted(self._admit)
-        return wait
-
-    async def _admit(self) -> float:
-        args = [self.limits.window_cap(), self.limits.window_s]
-        return float(await asyncio.to_thread(self._admit_script, keys=self._log_keys, args=args))
-
-    async def settle(self, estimated: int, actual: int) -> None:
-        if self.rates.tokens_per_s and actual != estimated:
-            delta = (actual - estimated) / self.rates.tokens_per_s
-            await asyncio.to_thread(self._shift, keys=self.keys[1:], args=["shift", delta])
-
-    async def pause(self, seconds: float) -> None:
-        await asyncio.to_thread(self._shift, keys=self.keys, args=["pause", *self.rates.pause_offsets(seconds)])
+    def __init__(self) -> None:
+        super().__init__(Rates(), learn=False)
 
 
 def limiter_key(base_url: str | None, model: str) -> str:
@@ -276,7 +190,7 @@ def learned_limit(redis_url: str | None, base_url: str | None, model: str) -> di
 
     client = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
     try:
-        return read_learned(client, f"{limiter_key(base_url, model)}:learned")
+        return read_learned(client, f"{limiter_key(base_url, model)}:pace")
     except redis.RedisError:
         return None
     finally:
@@ -284,13 +198,13 @@ def learned_limit(redis_url: str | None, base_url: str | None, model: str) -> di
 
 
 def make_limiter(rates: Rates, redis_url: str | None = None, key: str = "reasongen:ratelimit",
-                 learn: bool = False) -> Any:
-    """Redis when a URL is given, in-process otherwise; with no limit set, a learning limiter when ``learn``
-    (the limit is found from the server's 429s), else nothing."""
-    if not rates.active:
-        if not learn:
-            return NoLimit()
-        from generation.ratelearn import LearnedLimiter, RedisLearnedLimiter
+                 learn: bool = False) -> RateLimiter:
+    """Shared through Redis when a URL is given, in-process otherwise. With no limit given, the request rate is
+    learned from the server's 429s when ``learn``; without either there is nothing to pace."""
+    if not rates.active and not learn:
+        return NoLimit()
+    if redis_url:
+        from generation.ratelimit_redis import RedisLimiter
 
-        return RedisLearnedLimiter(redis_url, key) if redis_url else LearnedLimiter()
-    return RedisLimiter(rates, redis_url, key) if redis_url else LocalLimiter(rates)
+        return RedisLimiter(rates, redis_url, key, learn=learn)
+    return LocalLimiter(rates, learn=learn)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
+from sqlalchemy import select
+
 from judging import gate
 from reasongen.bootstrap import Wiring
 from storage.models import Batch
@@ -43,6 +45,17 @@ def _learned_rate(wiring: Wiring, teacher: tuple[str | None, str] | None) -> dic
     from generation.ratelimit import learned_limit
 
     return learned_limit(wiring.settings.effective_redis_url(), *teacher)
+
+
+def _teacher_endpoints(uow: Any, chunk_ids: list[int]) -> dict[int, tuple[str | None, str]]:
+    """Each chunk's teacher (endpoint, model), for the pace its workers share; other backends left out."""
+    from storage.models import Chunk
+
+    if not chunk_ids:
+        return {}
+    stmt = (select(Chunk.id, Batch.endpoint, Batch.model).join(Batch, Batch.id == Chunk.batch_id)
+            .where(Chunk.id.in_(chunk_ids), Batch.backend == "teacher"))
+    return {int(i): (endpoint, model) for i, endpoint, model in uow.session.execute(stmt)}
 
 
 def _provider_jobs(uow: Any, batch_id: int) -> dict[str, Any] | None:
@@ -92,9 +105,14 @@ def workers_report(wiring: Wiring) -> dict[str, Any]:
     s = wiring.settings
     live = workers_report_rows(wiring)
     with wiring.uow() as uow:
-        limits = uow.chunks.concurrency_limits([w["current_chunk"] for w in live if w["current_chunk"]])
-    for w in live:  # what the teacher's adaptive limiter allows now, for the batch this worker is on
+        chunks = [w["current_chunk"] for w in live if w["current_chunk"]]
+        limits = uow.chunks.concurrency_limits(chunks)
+        endpoints = _teacher_endpoints(uow, chunks)
+    paces = {e: _learned_rate(wiring, e) for e in set(endpoints.values())}
+    for w in live:  # the teacher's throttle for the batch this worker is on: its in-flight limit and learned pace
         w["teacher_limit"] = limits.get(w["current_chunk"]) if w["current_chunk"] else None
+        pace = paces.get(endpoints.get(w["current_chunk"])) if w["current_chunk"] else None  # type: ignore[arg-type]
+        w["teacher_learned_rpm"] = pace["learned_rpm"] if pace else None
     depths = broker.queue_depths(s) if s.broker_url else None
     return dict(workers=live, queues=depths)
 

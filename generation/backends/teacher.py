@@ -1,10 +1,11 @@
 """The teacher backend: any OpenAI-compatible chat API through the official async SDK.
 
-Throughput comes from requests in flight (bounded by client slots, each a place in an HTTP pool), paced
-by a rate limiter shared through Redis. Structured output falls back json_schema -> json_object -> text
-(tolerant parsing) and the process remembers what the server accepts. Every request is bounded in
-time and in retries; a record that cannot be drafted becomes a failed draft with the reason, never an
-exception. The API key lives in a SecretStr and is only unwrapped to build the client.
+Throughput comes from requests in flight (bounded by client slots, each a place in an HTTP pool); how many are
+in flight and how fast they go out is the throttle's decision (generation/throttle.py: adaptive concurrency
+and a pace shared through Redis, one reaction to 429s). Structured output falls back json_schema ->
+json_object -> text (tolerant parsing) and the process remembers what the server accepts. Every request is
+bounded in time and in retries; a record that cannot be drafted becomes a failed draft with the reason, never
+an exception. The API key lives in a SecretStr and is only unwrapped to build the client.
 """
 
 from __future__ import annotations
@@ -33,11 +34,11 @@ from generation.backends.chat_format import (
 )
 from generation.backends.client_pool import ClientSlots
 from generation.breaker import Breaker, CircuitOpen, classify
-from generation.concurrency import AdaptiveConcurrency, LimitState, Outcome
 from generation.parse import parse_draft
-from generation.ratelimit import NoLimit, Rates, make_limiter
+from generation.ratelimit import Rates, make_limiter
 from generation.records import DraftResult
-from generation.retry import Backoff, load_outcome, redact, retry_after, retry_cause
+from generation.retry import Backoff, redact, retry_after, retry_cause
+from generation.throttle import Throttle, ThrottleState
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +78,10 @@ class TeacherBackend:
         self.concurrency, self.timeout_s, self.max_retries = concurrency, timeout_s, max_retries
         self.max_tokens, self.temperature, self.seed = max_tokens, temperature, seed
         self.price = (prices or {}).get(model)
-        self.limiter, self.backoff, self.transport = limiter or NoLimit(), backoff, transport
+        self.backoff, self.transport = backoff, transport
         self.adaptive, self.initial_concurrency = adaptive, initial_concurrency
+        self.throttle = Throttle(concurrency, initial=initial_concurrency, timeout_s=timeout_s, adaptive=adaptive,
+                                 pacer=limiter)
         self.breaker = Breaker(breaker_threshold)
         self._context_setting = context_length
         self._context: ctx.ContextInfo | None = None
@@ -89,8 +92,6 @@ class TeacherBackend:
         self.counters: Counter[str] = Counter()
         self._loop = LoopThread("teacher-loop")
         self._sessions: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
-        self._limits: weakref.WeakKeyDictionary[Any, AdaptiveConcurrency] = weakref.WeakKeyDictionary()
-        self._last_limit: AdaptiveConcurrency | None = None
         # Entry points rarely close backends: close the pools when this one is collected or the process exits.
         self._finalizer = weakref.finalize(self, _shut_down, self._loop, self._sessions)
 
@@ -134,9 +135,9 @@ class TeacherBackend:
     def max_in_flight(self) -> int:
         return self.concurrency
 
-    def concurrency_state(self) -> LimitState | None:
-        """The adaptive limit of the loop that sent last (what status and workers show)."""
-        return self._last_limit.snapshot() if self._last_limit else None
+    def concurrency_state(self) -> ThrottleState | None:
+        """The throttle's snapshot: the concurrency limit of the loop that sent last and the pace (status, workers)."""
+        return self.throttle.snapshot()
 
     def generate(self, prompts: Sequence[Prompt]) -> list[DraftResult]:
         """Sync entry: the whole sub-batch runs concurrently on the backend's own event loop."""
@@ -166,9 +167,6 @@ class TeacherBackend:
         if loop not in self._sessions:
             per_client = connections_per_client(self.transport, self.concurrency)
             self._sessions[loop] = ClientSlots(self._new_client, self.concurrency, per_client)
-            self._limits[loop] = AdaptiveConcurrency(self.concurrency, initial=self.initial_concurrency,
-                                                     timeout_s=self.timeout_s, adaptive=self.adaptive)
-        self._last_limit = self._limits[loop]
         return self._sessions[loop]  # type: ignore[no-any-return]
 
     def _new_client(self, connections: int) -> openai.AsyncOpenAI:
@@ -286,41 +284,30 @@ class TeacherBackend:
                 "temperature": self.temperature, **format_args(mode)}
         if self.seed is not None:
             body["seed"] = self.seed
-        limit = self._limits.get(asyncio.get_running_loop()) or self._last_limit
-        assert limit is not None
-        permit = await limit.acquire()
+        permit = await self.throttle.acquire(estimate)
         if self.breaker.open_reason:  # it opened while this request waited for its place
-            limit.release(permit, Outcome.ERROR)
+            self.throttle.cancel(permit)
             self.breaker.check()
-        try:  # the rate slot last, so the send follows it at once: slots taken before a wait for a place go
-            if await self.limiter.acquire(estimate):  # out in bunches when places free up (429s at a window)
-                permit.started = time.monotonic()  # the concurrency limit learns the server's latency, not our pacing
-        except BaseException:
-            limit.release(permit, Outcome.ERROR)
-            raise
         tally.attempts += 1
         self.counters["requests"] += 1
         try:
             raw = await self._post(client, body)
         except Exception as exc:
-            kind, wait = load_outcome(exc)
-            limit.release(permit, Outcome(kind), retry_after_s=wait)
+            await self.throttle.failed(permit, exc)
             self.breaker.failure(classify(exc, self._secret()))
             raise
         except BaseException:
-            limit.release(permit, Outcome.ERROR)
+            self.throttle.cancel(permit)
             raise
         try:
             reply = Reply.from_body(raw)
         except ValueError as exc:
-            limit.release(permit, Outcome.ERROR)
+            self.throttle.cancel(permit)
             raise TeacherFailure(f"the server's reply is not a chat completion: {exc}") from None
-        limit.release(permit, Outcome.OK)  # raw latency: a queue wait does not scale with the reply's length
         self.breaker.success()
         tally.prompt_tokens += reply.prompt_tokens
         tally.completion_tokens += reply.completion_tokens
-        if reply.total_tokens:  # servers that report no usage keep the estimate
-            await self.limiter.settle(estimate, reply.total_tokens)
+        await self.throttle.succeeded(permit, estimate, reply.total_tokens)
         return reply
 
     async def _post(self, client: openai.AsyncOpenAI, body: dict[str, Any]) -> bytes:
@@ -345,12 +332,13 @@ class TeacherBackend:
         return True
 
     async def _wait_before_retry(self, exc: BaseException, cause: str, attempt: int) -> None:
-        delay = self.backoff.delay(attempt, retry_after(exc))
         self.counters[cause] += 1
         self.counters["retries"] += 1
+        if cause in ("rate_limited", "status_503"):  # the throttle holds every caller for Retry-After already
+            log.debug("teacher request: %s, retrying after the throttle's hold (attempt %d)", cause, attempt + 1)
+            return
+        delay = self.backoff.delay(attempt, retry_after(exc))
         log.debug("teacher request: %s, retrying in %.2fs (attempt %d)", cause, delay, attempt + 1)
-        if cause == "rate_limited":
-            await self.limiter.pause(delay)  # every caller sharing the limiter backs off, not just this one
         if attempt < self.max_retries:
             await asyncio.sleep(delay)
 

@@ -7,7 +7,8 @@ import uuid
 import pytest
 import redis
 
-from generation.ratelimit import LocalLimiter, NoLimit, Rates, RedisLimiter, make_limiter
+from generation.ratelimit import LocalLimiter, NoLimit, Rates, make_limiter
+from generation.ratelimit_redis import RedisLimiter
 
 
 async def _pace(limiter, n, tokens=0):
@@ -36,11 +37,16 @@ def test_make_limiter_picks_the_implementation(redis_url):
     assert isinstance(make_limiter(Rates(requests_per_s=1), redis_url, "k"), RedisLimiter)
 
 
-def test_redis_limiter_pause_holds_everyone_back(redis_url):
+def test_a_429_in_one_process_holds_everyone_sharing_redis_back(redis_url):
     key = f"test:rl:{uuid.uuid4().hex}"
     a, b = (RedisLimiter(Rates(requests_per_s=1000), redis_url, key) for _ in range(2))
-    asyncio.run(a.pause(0.3))
-    assert asyncio.run(_pace(b, 1)) >= 0.25
+    try:
+        asyncio.run(a.refused(0.0, 0.3))  # a's request was refused with Retry-After: 0.3 s
+        assert asyncio.run(_pace(b, 1)) >= 0.25
+    finally:
+        client = redis.Redis.from_url(redis_url)
+        for k in client.scan_iter(match=f"{key}*"):
+            client.delete(k)
 
 
 @pytest.mark.slow
@@ -53,7 +59,9 @@ def test_two_processes_share_one_limit_through_redis(stub, redis_url):
     try:
         failed = [int(p.communicate(timeout=60)[0]) for p in procs]
     finally:
-        redis.Redis.from_url(redis_url).delete(f"{key}:ready", f"{key}:requests", f"{key}:tokens")
+        client = redis.Redis.from_url(redis_url)
+        for k in client.scan_iter(match=f"{key}*"):
+            client.delete(k)
     elapsed = time.monotonic() - start
     stats = handle.stats()
     # Each process alone would send at 25/s: together 50/s against a server allowing 25/s with a burst of 10
@@ -87,9 +95,18 @@ def test_no_one_second_window_sees_more_than_the_limit():
 
 
 def test_sends_that_wake_late_cannot_bunch_into_one_window():
-    from generation.ratelimit import SendLog
+    """Slots booked for 5/s, but every sender woke late at once: the send log still lets 5 through a second."""
+    limiter = LocalLimiter(Rates(requests_per_s=5 / 0.97))
+    sent = []
 
-    log = SendLog(cap=5, window_s=1.0)
-    assert [log.admit(10.0 + i * 0.01) for i in range(5)] == [0.0] * 5
-    assert log.admit(10.5) == pytest.approx(0.5)  # the sixth waits until the first leaves the window
-    assert log.admit(11.0) == 0.0
+    async def one(slot_wait: float) -> None:
+        await asyncio.sleep(slot_wait)
+        while (delay := await limiter._admit()) > 0:  # the send-time check alone, as after a slot that woke late
+            await asyncio.sleep(delay)
+        sent.append(time.monotonic())
+
+    async def run() -> None:
+        await asyncio.gather(*(one(0.05) for _ in range(8)))
+
+    asyncio.run(run())
+    assert _max_in_window(sent) <= 5

@@ -50,3 +50,32 @@ def test_a_permanent_error_pauses_a_queued_batch_and_resume_finishes_it(queue_wi
         assert summary["teacher"]["concurrency_limit"] >= 1
     finally:
         stub.stop()
+
+
+def test_one_batchs_permanent_error_pauses_that_batch_only(queue_wired, start_worker, monkeypatch):
+    """Two batches on one endpoint in one worker process (one backend, shared by its threads): every request
+    of batch A fails the same way (its prompts carry the server's error marker), batch B's all succeed. A pauses
+    with the server's message; B finishes every record."""
+    base_url, stub = start_stub_server(latency_s=0.1, error_message="prompt rejected by the server's filter")
+    try:
+        env = {"OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": "sk-x", "REASONGEN_TEACHER_BREAKER": str(THRESHOLD),
+               "REASONGEN_LEASE_SECONDS": "30"}
+        worker = start_worker(concurrency=2, env=env)
+        ready(queue_wired, worker)
+        monkeypatch.setattr(queue_wired.settings, "openai_base_url", base_url)
+        monkeypatch.setattr(queue_wired.settings, "openai_api_key", SecretStr("sk-x"))
+        with queue_wired.uow() as uow:
+            add_records(uow, "bad", [{"instruction": f"[[stub:error]] Q{i}?", "key": f"a{i}"} for i in range(20)])
+            add_records(uow, "good", [{"instruction": f"Question {i}?", "key": f"b{i}"} for i in range(40)])
+        bad = plan_batch(queue_wired, BatchRequest(dataset="bad", backend="teacher", model="m", chunk_size=5))
+        good = plan_batch(queue_wired, BatchRequest(dataset="good", backend="teacher", model="m", chunk_size=5))
+        order = [c for pair in zip(good.chunk_ids, bad.chunk_ids) for c in pair] + good.chunk_ids[len(bad.chunk_ids):]
+        dispatch.send_chunks(queue_wired.settings, order, good.backend)  # both batches' chunks side by side
+
+        paused = wait_for(lambda: finished(queue_wired, bad.batch_id), 90, what="batch A to pause")
+        done = wait_for(lambda: finished(queue_wired, good.batch_id), 90, what="batch B to end")
+        assert paused.status == "paused" and "prompt rejected by the server's filter" in paused.reason
+        summary = monitor.batch_summary(queue_wired, good.batch_id)
+        assert done.status == "done" and summary["done"] == 40 and summary["failed"] == 0, (done, summary)
+    finally:
+        stub.stop()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-import time
-
 import pytest
 
 from generation.concurrency import AdaptiveConcurrency, Outcome
@@ -114,19 +112,21 @@ def test_a_burst_of_timeouts_is_one_decrease() -> None:
     assert "timed out" in limiter.snapshot().reason
 
 
-def test_a_429_cuts_the_limit_and_retry_after_holds_every_caller() -> None:
-    async def main() -> tuple[AdaptiveConcurrency, float]:
-        limiter = AdaptiveConcurrency(64, initial=8)
-        permit = await limiter.acquire()
-        limiter.release(permit, Outcome.OVERLOAD, retry_after_s=0.3)
-        started = time.monotonic()
-        async with limiter.slot() as permit:
-            permit.record(Outcome.OK)
-        return limiter, time.monotonic() - started
+def test_a_cut_is_once_per_burst() -> None:
+    """The throttle's 429 reaction (generation/throttle.py) cuts through ``cut``: once per epoch."""
 
-    limiter, waited = asyncio.run(main())
-    assert limiter.limit == 6
-    assert waited >= 0.29
+    async def main() -> tuple[AdaptiveConcurrency, list[bool]]:
+        limiter = AdaptiveConcurrency(64, initial=32)
+        permits = [await limiter.acquire() for _ in range(10)]
+        cuts = []
+        for permit in permits:
+            limiter.release(permit, Outcome.OVERLOAD)
+            cuts.append(limiter.cut(permit, 0.75, "server overloaded"))
+        return limiter, cuts
+
+    limiter, cuts = asyncio.run(main())
+    assert cuts == [True] + [False] * 9 and limiter.limit == 24
+    assert limiter.snapshot().overloads == 10 and limiter.cuts == 1
 
 
 def test_latency_near_the_timeout_cuts_the_limit() -> None:

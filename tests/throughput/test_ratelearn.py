@@ -8,104 +8,129 @@ import uuid
 import pytest
 import redis
 
-from generation.ratelearn import CUT, PROBE_EVERY_S, PROBE_STEP, LearnedLimiter, LearnedRate, RedisLearnedLimiter
-from generation.ratelimit import NoLimit, Rates, make_limiter
+from generation.ratelearn import CUT, PROBE_EVERY_S, PROBE_STEP, RAMP_START_RPS, LearnedRate
+from generation.ratelimit import LocalLimiter, NoLimit, Rates, make_limiter
+from generation.ratelimit_redis import RedisLimiter
 
 
 def _simulate(state: LearnedRate, seconds: float, limit: float, offered: float = 500.0) -> list[tuple[float, bool]]:
-    """A client offering ``offered``/s, paced by ``state``, holding 1 s after a 429 (Retry-After), against a
-    server's token bucket of one second at ``limit``/s. Returns (time, refused) per request."""
-    bucket, at, t, hold, tat, log = limit, 0.0, 0.0, 0.0, 0.0, []
+    """A client offering ``offered``/s, paced by ``state`` (evenly spaced slots), holding for Retry-After after a
+    429, against a server admitting ``limit`` requests in any one-second window. Returns (time, refused) each."""
+    accepted: list[float] = []
+    t, hold, tat, log = 0.0, 0.0, 0.0, []
     while t < seconds:
         t = max(t + 1 / offered, hold)
-        if state.rps:
+        rate = state.booked(t, tat > t)
+        if rate:
             t = max(t, tat)
-            tat = t + 1 / state.rps
-        state.sent(t)
-        bucket, at = min(limit, bucket + (t - at) * limit), t
-        if bucket >= 1:
-            bucket -= 1
+            tat = t + 1 / rate
+        state.sends.add(t)
+        accepted = [a for a in accepted if a > t - 1.0]
+        if len(accepted) < limit:
+            accepted.append(t)
             log.append((t, False))
         else:
-            state.refused(t)
-            hold = t + 1.0
+            state.refused(t, t)
+            hold = accepted[0] + 1.0  # the server's Retry-After: until the oldest leaves its window
             log.append((t, True))
     return log
 
 
-def test_unpaced_until_a_429_then_just_under_what_the_server_accepted():
+def test_ramps_from_a_pace_then_holds_just_under_what_the_server_accepted():
     state = LearnedRate()
-    assert state.sent(0.0) is None  # nothing learned yet: no pacing at all
-    log = _simulate(state, 40.0, limit=50)
-    assert state.cuts >= 1 and 50 * 0.9 <= state.rps <= 50 * 1.05
-    late = [refused for t, refused in log if t >= 10]
-    assert sum(late) / len(late) <= 0.01  # once learned, hardly a 429
-    assert len(late) / 30 >= 0.93 * 50  # and close to the limit
+    assert state.phase == "ramp" and state.rate() == RAMP_START_RPS  # paced from the start: no unpaced burst
+    log = _simulate(state, 30.0, limit=50)
+    assert state.cuts >= 1 and 50 * 0.9 <= state.rate() <= 50 * 1.05
+    assert sum(refused for _, refused in log) / len(log) <= 0.01  # learning cost hardly a 429
+    late = [refused for t, refused in log if t >= 5]
+    assert len(late) - sum(late) >= 0.95 * 50 * 25  # and it holds >= 0.95 of the limit
 
 
 def test_a_burst_of_429s_is_one_cut():
     state = LearnedRate(start_rps=100)
     for i in range(200):
-        state.sent(i * 0.01)
-    for i in range(30):  # thirty refusals within the cooldown
-        state.refused(2.0 + i * 0.01)
+        state.sends.add(i * 0.01)
+    for i in range(30):  # thirty refusals of requests sent before the first one was answered
+        state.refused(2.0 + i * 0.01, 1.99)
     assert state.cuts == 1
+    assert not state.refused(2.5, 2.4)  # sent after the cut, but the server's window still held the old traffic
+    assert state.refused(3.5, 3.1) and state.cuts == 2  # sent a window after the cut: a new burst
 
 
-def test_probes_upward_slowly_without_429s():
+def test_probes_upward_slowly_while_the_pace_binds():
     state = LearnedRate(start_rps=10)
     now = 0.0
-    while now < 3 * PROBE_EVERY_S + 0.01:
-        state.sent(now)
+    while now < 3 * PROBE_EVERY_S + 0.5:
+        state.booked(now, binding=True)
         now += 0.1
+    assert state.rps == pytest.approx(10 * (1 + PROBE_STEP) ** 3)
+    state.booked(now + PROBE_EVERY_S, binding=False)  # a pace nobody reaches is not raised
     assert state.rps == pytest.approx(10 * (1 + PROBE_STEP) ** 3)
 
 
-def test_make_limiter_learns_only_when_asked_and_no_limit_is_given(redis_url):
+def test_a_given_limit_is_the_ceiling_and_trusted():
+    state = LearnedRate(ceiling_rps=48.5)
+    assert state.phase == "ceiling" and state.rate() == 48.5
+    for i in range(100):
+        state.sends.add(i * 0.02)
+    assert state.refused(2.0, 1.99)  # a new burst (the concurrency is cut once), but the given limit stays
+    assert state.rate() == 48.5 and state.cuts == 0
+    state.booked(10.0, binding=True)
+    assert state.rate() == 48.5  # and is never probed past
+
+
+def test_a_learned_pace_probes_back_up_to_the_ceiling_never_past_it():
+    state = LearnedRate(ceiling_rps=48.5, start_rps=40)
+    now = 0.0
+    while state.phase != "ceiling":
+        now += 0.1
+        state.booked(now, binding=True)
+        assert state.rate() <= 48.5
+    assert state.rate() == 48.5
+
+
+def test_make_limiter_learns_only_when_asked(redis_url):
     assert isinstance(make_limiter(Rates()), NoLimit)
-    assert isinstance(make_limiter(Rates(), learn=True), LearnedLimiter)
-    assert isinstance(make_limiter(Rates(), redis_url, f"test:learn:{uuid.uuid4().hex}", learn=True),
-                      RedisLearnedLimiter)
-    assert not isinstance(make_limiter(Rates(requests_per_s=5), learn=True), LearnedLimiter)  # a given limit holds
+    local = make_limiter(Rates(), learn=True)
+    assert isinstance(local, LocalLimiter) and local.rate_state()["phase"] == "ramp"
+    assert isinstance(make_limiter(Rates(), redis_url, f"test:learn:{uuid.uuid4().hex}", learn=True), RedisLimiter)
+    given = make_limiter(Rates(requests_per_s=5), learn=True)
+    assert isinstance(given, LocalLimiter) and given.rate_state()["phase"] == "ceiling"
 
 
-def test_the_in_process_learner_honours_retry_after():
-    limiter = LearnedLimiter()
+def test_the_in_process_pacer_honours_retry_after():
+    limiter = LocalLimiter(Rates(), learn=True)
 
     async def scenario() -> float:
         await limiter.acquire(0)
-        await limiter.pause(0.3)  # a 429 with Retry-After: 0.3 s, too early to learn a rate from
+        await limiter.refused(0.0, 0.3)  # a 429 with Retry-After: 0.3 s
         return await limiter.acquire(0)
 
     assert asyncio.run(scenario()) >= 0.25
-    assert limiter.snapshot() == {"learned_rpm": None, "cuts": 0}
 
 
 def test_workers_sharing_redis_learn_one_limit(redis_url):
     key = f"test:learn:{uuid.uuid4().hex}"
-    a, b = (RedisLearnedLimiter(redis_url, key) for _ in range(2))
+    a, b = (RedisLimiter(Rates(), redis_url, key, learn=True) for _ in range(2))
 
-    async def scenario() -> None:
+    async def scenario() -> list[float]:
         for _ in range(20):
             await a.acquire(0)
             await b.acquire(0)
-            await asyncio.sleep(0.06)  # over a second of traffic: enough to learn from
-        await a.pause(0.01)
+            await asyncio.sleep(0.05)  # 40 req/s together
+        assert await a.refused(0.0, 0.01)
+        return [await b.acquire(0) for _ in range(4)]
 
     try:
-        asyncio.run(scenario())
-        learned = b.snapshot()
-        assert learned["cuts"] == 1 and learned["learned_rpm"] > 0
-        waits = asyncio.run(_waits(b, 3))  # b now paces at the rate a's 429 taught
-        assert waits[-1] > 0
+        waits = asyncio.run(scenario())
+        learned = redis.Redis.from_url(redis_url).hgetall(f"{key}:pace")
+        assert learned[b"phase"] == b"learned" and int(learned[b"cuts"]) == 1
+        assert 20 <= float(learned[b"rps"]) <= 45  # what both sent together in the last second, times the cut
+        assert sum(waits) > 0  # b now paces at the rate a's 429 taught
     finally:
         client = redis.Redis.from_url(redis_url)
         for k in client.scan_iter(match=f"{key}*"):
             client.delete(k)
-
-
-async def _waits(limiter, n):  # type: ignore[no-untyped-def]
-    return [await limiter.acquire(0) for _ in range(n)]
 
 
 def test_status_shows_the_learned_limit(pg_url, redis_url):
@@ -126,20 +151,64 @@ def test_status_shows_the_learned_limit(pg_url, redis_url):
         with wired.uow() as uow:
             add_records(uow, "ds", [{"instruction": "Question?", "key": "k0"}])
         planned = plan_batch(wired, BatchRequest(dataset="ds", backend="teacher"))
-        learner = RedisLearnedLimiter(redis_url, key)
+        learner = RedisLimiter(Rates(), redis_url, key, learn=True)
 
         async def learn() -> None:  # a second and a half of traffic, then a 429
             for _ in range(30):
                 await learner.acquire(0)
                 await asyncio.sleep(0.05)
-            await learner.pause(0.01)
+            await learner.refused(0.0, 0.01)
 
         asyncio.run(learn())
         env = {"REASONGEN_DATABASE_URL": pg_url, "REASONGEN_REDIS_URL": redis_url, "OPENAI_BASE_URL": endpoint}
         result = CliRunner().invoke(app, ["status", str(planned.batch_id)], env=env)
         assert result.exit_code == 0, result.output
-        rpm = learner.snapshot()["learned_rpm"]
+        rpm = learner.rate_state()["learned_rpm"]
         assert rpm and f"teacher rate limit learned from 429s: {rpm:,} requests/min" in " ".join(result.output.split())
+    finally:
+        wired.close()
+        client = redis.Redis.from_url(redis_url)
+        for k in client.scan_iter(match=f"{key}*"):
+            client.delete(k)
+
+
+def test_workers_show_the_limit_and_the_learned_pace(pg_url, redis_url):
+    from sqlalchemy import update
+
+    from generation.ratelimit import limiter_key
+    from reasongen.bootstrap import bootstrap
+    from reasongen.settings import Settings
+    from storage.models import Batch
+    from tests.helpers import add_records
+    from workers import monitor
+    from workers.batches import utcnow
+    from workers.planning import BatchRequest, plan_batch
+
+    endpoint = f"http://127.0.0.1:9/{uuid.uuid4().hex[:6]}/v1"  # never contacted
+    settings = Settings(database_url=pg_url, broker_url=None, openai_base_url=endpoint, redis_url=redis_url)
+    wired = bootstrap(settings)
+    key = limiter_key(endpoint, settings.teacher_model)
+    try:
+        with wired.uow() as uow:
+            add_records(uow, "ds", [{"instruction": f"Q{i}?", "key": f"k{i}"} for i in range(2)])
+        planned = plan_batch(wired, BatchRequest(dataset="ds", backend="teacher"))
+        with wired.uow() as uow:
+            uow.session.execute(update(Batch).where(Batch.id == planned.batch_id).values(concurrency_limit=9))
+            uow.heartbeats.beat("busy", utcnow(), queues=["teacher"], concurrency=4, pid=1,
+                                current_chunk_id=planned.chunk_ids[0])
+            uow.commit()
+        learner = RedisLimiter(Rates(), redis_url, key, learn=True)
+
+        async def learn() -> None:
+            for _ in range(30):
+                await learner.acquire(0)
+                await asyncio.sleep(0.05)
+            await learner.refused(0.0, 0.01)
+
+        asyncio.run(learn())
+        busy = {w["hostname"]: w for w in monitor.workers_report(wired)["workers"]}["busy"]
+        rpm = learner.rate_state()["learned_rpm"]
+        assert rpm and busy["teacher_limit"] == 9 and busy["teacher_learned_rpm"] == rpm, busy
     finally:
         wired.close()
         client = redis.Redis.from_url(redis_url)
