@@ -10,11 +10,13 @@ the reason, and the worker pauses the batch (``pause_reason``), so ``status`` sh
 continues once the server is fixed. Any success closes it; so does a chunk starting more than a few
 seconds after it opened (the batch was resumed).
 
-Timeouts and 429s never count: they are load, which the concurrency limiter handles.
+Timeouts and 429s never count: they are load, which the concurrency limiter handles; a refused connection or an
+unknown host name counts, even when the transport reports it as a connect timeout.
 """
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Hashable
@@ -67,12 +69,30 @@ def classify(exc: BaseException, secret: str | None = None) -> Failure | None:
             return None
         message = server_message(exc, secret)
         return Failure(f"{exc.status_code}|{message}", f"HTTP {exc.status_code} from the server: {message}")
+    refused = _cannot_connect(exc)
+    if refused is not None:  # the aiohttp transport reports even a refused connection as a connect *timeout*
+        return Failure(f"connection|{type(refused).__name__}",
+                       f"cannot connect to the server: {' '.join(str(refused).split())[:MESSAGE_CHARS]} (is it "
+                       "running, and is OPENAI_BASE_URL right?)")
     if isinstance(exc, openai.APITimeoutError | TimeoutError):
         return None
     if isinstance(exc, openai.APIConnectionError):
         cause = exc.__cause__ or exc.__context__
         detail = " ".join(str(cause or exc).split())[:MESSAGE_CHARS]
         return Failure(f"connection|{type(cause).__name__}", f"cannot connect to the server: {detail}")
+    return None
+
+
+def _cannot_connect(exc: BaseException) -> BaseException | None:
+    """A refused connection or a host name that does not resolve, anywhere down the cause chain: nothing listens
+    there, which no retry fixes (a connect that merely timed out is load, and is not this)."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return None
+        if isinstance(seen, ConnectionRefusedError | socket.gaierror):
+            return seen
+        seen = seen.__cause__ or seen.__context__
     return None
 
 

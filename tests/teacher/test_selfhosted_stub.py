@@ -140,3 +140,24 @@ def test_check_names_a_refused_key() -> None:
     assert result.exit_code == 6
     assert "the server refused the key" in " ".join(result.output.split())
     assert "sk-the-wrong-one-654321" not in result.output
+
+
+def test_a_server_that_is_not_running_opens_the_breaker_with_a_message_that_says_so() -> None:
+    """Nothing listens at the endpoint: the aiohttp transport reports the refused connection as a connect timeout,
+    which alone would cost every draft its seven attempts and say only "Request timed out"."""
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    _MODES.clear()
+    backend = TeacherBackend("stub-model", base_url=f"http://127.0.0.1:{port}/v1", api_key=KEY, backoff=FAST,
+                             max_retries=6, concurrency=4, breaker_threshold=5, timeout_s=10.0)
+    try:
+        drafts = backend.generate(prompts(30))
+    finally:
+        backend.close()
+    reason = backend.breaker.open_reason
+    assert reason and "5 requests in a row failed with cannot connect to the server" in reason, reason
+    assert "is OPENAI_BASE_URL right?" in reason and "timed out" not in reason
+    assert sum("circuit breaker open" in (d.error or "") for d in drafts) >= 25
