@@ -6,7 +6,9 @@ a gradient limiter after Netflix's concurrency-limits (Gradient2) with a TCP-lik
 
 - every finished request is a sample of its latency (per completion token when the caller gives
   tokens, so long and short answers compare); the baseline is the lowest sample seen (a server that got slower
-  for good settles at a lower limit, never at timeouts);
+  for good settles at a lower limit, never at timeouts), except when a window at half the limit or less is as
+  slow as the one before: latency that does not follow the limit is no queue (the server is slower for
+  everyone), so the baseline is re-based on it, and the near-timeout cut waits until latency grows past it;
 - once a window of samples is in (about as many as the limit, at least ``MIN_WINDOW``), the window's
   median is compared with the baseline: ``gradient = clamp(tolerance * baseline / median, 0.5, 1)`` (tolerance 4).
   While the median stays within 2x the baseline the limit doubles (slow start; re-entered whenever latency
