@@ -6,15 +6,22 @@ a gradient limiter after Netflix's concurrency-limits (Gradient2) with a TCP-lik
 
 - every finished request is a sample of its latency (per completion token when the caller gives
   tokens, so long and short answers compare); the baseline is the lowest sample seen (a server that got slower
-  for good settles at a lower limit, never at timeouts);
+  for good settles at a lower limit, never at timeouts), except when a window at half the limit or less is as
+  slow as the one before: latency that does not follow the limit is no queue (the server is slower for
+  everyone), so the baseline is re-based on it, and the near-timeout cut waits until latency grows past it;
 - once a window of samples is in (about as many as the limit, at least ``MIN_WINDOW``), the window's
-  median is compared with the baseline: ``gradient = clamp(tolerance * baseline / median, 0.5, 1)`` (tolerance 4);
-  in slow start the limit doubles while the median stays within 2x the baseline, then it moves to
-  ``limit * gradient + sqrt(limit)``, half-way per window (a server that batches keeps a gradient of
-  1 and the limit grows; one that queues sees latency rise with the limit and the limit settles
-  where the queue is a few requests deep);
-- a timeout halves the limit at once; a window whose slowest request took more than half the timeout
-  cuts it too, so requests are not left to time out in a server's queue;
+  median is compared with the baseline: ``gradient = clamp(tolerance * baseline / median, 0.5, 1)`` (tolerance 4).
+  While the median stays within 2x the baseline the limit doubles (slow start; re-entered whenever latency
+  comes back to the baseline, so the limit recovers in a few windows once a slow period ends). Otherwise,
+  while the gradient is 1, it grows by ``max(sqrt(limit) / 2, limit / 4)`` a window; below 1 it moves to
+  ``limit * gradient + sqrt(limit)``, half-way per window (a server that batches keeps a gradient of 1 and
+  the limit grows; one that queues sees latency rise with the limit and the limit settles where the queue
+  is a few requests deep);
+- timeouts halve the limit once they are more than a few in a window (``max(2, 5%)`` of it: a queue times
+  out many requests at once, a server that hangs a few requests on purpose is not a queue), at most once per
+  window; a window whose 90th-percentile latency passes half the timeout halves it too (down to ``FLOOR``,
+  never below it: only timeouts that keep coming go lower), so requests are not left to time out in a
+  server's queue;
 - samples of requests started under a higher limit are ignored after a decrease, so one burst of
   slow replies is one decrease, not one per reply.
 
@@ -56,7 +63,18 @@ SLOW_START_TOLERANCE = 2.0  # doubling stops sooner, so it cannot overshoot far 
 # The baseline never drifts up: on a server that queues, every sample carries the queue, so a drifting
 # baseline would follow the queue up and let the limit creep without end (seen in tests).
 BASELINE_DRIFT = 1.0
-TIMEOUT_FRACTION = 0.5  # a request slower than this share of the timeout counts as queueing
+TIMEOUT_FRACTION = 0.5  # a window whose p90 latency passes this share of the timeout is queueing
+NEAR_TIMEOUT_PERCENTILE = 0.9  # not the slowest request: one straggler is not a queue
+# A window's timeouts cut only when more than this share of it (and at least 2) timed out: a queue in front of
+# a server times out many requests at once, while a server that hangs a few requests (2% in bench/chaos) would
+# otherwise halve the limit every few seconds and leave it at 1.
+TIMEOUT_SHARE = 0.05
+# A window at half the limit (or less) whose median latency is still this share of the one before: the latency does
+# not follow the limit, so it is not a queue (bench/chaos: the server 1.5 s slower for everyone, 3 s timeout).
+SHIFT_KEPT = 0.85
+SHIFT_MARGIN = 1.25  # near the timeout after such a shift: cut again only if latency grows this much past it
+FLOOR = 4  # latency alone never cuts below this; only timeouts that keep coming do
+STEADY_GROWTH = 0.25  # share of the limit added per window while the gradient is 1 (past slow start)
 
 
 class Outcome(enum.Enum):
@@ -117,7 +135,10 @@ class AdaptiveConcurrency:
         self._epoch = 0
         self._slow_start = adaptive
         self._samples: list[float] = []
-        self._slowest = 0.0
+        self._latencies: list[float] = []  # raw seconds, for the near-timeout check
+        self._window_timeouts = 0
+        self._prev_window: tuple[float, float] | None = None  # (limit, median) of the last window closed
+        self._shifted_p90: float | None = None  # p90 latency when a cut was seen not to lower latency
         self._peak = 0  # most in flight during the window: a limit never reached is not grown
         self._baseline: float | None = None
         self._recent: float | None = None
@@ -196,36 +217,73 @@ class AdaptiveConcurrency:
         if outcome is Outcome.TIMEOUT:
             self.timeouts += 1
             if permit.epoch == self._epoch:
-                self._set(self._limit * 0.5, "request timed out")
+                self._window_timeouts += 1
+                if self._window_timeouts >= max(2.0, TIMEOUT_SHARE * self._window_size()):
+                    self._set(self._limit * 0.5, f"{self._window_timeouts} requests timed out")
+                elif self._window_full():
+                    self._close_window()
             return
         if outcome is not Outcome.OK or permit.epoch != self._epoch:
             return
         self._samples.append(latency / max(1, permit.tokens) if permit.tokens is not None else latency)
-        self._slowest = max(self._slowest, latency)
-        if len(self._samples) >= max(MIN_WINDOW, math.ceil(self._limit)):
+        self._latencies.append(latency)
+        if self._window_full():
             self._close_window()
 
+    def _window_size(self) -> int:
+        return max(MIN_WINDOW, math.ceil(self._limit))
+
+    def _window_full(self) -> bool:
+        return len(self._samples) + self._window_timeouts >= self._window_size()
+
     def _close_window(self) -> None:
-        samples, slowest, peak = self._samples, self._slowest, self._peak
-        self._samples, self._slowest, self._peak = [], 0.0, self.in_flight
+        samples, latencies, peak, timeouts = self._samples, self._latencies, self._peak, self._window_timeouts
+        self._reset_window()
+        if not samples:  # only timeouts, too few to cut: nothing to learn
+            return
         recent = statistics.median(samples)
         low = min(samples)
         self._baseline = low if self._baseline is None else min(self._baseline * BASELINE_DRIFT, low)
         self._recent = recent
-        if self.timeout_s and slowest > self.timeout_s * TIMEOUT_FRACTION:
-            self._set(self._limit * 0.5, f"latency {slowest:.1f}s near the {self.timeout_s:.0f}s timeout")
+        slow = sorted(latencies)[int(NEAR_TIMEOUT_PERCENTILE * (len(latencies) - 1))]
+        prev, self._prev_window = self._prev_window, (self._limit, recent)
+        if (prev and self._limit <= prev[0] / 2 and recent >= SHIFT_KEPT * prev[1]
+                and recent > SLOW_START_TOLERANCE * self._baseline):
+            # Halving the limit did not lower latency: the server got slower for everyone (not a queue in front
+            # of it), and cutting further would only lose throughput. Re-base on what it does now.
+            self._baseline, self._shifted_p90 = low, slow
+        near = bool(self.timeout_s) and slow > (self.timeout_s or 0.0) * TIMEOUT_FRACTION
+        if not near:
+            self._shifted_p90 = None
+        elif self._shifted_p90 is not None and slow <= SHIFT_MARGIN * self._shifted_p90:
+            near = False  # as slow as when the cut did not help: no queue to drain
+        if near:
+            if self._limit > FLOOR:
+                self._set(max(float(FLOOR), self._limit * 0.5),
+                          f"latency {slow:.1f}s (p90) near the {self.timeout_s:.0f}s timeout")
+            return
+        if timeouts:  # a few timed out (not enough to cut): the server may hang some requests; do not grow
+            self._reason = f"{timeouts} timed out in a window of {len(samples) + timeouts}: kept"
             return
         gradient = max(0.5, min(1.0, self.tolerance * self._baseline / recent)) if recent > 0 else 1.0
         if gradient >= 1.0 and peak < self.limit:
             self._reason = "limit not reached: kept"
             return
-        if self._slow_start and recent <= SLOW_START_TOLERANCE * self._baseline:
+        ratio = recent / self._baseline if self._baseline else 1.0
+        if recent <= SLOW_START_TOLERANCE * self._baseline:  # also after a slow period: recover in a few windows
+            self._slow_start = True
             self._set(self._limit * 2, "latency holds (slow start)")
             return
         self._slow_start = False
+        if gradient >= 1.0:
+            step = max(math.sqrt(self._limit) / 2, self._limit * STEADY_GROWTH)
+            self._set(self._limit + step, f"latency {ratio:.1f}x baseline")
+            return
         target = self._limit * gradient + math.sqrt(self._limit)
-        ratio = recent / self._baseline if self._baseline else 1.0
         self._set((self._limit + target) / 2, f"latency {ratio:.1f}x baseline")
+
+    def _reset_window(self) -> None:
+        self._samples, self._latencies, self._window_timeouts, self._peak = [], [], 0, self.in_flight
 
     def _set(self, value: float, reason: str) -> None:
         if value < self._limit:  # any decrease ends slow start
@@ -234,7 +292,7 @@ class AdaptiveConcurrency:
         if value < self._limit:  # replies to requests sent under the higher limit say nothing about this one
             self._epoch += 1
         if value != self._limit:
-            self._samples, self._slowest, self._peak = [], 0.0, self.in_flight
+            self._reset_window()
         self._limit, self._reason = value, reason
 
     # -- waking ------------------------------------------------------------------------------------

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+from collections.abc import Callable
+
 import pytest
 
-from generation.concurrency import AdaptiveConcurrency, Outcome
+from generation.concurrency import FLOOR, AdaptiveConcurrency, Outcome
 
 
 class Server:
@@ -16,8 +18,8 @@ class Server:
     a driver advances the clock to the next finishing request once every task is waiting.
     """
 
-    def __init__(self, lanes: int, service_s: float):
-        self.lanes, self.service_s = [0.0] * lanes, service_s
+    def __init__(self, lanes: int, service_s: float, service: Callable[[Server], float] | None = None):
+        self.lanes, self.service_s, self.service = [0.0] * lanes, service_s, service
         self.now = 0.0
         self.in_flight = self.peak = self.done = 0
         self._finishing: list[tuple[float, int, asyncio.Future[None]]] = []
@@ -29,7 +31,7 @@ class Server:
         self.in_flight += 1
         self.peak = max(self.peak, self.in_flight)
         lane = min(range(len(self.lanes)), key=self.lanes.__getitem__)
-        finish = max(self.now, self.lanes[lane]) + self.service_s
+        finish = max(self.now, self.lanes[lane]) + (self.service(self) if self.service else self.service_s)
         self.lanes[lane] = finish
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._finishing, (finish, id(done), done))
@@ -38,6 +40,12 @@ class Server:
         finally:
             self.in_flight -= 1
             self.done += 1
+
+    async def wait(self, seconds: float) -> None:
+        """Virtual time passing outside the server (a request it hangs, until the client gives up)."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._finishing, (self.now + seconds, id(done), done))
+        await done
 
     async def run_clock(self, work: asyncio.Future[object]) -> None:
         while not work.done():
@@ -58,6 +66,33 @@ async def drive(limiter: AdaptiveConcurrency, server: Server, requests: int, tim
     work = asyncio.gather(*(one() for _ in range(requests)))
     await server.run_clock(work)
     await work
+
+
+async def stream(limiter: AdaptiveConcurrency, server: Server, until: float, timeout_s: float = 3.0,
+                 hang_every: int = 0) -> list[tuple[float, int]]:
+    """``max_limit`` callers sending back to back until virtual time ``until``; every ``hang_every``-th request
+    hangs until the client's timeout. Returns (time, limit) after every request."""
+    history: list[tuple[float, int]] = []
+    sent = 0
+
+    async def caller() -> None:
+        nonlocal sent
+        while server.now < until:
+            async with limiter.slot() as permit:
+                sent += 1
+                if hang_every and sent % hang_every == 0:
+                    await server.wait(timeout_s)
+                    permit.record(Outcome.TIMEOUT)
+                else:
+                    started = server.now
+                    await server.call()
+                    permit.record(Outcome.TIMEOUT if server.now - started > timeout_s else Outcome.OK)
+            history.append((server.now, limiter.limit))
+
+    work = asyncio.gather(*(caller() for _ in range(limiter.max_limit)))
+    await server.run_clock(work)
+    await work
+    return history
 
 
 def test_a_server_that_queues_keeps_the_limit_low() -> None:
@@ -172,12 +207,95 @@ def test_a_cancelled_waiter_gives_its_place_back() -> None:
 
 
 def test_an_escaping_timeout_is_classified() -> None:
-    async def main() -> AdaptiveConcurrency:
+    async def main() -> tuple[AdaptiveConcurrency, int]:
         limiter = AdaptiveConcurrency(8, initial=8)
-        with pytest.raises(TimeoutError):
-            async with limiter.slot():
-                raise TimeoutError
+        for i in range(2):  # one timeout is counted; the second in the window cuts
+            with pytest.raises(TimeoutError):
+                async with limiter.slot():
+                    raise TimeoutError
+            if i == 0:
+                after_one = limiter.limit
+        return limiter, after_one
+
+    limiter, after_one = asyncio.run(main())
+    assert after_one == 8 and limiter.timeouts == 2
+    assert limiter.limit == 4 and limiter.in_flight == 0
+
+
+def test_two_percent_of_requests_hanging_does_not_pull_the_limit_down() -> None:
+    """bench/chaos's server hangs 2% of requests on purpose: a few timeouts a window are not a queue (before:
+    every timeout in a new epoch halved, and the limit sat far below the maximum)."""
+
+    async def main() -> tuple[AdaptiveConcurrency, list[tuple[float, int]]]:
+        server = Server(lanes=1000, service_s=0.05)
+        limiter = AdaptiveConcurrency(64, initial=4, timeout_s=3.0, clock=server.clock)
+        return limiter, await stream(limiter, server, until=60.0, hang_every=50)
+
+    limiter, history = asyncio.run(main())
+    assert limiter.timeouts >= 100
+    late = [limit for t, limit in history if 10.0 <= t < 60.0]  # after 60 s only hung requests come back
+    assert min(late) >= 32 and sum(limit == 64 for limit in late) >= 0.9 * len(late), limiter.snapshot()
+
+
+def test_a_window_with_two_percent_timed_out_requests_is_not_cut() -> None:
+    async def main() -> AdaptiveConcurrency:
+        limiter = AdaptiveConcurrency(128, initial=100)
+        permits = [await limiter.acquire() for _ in range(100)]
+        for i, permit in enumerate(permits):
+            limiter.release(permit, Outcome.TIMEOUT if i % 50 == 0 else Outcome.OK)
         return limiter
 
     limiter = asyncio.run(main())
-    assert limiter.limit == 4 and limiter.in_flight == 0
+    assert limiter.timeouts == 2 and limiter.limit >= 100  # before: the first timeout halved it to 50
+
+
+def test_the_limit_recovers_within_seconds_after_a_slow_minute() -> None:
+    """A server 1.5 s slower for everyone for a minute (bench/chaos's fault, 3 s timeout): halving the limit does
+    not lower latency, so it is not a queue and the limit comes back up during the minute; it is at the maximum
+    within 2 s (a few windows) of the last slow reply (before: 1 during the minute, ~10 windows to recover)."""
+
+    def service(server: Server) -> float:
+        return 0.05 + (1.5 if 10.0 <= server.now < 70.0 else 0.0)
+
+    async def main() -> list[tuple[float, int]]:
+        server = Server(lanes=1000, service_s=0.05, service=service)
+        limiter = AdaptiveConcurrency(64, initial=4, timeout_s=3.0, clock=server.clock)
+        return await stream(limiter, server, until=80.0)
+
+    history = asyncio.run(main())
+    slow = [limit for t, limit in history if 10.0 <= t < 71.6]
+    assert min(slow) >= FLOOR
+    assert sum(limit >= 32 for t, limit in history if 20.0 <= t < 70.0) >= 0.9 * len(
+        [t for t, _ in history if 20.0 <= t < 70.0])
+    assert min(limit for t, limit in history if t >= 73.6) == 64
+
+
+def test_growth_continues_while_latency_holds_within_the_tolerance() -> None:
+    """A batching server whose latency rises to 2.5x with load and then holds (issue 13: a loaded client):
+    past slow start the limit keeps growing by a quarter a window and reaches 256 within ~15 windows."""
+
+    def service(server: Server) -> float:
+        return 0.5 * (1 + 1.5 * min(1.0, server.in_flight / 24))
+
+    async def main() -> list[tuple[float, int]]:
+        server = Server(lanes=10_000, service_s=0.5, service=service)
+        limiter = AdaptiveConcurrency(256, initial=4, timeout_s=120.0, clock=server.clock)
+        return await stream(limiter, server, until=40.0)
+
+    history = asyncio.run(main())
+    reached = min((t for t, limit in history if limit == 256), default=None)
+    assert reached is not None and reached <= 20.0, history[-1]  # a window here takes ~1.25 s
+
+
+def test_a_server_that_queues_near_the_timeout_sees_no_timeouts() -> None:
+    """The cut near the timeout still works where latency is a queue (transformers serve, one request at a time):
+    halving the limit halves latency, so nothing is re-based and no request times out."""
+
+    async def main() -> tuple[AdaptiveConcurrency, Server]:
+        server = Server(lanes=1, service_s=1.0)
+        limiter = AdaptiveConcurrency(64, initial=4, timeout_s=10.0, clock=server.clock)
+        await drive(limiter, server, 300, timeout_s=10.0)
+        return limiter, server
+
+    limiter, server = asyncio.run(main())
+    assert limiter.timeouts == 0 and server.peak <= 8, limiter.snapshot()
