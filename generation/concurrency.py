@@ -272,7 +272,7 @@ class AdaptiveConcurrency:
         ratio = recent / self._baseline if self._baseline else 1.0
         if recent <= SLOW_START_TOLERANCE * self._baseline:  # also after a slow period: recover in a few windows
             self._slow_start = True
-            self._set(self._limit * 2, "latency holds (slow start)")
+            self._set(self._limit * 2, "latency holds")
             return
         self._slow_start = False
         if gradient >= 1.0:
