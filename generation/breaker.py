@@ -104,11 +104,12 @@ class _Circuit:
     opened_at: float = 0.0
 
 
-# Whose requests these are: the batch a chunk's thread is drafting for (endpoint_state.watching sets it). The
+# Whose requests these are: the batch a chunk's thread is drafting for (workers.chunks sets it for the run). The
 # teacher's coroutines inherit it from the thread that submitted them (a task copies the submitter's context),
 # so one process's backend keeps a circuit per batch: one batch's permanent error (its prompts too long, say)
 # never pauses another batch on the same endpoint.
 SCOPE: ContextVar[Hashable] = ContextVar("reasongen_breaker_scope", default=None)
+CURRENT: Hashable = ("current scope",)  # a default meaning "SCOPE.get()", as failure() and check() use
 
 
 class Breaker:
@@ -164,14 +165,17 @@ class Breaker:
     def reset(self) -> None:
         self.success()
 
-    def reset_if_stale(self, after_s: float, scope: Hashable = None) -> None:
-        """Close ``scope``'s circuit if it opened more than ``after_s`` ago (a resumed batch starts afresh); one
-        that just opened stays open, so a chunk starting in the same moment cannot undo the pause."""
+    def reset_if_stale(self, after_s: float, scope: Hashable = CURRENT) -> None:
+        """Close ``scope``'s circuit (default: the current one) if it opened more than ``after_s`` ago (a resumed
+        batch starts afresh); one that just opened stays open, so a chunk starting in the same moment cannot undo
+        the pause."""
+        scope = SCOPE.get() if scope is CURRENT else scope
         circuit = self._circuit(scope)
         if circuit.open is not None and time.monotonic() - circuit.opened_at > after_s:
             self.close(scope)
 
-    def state(self, scope: Hashable = None) -> dict[str, Any]:
+    def state(self, scope: Hashable = CURRENT) -> dict[str, Any]:
+        scope = SCOPE.get() if scope is CURRENT else scope
         circuit = self._circuit(scope)
         return {"open": circuit.open is not None, "reason": self.reason(scope), "streak": circuit.streak,
                 "threshold": self.threshold, "trips": self.trips}

@@ -63,7 +63,6 @@ def check(uow_factory: Callable[[], Any], batch_id: int, backend: Any,
 def watching(uow_factory: Callable[[], Any], batch_id: int, backend: Any, should_stop: Callable[[], bool],
              pause: Callable[..., Any]) -> Callable[[], bool]:
     """``should_stop`` for a chunk: the endpoint check first (it may pause the batch), then the guard's own."""
-    breaker.SCOPE.set(batch_id)  # this thread's requests from now on are this batch's (see generation/breaker.py)
     breaker.reset(backend, batch_id)  # the chunk runs because its batch is running again: a resumed batch starts closed
 
     def stop() -> bool:

@@ -18,7 +18,7 @@ from functools import partial
 from datetime import timedelta
 from typing import Any, cast
 
-from generation import endpoint_state
+from generation import breaker, endpoint_state
 from generation.feed import Gate, capacity_for
 from generation.run import RunStats, default_sub_batch, generate_drafts
 from generation.templates import load_template
@@ -199,14 +199,18 @@ def _run(wiring: Wiring, lease: Lease, backends: BackendSource, worker: str | No
     pause = partial(stop_batch, wiring, status=endpoint_state.PAUSED)  # the teacher's breaker opened
     # The fenced unit of work forwards every repository of a UnitOfWork and fences its commit.
     fenced = cast(Callable[[], UnitOfWork], guard.uow)
-    guard.stats = generate_drafts(
-        fenced, list(lease.record_ids), backend, template, batch_id=batch.id, notes=notes, sub_batch_size=size,
-        should_stop=endpoint_state.watching(wiring.uow, batch.id, backend, guard.should_stop, pause),
-        on_progress=guard.progress, gate=backends.gate(backend, min(size, len(lease.record_ids))),
-    )
-    guard.stats.stopped |= endpoint_state.check(wiring.uow, batch.id, backend, pause)
-    if batch.params.get("judge") and not guard.stats.stopped:  # generate --judge: judged in the same chunk
-        run_judge_step(wiring, guard, lease, batch)
+    scope = breaker.SCOPE.set(batch.id)  # this thread's requests are this batch's until the chunk ends
+    try:
+        guard.stats = generate_drafts(
+            fenced, list(lease.record_ids), backend, template, batch_id=batch.id, notes=notes, sub_batch_size=size,
+            should_stop=endpoint_state.watching(wiring.uow, batch.id, backend, guard.should_stop, pause),
+            on_progress=guard.progress, gate=backends.gate(backend, min(size, len(lease.record_ids))),
+        )
+        guard.stats.stopped |= endpoint_state.check(wiring.uow, batch.id, backend, pause)
+        if batch.params.get("judge") and not guard.stats.stopped:  # generate --judge: judged in the same chunk
+            run_judge_step(wiring, guard, lease, batch)
+    finally:
+        breaker.SCOPE.reset(scope)  # a thread's next chunk (or whatever runs on it next) is not this batch's
     return guard
 
 
