@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -64,3 +65,17 @@ def plan(wired: Wiring, rows: list[dict[str, Any]] = ROWS, twins: int = 0, **req
             uow.commit()
     values: dict[str, Any] = {"dataset": "ds", "backend": "teacher", "model": "gpt-4o-mini", **req}
     return plan_batch(wired, BatchRequest(**values)).batch_id
+
+
+def until_jobs_closed(wired: Any, batch_id: int, timeout: float = 20) -> None:
+    """Poll the batch's provider jobs until none is open (a cancelled job closes once the server says so)."""
+    from workers import provider_jobs
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        provider_jobs.poll(wired, batch_id=batch_id)
+        with wired.uow() as uow:
+            if uow.provider_jobs.open_count(batch_id) == 0:
+                return
+        time.sleep(0.05)
+    raise AssertionError("the cancelled job never closed")

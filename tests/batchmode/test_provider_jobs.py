@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from generation.provider_batch.prices import cost
 from storage.models import Draft, ProviderJob, ProviderRequest
-from tests.batchmode.conftest import ROWS, plan
+from tests.batchmode.conftest import ROWS, plan, until_jobs_closed
 from workers import monitor, provider_jobs
 from workers.provider_status import job_lines
 
@@ -145,13 +145,7 @@ def test_cancel_midway_keeps_the_answers_and_sends_nothing_more(server, batch_wi
     time.sleep(0.6)
     cancel(wired, batch_id)
     assert provider_jobs.cancel(wired, batch_id) == 1
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        provider_jobs.poll(wired, batch_id=batch_id)
-        with wired.uow() as uow:
-            if uow.provider_jobs.open_count(batch_id) == 0:
-                break
-        time.sleep(0.05)
+    until_jobs_closed(wired, batch_id)
     with wired.uow() as uow:
         (job,) = uow.provider_jobs.for_batch(batch_id)
         counts = uow.provider_jobs.request_counts(batch_id)

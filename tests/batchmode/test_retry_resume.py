@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.batchmode.conftest import ROWS
+from tests.batchmode.conftest import ROWS, until_jobs_closed
 from tests.batchmode.test_cli import cli
 from tests.batchmode.test_judge_batch import drafted, judgements
 from tests.helpers import add_records
@@ -62,7 +62,7 @@ def test_resume_after_cancel_sends_only_what_never_ran_as_a_new_provider_job(ser
     batch_id = json.loads(cli(wired, "status", "--json").output)[0]["batch"]  # the newest: this one
     time.sleep(0.6)
     assert "1 provider batch job(s) cancelled" in cli(wired, "cancel", str(batch_id)).output
-    _until_jobs_closed(wired, batch_id)
+    until_jobs_closed(wired, batch_id)
     with wired.uow() as uow:
         counts = uow.provider_jobs.request_counts(batch_id)
     assert 0 < counts["done"] < 40 and counts["done"] + counts["cancelled"] == 40
@@ -124,15 +124,6 @@ def test_cancel_reaches_a_judge_batchs_provider_job(server, batch_wired):
     assert handle.stats()["batch_cancels"] == 1
 
 
-def _until_jobs_closed(wired: Any, batch_id: int, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        provider_jobs.poll(wired, batch_id=batch_id)
-        with wired.uow() as uow:
-            if uow.provider_jobs.open_count(batch_id) == 0:
-                return
-        time.sleep(0.05)
-    raise AssertionError("the cancelled job never closed")
 
 
 def test_judge_auto_mode_picks_batch_for_enough_drafts_with_the_latency_accepted(server, batch_wired):
@@ -171,7 +162,7 @@ def test_the_web_app_cancels_and_resumes_a_batch_mode_batch_like_the_cli(server,
     assert cancelled.status_code == 200, cancelled.text
     assert "1 provider batch job(s) cancelled" in cancelled.json()["message"]
     assert handle.stats()["batch_cancels"] == 1
-    _until_jobs_closed(wired, batch_id)
+    until_jobs_closed(wired, batch_id)
     with wired.uow() as uow:
         kept_from_running = uow.provider_jobs.request_counts(batch_id).get("cancelled", 0)
     assert kept_from_running > 0

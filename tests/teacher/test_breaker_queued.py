@@ -19,15 +19,19 @@ pytestmark = pytest.mark.slow
 THRESHOLD = 4
 
 
+def teacher_worker(queue_wired, start_worker, monkeypatch, base_url: str) -> None:  # type: ignore[no-untyped-def]
+    """A worker (two threads, one backend) on the stub at ``base_url``, and this process planning for it."""
+    env = {"OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": "sk-x", "REASONGEN_TEACHER_BREAKER": str(THRESHOLD),
+           "REASONGEN_LEASE_SECONDS": "30"}
+    ready(queue_wired, start_worker(concurrency=2, env=env))
+    monkeypatch.setattr(queue_wired.settings, "openai_base_url", base_url)
+    monkeypatch.setattr(queue_wired.settings, "openai_api_key", SecretStr("sk-x"))
+
+
 def test_a_permanent_error_pauses_a_queued_batch_and_resume_finishes_it(queue_wired, start_worker, monkeypatch):
     base_url, stub = start_stub_server(error_rate=1.0, error_message="model 'm' has no chat template")
     try:
-        env = {"OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": "sk-x", "REASONGEN_TEACHER_BREAKER": str(THRESHOLD),
-               "REASONGEN_LEASE_SECONDS": "30"}
-        worker = start_worker(concurrency=2, env=env)
-        ready(queue_wired, worker)
-        monkeypatch.setattr(queue_wired.settings, "openai_base_url", base_url)
-        monkeypatch.setattr(queue_wired.settings, "openai_api_key", SecretStr("sk-x"))
+        teacher_worker(queue_wired, start_worker, monkeypatch, base_url)
         with queue_wired.uow() as uow:
             add_records(uow, "ds", [{"instruction": f"Question {i}?", "key": f"k{i}"} for i in range(40)])
         planned = plan_batch(queue_wired, BatchRequest(dataset="ds", backend="teacher", model="m", chunk_size=5))
@@ -58,12 +62,7 @@ def test_one_batchs_permanent_error_pauses_that_batch_only(queue_wired, start_wo
     with the server's message; B finishes every record."""
     base_url, stub = start_stub_server(latency_s=0.1, error_message="prompt rejected by the server's filter")
     try:
-        env = {"OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": "sk-x", "REASONGEN_TEACHER_BREAKER": str(THRESHOLD),
-               "REASONGEN_LEASE_SECONDS": "30"}
-        worker = start_worker(concurrency=2, env=env)
-        ready(queue_wired, worker)
-        monkeypatch.setattr(queue_wired.settings, "openai_base_url", base_url)
-        monkeypatch.setattr(queue_wired.settings, "openai_api_key", SecretStr("sk-x"))
+        teacher_worker(queue_wired, start_worker, monkeypatch, base_url)
         with queue_wired.uow() as uow:
             add_records(uow, "bad", [{"instruction": f"[[stub:error]] Q{i}?", "key": f"a{i}"} for i in range(20)])
             add_records(uow, "good", [{"instruction": f"Question {i}?", "key": f"b{i}"} for i in range(40)])
