@@ -13,7 +13,6 @@ from tests.batchmode.conftest import ROWS, until_jobs_closed
 from tests.batchmode.test_cli import cli
 from tests.batchmode.test_judge_batch import drafted, judgements
 from tests.helpers import add_records
-from workers import provider_jobs
 
 GEN = ["generate", "-d", "ds", "-b", "teacher", "-m", "gpt-4o-mini", "--mode", "batch"]
 JUDGE = ["judge", "-d", "ds", "-b", "teacher", "-m", "gpt-4o-mini", "--mode", "batch"]
