@@ -12,6 +12,7 @@ translation_directive, original_instruction, original_input, key.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +86,13 @@ def load_template(name: str = DEFAULT_TEMPLATE, templates_dir: Path | None = Non
     if path is None:
         known = ", ".join(t.name for t in list_templates(templates_dir)) or "none"
         raise TemplateNotFoundError(f"No template named {name!r} (known: {known})")
+    return _loaded(path, path.stat().st_mtime_ns, path.stat().st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _loaded(path: Path, mtime_ns: int, size: int) -> Template:
+    """Every chunk loads its batch's template: compiled and checked once per file version, not per chunk (that
+    was a tenth of an in-process run's CPU). A changed file has a new mtime or size, so it is read again."""
     template = Template(load_file(path, SECTIONS))
     _validate(template)
     return template

@@ -77,8 +77,8 @@ class TextTemplate:
         for key, value in _META.findall(self.text if self.syntax == "legacy" else meta_text):
             self._meta.setdefault(key, value)
 
-    @property
-    def hash(self) -> str:
+    @cached_property
+    def hash(self) -> str:  # part of every record's cache key: hashed once, not per render
         return hashlib.sha256(self.text.encode()).hexdigest()
 
     @property

@@ -210,3 +210,14 @@ def test_list_shows_a_broken_user_template_with_its_reason(wired, db_url, tmp_pa
     assert "unknown variable(s) nope" in bad["error"]
     table = _cli(db_url, "--templates-dir", str(tmp_path), "templates", "list")
     assert table.exit_code == 1 and "unusable" in table.output and "reason (default)" in table.output
+
+
+def test_a_template_is_compiled_once_per_file_version_and_an_edit_is_seen(tmp_path):
+    path = tmp_path / "mine.jinja"
+    path.write_text("[system]\nYou reason.\n[user]\n{{ instruction }}\n", encoding="utf-8")
+    first = load_template("mine", tmp_path)
+    assert load_template("mine", tmp_path) is first  # every chunk loads it: compiled once
+    path.write_text("[system]\nYou reason carefully.\n[user]\n{{ instruction }}\n", encoding="utf-8")
+    edited = load_template("mine", tmp_path)
+    assert edited is not first and edited.hash != first.hash
+    assert "carefully" in edited.render(TrainingView(0, "k", "en", "Why?", "", "Because.")).system
