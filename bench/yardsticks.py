@@ -30,7 +30,8 @@ from typing import Any, NamedTuple
 import openai
 import orjson
 
-from generation.backends.chat_format import format_args, http_client_class, messages_for, pool_limits, raw_response_class
+from generation.backends.chat_format import format_args, http_client_class, messages_for, pool_limits
+from generation.backends.direct import DirectPost
 from generation.records import TrainingView
 from generation.templates import load_template
 
@@ -68,14 +69,14 @@ async def _loop(url: str, items: list[Any], concurrency: int, raw: bool) -> Run:
     http = http_client_class(transport)(limits=pool_limits(concurrency + 8), timeout=60)
     client = openai.AsyncOpenAI(base_url=url, api_key=KEY, max_retries=0, http_client=http)
     gate = asyncio.Semaphore(concurrency)
+    direct = DirectPost(client, concurrency + 8, 60) if raw else None  # the teacher's own POST
 
     async def one(prompt: Any) -> dict[str, Any]:
         async with gate:
-            if raw:
+            if direct is not None:
                 body = {"model": MODEL, "messages": messages_for(prompt), "max_tokens": 1024,
                         **format_args("json_schema")}
-                response = await client.post("/chat/completions", cast_to=raw_response_class(), body=body)
-                reply = orjson.loads(await response.aread())
+                reply = orjson.loads(await direct.post(body))
                 return orjson.loads(reply["choices"][0]["message"]["content"])  # type: ignore[no-any-return]
             done = await client.chat.completions.create(model=MODEL, messages=messages_for(prompt),
                                                         max_tokens=1024, **format_args("json_schema"))
@@ -85,6 +86,8 @@ async def _loop(url: str, items: list[Any], concurrency: int, raw: bool) -> Run:
     start, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(one(p) for p in items))
     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+    if direct is not None:
+        await direct.aclose()
     await client.close()
     return Run(len(items) / elapsed, cpu * 1000 / len(items))
 
@@ -95,7 +98,8 @@ def bare_sdk(url: str, items: list[Any], concurrency: int) -> Run:
 
 
 def bare_raw(url: str, items: list[Any], concurrency: int) -> Run:
-    """Records/s of the same loop on reasongen's transport, raw path and JSON parser."""
+    """Records/s of the same loop on reasongen's transport (the teacher's direct aiohttp POST with the SDK's
+    headers, generation/backends/direct.py) and JSON parser."""
     return asyncio.run(_loop(url, items, concurrency, raw=True))
 
 

@@ -33,6 +33,7 @@ from generation.backends.chat_format import (
     format_args, http_client_class, messages_for, observe_reply, pool_limits, raw_response_class,
 )
 from generation.backends.client_pool import ClientSlots
+from generation.backends.direct import DirectPost, direct_available
 from generation.breaker import Breaker, CircuitOpen, classify
 from generation.parse import parse_draft
 from generation.ratelimit import Rates, make_limiter
@@ -92,8 +93,11 @@ class TeacherBackend:
         self.counters: Counter[str] = Counter()
         self._loop = LoopThread("teacher-loop")
         self._sessions: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+        # The hot path's POST per SDK client (generation/backends/direct.py), unless a transport of the SDK is asked.
+        self._direct: weakref.WeakKeyDictionary[Any, DirectPost] | None = (
+            weakref.WeakKeyDictionary() if transport in ("auto", "direct") and direct_available() else None)
         # Entry points rarely close backends: close the pools when this one is collected or the process exits.
-        self._finalizer = weakref.finalize(self, _shut_down, self._loop, self._sessions)
+        self._finalizer = weakref.finalize(self, _shut_down, self._loop, self._sessions, self._direct)
 
     @classmethod
     def from_settings(cls, settings: Any, model: str | None = None, rate_key: str | None = None,
@@ -159,7 +163,7 @@ class TeacherBackend:
         """For async callers: close the clients made on the running loop."""
         slots = self._sessions.pop(asyncio.get_running_loop(), None)
         if slots is not None:
-            await slots.aclose()
+            await _close_all([slots], self._direct)
 
     def _slots(self) -> ClientSlots:
         """Clients per event loop (an httpx pool cannot cross loops), as many slots as the concurrency."""
@@ -316,9 +320,18 @@ class TeacherBackend:
         # which together are a third of the client's CPU per request.
         # The SDK timeout bounds each read; this bounds the whole call, so nothing hangs.
         async with asyncio.timeout(self.timeout_s * 1.5 + 1):
+            if self._direct is not None:
+                return await self._poster(client).post(body)
             response = await client.post("/chat/completions", cast_to=raw_response_class(), body=body,
                                          options={"timeout": self.timeout_s})
             return await response.aread()  # type: ignore[no-any-return]
+
+    def _poster(self, client: openai.AsyncOpenAI) -> DirectPost:
+        assert self._direct is not None
+        poster = self._direct.get(client)
+        if poster is None:  # made on the client's own loop, as its connections must be
+            poster = self._direct[client] = DirectPost(client, self.concurrency, self.timeout_s)
+        return poster
 
     def _fell_back(self, exc: BaseException, mode: str) -> bool:
         """A 400/422 about response_format: step down one mode for the whole process and try again."""
@@ -363,14 +376,19 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _shut_down(loop: LoopThread, sessions: "weakref.WeakKeyDictionary[Any, ClientSlots]") -> None:
+def _shut_down(loop: LoopThread, sessions: "weakref.WeakKeyDictionary[Any, ClientSlots]",
+               direct: "weakref.WeakKeyDictionary[Any, DirectPost] | None") -> None:
     pools = list(sessions.values())
     try:
-        loop.close(_close_all(pools) if pools else None)
+        loop.close(_close_all(pools, direct) if pools else None)
     except Exception:  # noqa: BLE001 - never fail a collection or an exiting process over a socket
         log.debug("closing the teacher's clients failed", exc_info=True)
 
 
-async def _close_all(pools: list[ClientSlots]) -> None:
+async def _close_all(pools: list[ClientSlots], direct: "weakref.WeakKeyDictionary[Any, DirectPost] | None") -> None:
     for pool in pools:
+        for client in pool.clients:
+            poster = direct.pop(client, None) if direct is not None else None
+            if poster is not None:
+                await poster.aclose()
         await pool.aclose()
