@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     tokenizer_path: Path | None = Field(default=None, validation_alias=_env("REASONGEN_TOKENIZER_PATH"))
     max_record_bytes: int = Field(default=1_000_000, ge=1, validation_alias=_env("REASONGEN_MAX_RECORD_BYTES"))
     chunk_size: int = Field(default=50, ge=1, validation_alias=_env("REASONGEN_CHUNK_SIZE"))
+    # `generate` without a broker, with a teacher: processes sharing its slots (0: one per 128 slots, at most the
+    # CPU count and 4; workers/inprocess_fork.py says why one interpreter is not enough at hundreds in flight).
+    inprocess_processes: int = Field(default=0, ge=0, validation_alias=_env("REASONGEN_INPROCESS_PROCESSES"))
     reviewer: str | None = Field(default=None, validation_alias=_env("REASONGEN_REVIEWER"))
 
     # Job queue (workers/). The visibility timeout must outlast the chunk time limit, or Redis would hand a

@@ -13,7 +13,7 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from datetime import timedelta
 from typing import Any, cast
@@ -40,6 +40,7 @@ class Outcome:
     stats: RunStats | None = None
     followup: FollowUp | None = None
     resend: bool = False
+    pid: int = field(default_factory=os.getpid)  # the process that ran it (in-process runs may use several)
 
 
 def new_owner(worker: str | None = None) -> str:

@@ -7,23 +7,27 @@ twice as many as the backend's feed gate (generation/feed.py) holds chunks, plus
 is done wait at the gate; each reply frees room for the next of them at once, whatever the other lanes are doing
 with the database, so the backend's slots stay full for the whole run. Each chunk keeps its own lease, fence and
 per-sub-batch commits, exactly as on a worker. Backends that cannot overlap work (fake, local) get one lane: the
-old one-after-another order.
+old one-after-another order. A teacher with hundreds of slots is run by several processes, each with lanes over
+its share of the slots (workers/inprocess_fork.py: one interpreter cannot keep that many requests in flight).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 from generation.feed import capacity_for
 from generation.run import RunStats, default_sub_batch
 from reasongen.bootstrap import Wiring
 from workers import dispatch, sweeper
+from workers import inprocess_fork as forked
 from workers.batches import BatchSpec, utcnow
-from workers.chunks import BackendSource, Outcome, process_chunk
+from workers.chunks import BackendSource, Outcome, new_owner, process_chunk
 
 log = logging.getLogger(__name__)
 
@@ -96,35 +100,62 @@ def _lanes(backends: BackendSource, batch: BatchSpec, chunk_records: int) -> int
 
 
 def run_here(wiring: Wiring, batch_id: int, on_progress: Callable[[Totals], None] | None = None) -> list[Outcome]:
-    """Run every open chunk of a batch in this process (expired leases included); follow-ups too."""
+    """Run every open chunk of a batch in this process (and its forked helpers); follow-ups too."""
     sweeper.sweep(wiring, batch_id=batch_id, force=True, send=False)
+    chunk_ids, largest, batch = _open_chunks(wiring, batch_id)
+    progress = _Progress(on_progress)
+    lanes = partial(run_lanes, batch=batch, largest=largest)
+    processes = forked.processes_for(wiring.settings, batch, len(chunk_ids))
+    if processes > 1:
+        log.info("batch %s: %d chunks over %d processes", batch_id, len(chunk_ids), processes)
+        outcomes = forked.run_forked(wiring, chunk_ids, processes, lanes, progress)
+        left, _, _ = _open_chunks(wiring, batch_id)  # a helper that died before it claimed what it took
+        outcomes += lanes(wiring, BackendSource(wiring.settings), iter(left), progress, forked.Hooks())
+    else:
+        outcomes = lanes(wiring, BackendSource(wiring.settings), iter(chunk_ids), progress, forked.Hooks())
+    for outcome in sorted(outcomes, key=lambda o: o.chunk_id):  # one chunk finalised the batch: one follow-up
+        if outcome.followup:
+            _followup(wiring, *outcome.followup)
+    return sorted(outcomes, key=lambda o: o.chunk_id)
+
+
+def _open_chunks(wiring: Wiring, batch_id: int) -> tuple[list[int], int, BatchSpec]:
     with wiring.uow() as uow:
         chunks = uow.chunks.for_batch(batch_id, ["queued"])
-        chunk_ids = [c.id for c in chunks]
         largest = max((len(c.record_ids) for c in chunks), default=1)
-        batch = BatchSpec.of(uow.batches.get(batch_id))
-    backends, progress = BackendSource(wiring.settings), _Progress(on_progress)
-    lanes = _lanes(backends, batch, largest) if chunk_ids else 1
-    log.info("batch %s: %d chunks in %d lane(s)", batch_id, len(chunk_ids), lanes)
+        return [c.id for c in chunks], largest, BatchSpec.of(uow.batches.get(batch_id))
+
+
+def run_lanes(wiring: Wiring, backends: BackendSource, chunk_ids: Iterator[int], progress: Any,
+              hooks: forked.Hooks, *, batch: BatchSpec, largest: int) -> list[Outcome]:
+    """Chunks taken one at a time from ``chunk_ids`` by as many lanes as the backend can keep busy."""
+    lanes = _lanes(backends, batch, largest) if largest else 1
+    taking = threading.Lock()
+
+    def take() -> int | None:
+        with taking:
+            return next(chunk_ids, None)
 
     def one(chunk_id: int) -> Outcome:
         report = progress.reporter(chunk_id)
-        outcome = process_chunk(wiring, chunk_id, backends, on_progress=report)
-        while outcome.state == "retry":
-            outcome = process_chunk(wiring, chunk_id, backends, on_progress=report)
+        while True:
+            owner = new_owner()
+            hooks.claimed(chunk_id, owner)
+            outcome = process_chunk(wiring, chunk_id, backends, on_progress=report, owner=owner)
+            if outcome.state != "retry":
+                break
         progress.finished(chunk_id, outcome.stats)
+        hooks.ended(outcome)
         log.info("chunk %s %s: %s", chunk_id, outcome.state, _brief(outcome.stats))
         return outcome
 
+    def lane() -> list[Outcome]:
+        return [one(chunk_id) for chunk_id in iter(take, None)]
+
     if lanes == 1:
-        outcomes = [one(chunk_id) for chunk_id in chunk_ids]
-    else:
-        with ThreadPoolExecutor(lanes, thread_name_prefix="reasongen-lane") as pool:
-            outcomes = list(pool.map(one, chunk_ids))
-    for outcome in outcomes:  # at most one chunk finalised the batch, so at most one follow-up
-        if outcome.followup:
-            _followup(wiring, *outcome.followup)
-    return outcomes
+        return lane()
+    with ThreadPoolExecutor(lanes, thread_name_prefix="reasongen-lane") as pool:
+        return [o for f in [pool.submit(lane) for _ in range(lanes)] for o in f.result()]
 
 
 def _brief(stats: RunStats | None) -> str:
