@@ -130,6 +130,8 @@ def _child(wiring: Wiring, settings: Settings, shared: Shared, run_lanes: Runner
     run_lanes(Wiring(settings, wiring.engine, wiring.uow), BackendSource(settings), shared.ids(), sender, sender)
     sender.send("done")
     conn.close()
+    logging.shutdown()  # flush what the lanes logged
+    os._exit(0)  # everything is reported: no reason to wait on the threads a backend leaves behind
 
 
 class _Sender(Hooks):
