@@ -182,9 +182,9 @@ def _finish(run: _Run, sub: _Sub) -> None:
     followers = dict(sub.followers)
     unsaved = {sub.keys[v.record_id] for v in sub.views}  # keys whose leader is in this sub-batch, not yet saved
     while True:
-        wait([future for _, future in left], timeout=FLUSH_S)
-        done = [(view, future.result()) for view, future in left if future.done()]
-        left = [(view, future) for view, future in left if not future.done()]
+        finished = wait([future for _, future in left], timeout=FLUSH_S).done  # one look: no record falls between
+        done = [(view, future.result()) for view, future in left if future in finished]
+        left = [(view, future) for view, future in left if future not in finished]
         unsaved -= {sub.keys[view.record_id] for view, _ in done}
         ready = {r: k for r, k in followers.items() if k not in unsaved}  # their leader's draft is saved
         followers = {r: k for r, k in followers.items() if r not in ready}
