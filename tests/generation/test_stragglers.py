@@ -65,3 +65,26 @@ def test_done_records_are_saved_while_a_straggler_hangs(wired, stub):
     assert len(saved) == 10 and set(saved.values()) == {"pending"}, saved
     stats = result["stats"]
     assert (stats.done, stats.failed, stats.shared, stats.sub_batches) == (9, 0, 1, 1)
+
+
+def test_partial_saves_keep_the_sub_batchs_budget_reservation_until_it_is_saved_whole():
+    """Progress is reported for every partial save, but a sub-batch's reservation is released once, when the whole
+    sub-batch is saved (it was released per report, so a straggling sub-batch released its neighbours' too)."""
+    from workers.fence import Guard
+
+    class Budget:
+        released = 0
+
+        def release_one(self) -> None:
+            self.released += 1
+
+    guard = Guard(None, None, None, None)  # type: ignore[arg-type]  # progress touches only the budget
+    guard.budget = budget = Budget()
+    stats = RunStats()
+    guard.progress(stats)  # first partial save of sub-batch 1
+    guard.progress(stats)  # second partial save
+    assert budget.released == 0
+    stats.sub_batches = 1
+    guard.progress(stats)
+    guard.progress(stats)  # a partial save of sub-batch 2
+    assert budget.released == 1
