@@ -26,7 +26,8 @@ def worker(
     ctx: typer.Context,
     queues: str = typer.Option("teacher", "--queues", "-Q", help="Comma separated: teacher, gpu, train."),
     concurrency: Optional[int] = typer.Option(None, "--concurrency", "-c", min=1,
-                                              help="Chunks at once (teacher: threads, default 4; gpu/train: 1)."),
+                                              help="Chunks at once (teacher: threads, default: enough to keep the "
+                                                   "teacher's concurrency full; gpu/train: 1)."),
     hostname: Optional[str] = typer.Option(None, "--hostname", "-n", help="Worker name (default QUEUES-PID@host)."),
     loglevel: str = typer.Option("INFO", "--loglevel", "-l", help="Celery log level."),
 ) -> None:
@@ -36,7 +37,7 @@ def worker(
     settings = settings_from(ctx)
     kinds = [q.strip() for q in queues.split(",") if q.strip()]
     try:
-        pool, n = pool_for(kinds, concurrency)
+        pool, n = pool_for(kinds, concurrency, settings)
         app = worker_app(settings)
     except (ValueError, RuntimeError) as exc:
         fail(str(exc))

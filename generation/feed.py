@@ -3,20 +3,25 @@
 A teacher keeps ``max_in_flight`` requests open, and the server only sees requests the chunks have submitted.
 Chunks spend part of their life on the database (claim, pending check, fenced commit, close), and a chunk in
 those steps has nothing in flight. So a process runs more chunks than the backend's slots need, and each chunk
-waits here, its database work done, until the records already submitted leave room for its sub-batch. The
-moment a sub-batch's replies are in, its room goes to the next waiting chunk, before the finished one starts
-its checks and commit: the backend always has a queue of records ready for the next free slot, and the
-database work of one chunk never takes requests out of flight.
+waits here, its database work done, until the records already submitted leave room for its records. The
+moment a record's reply is in, its room goes to the next waiting chunk, before the finished one starts its
+checks and commit: the backend always has a queue of records ready for the next free slot, and the database
+work of one chunk never takes requests out of flight.
 
 The gate admits up to ``capacity`` records: the backend's concurrency plus a margin of records queued behind
 the slots (so a slot that frees finds the next record already waiting on the event loop, without a thread
 hand-off). Without a gate, extra chunks would send everything they hold at once: more records bought before a
 cancel or a lost lease can stop them, and leases ticking while records wait in the backend's queue.
+
+A sub-batch is admitted whole (its records then start together and can be saved together), but each record's
+place frees the moment that record's draft is done, not when its whole sub-batch is: a straggler (a hung
+request, a chain of retries) holds one place, not its sub-batch's fifty.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import Any
 
@@ -44,9 +49,55 @@ class Gate:
             self.in_use -= n
             self._cond.notify_all()
 
-    def hold(self, n: int, results: "Future[Any]") -> None:
-        """Admit ``n`` records until ``results`` is done (however it ends: replies, error or cancellation)."""
-        results.add_done_callback(lambda _: self.release(n))
+    def hold_each(self, records: "Sequence[Future[Any]]") -> None:
+        """Each record keeps its place until its own future is done (however it ends: reply, error, cancel)."""
+        for future in records:
+            future.add_done_callback(lambda _: self.release(1))
+
+
+def submit_records(backend: Any, prompts: Sequence[Any], gate: Gate | None) -> "list[Future[Any]]":
+    """Hand ``prompts`` to ``backend`` once ``gate`` has room for them all (None: at once); one future per record.
+
+    The caller's database work is done, so it waits here holding no connection."""
+    if gate is None or not prompts:
+        return per_record(backend, prompts)
+    gate.acquire(len(prompts))
+    try:
+        started = per_record(backend, prompts)
+    except BaseException:
+        gate.release(len(prompts))
+        raise
+    gate.hold_each(started)
+    return started
+
+
+def per_record(backend: Any, prompts: Sequence[Any]) -> "list[Future[Any]]":
+    """Per-record futures from whatever the backend offers: ``submit_each`` (the teacher), ``submit`` (one future
+    for the lot, split when it is done), or ``generate`` (run here, now)."""
+    if not prompts:
+        return []
+    if hasattr(backend, "submit_each"):
+        return list(backend.submit_each(prompts))
+    parts: list[Future[Any]] = [Future() for _ in prompts]
+    if hasattr(backend, "submit"):
+        backend.submit(prompts).add_done_callback(lambda whole: _split(whole, parts))
+    else:
+        for part, result in zip(parts, backend.generate(prompts), strict=True):
+            part.set_result(result)
+    return parts
+
+
+def _split(whole: "Future[Any]", parts: "list[Future[Any]]") -> None:
+    if whole.cancelled():
+        for part in parts:
+            part.cancel()
+        return
+    error = whole.exception()
+    for i, part in enumerate(parts):
+        if error is not None:
+            part.set_exception(error)
+        else:
+            part.set_result(whole.result()[i])
 
 
 def capacity_for(backend: Any, sub_batch: int) -> int:

@@ -1,9 +1,11 @@
 """Generate drafts for a list of record ids: what one chunk (or an in-process run) calls.
 
-Sub-batches are the unit of commit: a crash loses at most the sub-batches in flight, and the cache key
+Sub-batches are the unit of submission: a crash loses at most the records in flight, and the cache key
 means a re-run skips what was already written. Backends that can ``submit`` work without blocking (the
 teacher) get several sub-batches in flight at once, so throughput comes from requests in flight rather
-than from large commits; results are still saved in order, one sub-batch per transaction.
+than from large commits. Sub-batches are saved in order; within one, what is done is saved every
+``FLUSH_S`` (all of it at once when it is all done by then), so one straggler (a hung request, a chain of
+retries) delays only its own draft, not the forty-nine done beside it.
 
 A failed draft does not hold its cache key: the next run tries that record again. A good draft is
 never regenerated for the same key unless ``force`` is set.
@@ -17,13 +19,13 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from typing import Any
 
 from generation.backends.base import Backend
 from generation.checks import check_draft
-from generation.feed import Gate
+from generation.feed import Gate, submit_records
 from generation.records import DraftResult, TrainingView
 from generation.restructure import restructure
 from generation.templates import Template
@@ -34,6 +36,9 @@ DEFAULT_SUB_BATCH = 16
 # check, stop check, fenced commit), and its requests are all in flight together anyway, so bigger ones cost no
 # latency and lose at most one chunk's worth (the default chunk) in a crash.
 SUBMIT_SUB_BATCH = 50
+# While a sub-batch still has records in flight, what is done is saved this often: a few transactions per flush,
+# against drafts that would otherwise wait for the sub-batch's slowest retry chain (tens of seconds under faults).
+FLUSH_S = 2.0
 
 
 @dataclass
@@ -47,6 +52,7 @@ class RunStats:
     completion_tokens: int = 0
     cost_usd: float = 0.0
     stopped: bool = False
+    sub_batches: int = 0  # sub-batches saved whole (a budget reservation is released for each)
     started: float = field(default_factory=time.monotonic, repr=False)
 
     def add(self, result: DraftResult) -> None:
@@ -74,9 +80,9 @@ class RunStats:
 class _Sub:
     views: list[TrainingView]
     keys: dict[int, str]
-    results: Future[list[DraftResult]]
+    results: list[Future[DraftResult]]  # one per view, done when that record's draft is
     # Records whose identical twin (same cache key) is requested in this or an earlier sub-batch: they get a
-    # copy of its draft when this sub-batch is saved, instead of a second request.
+    # copy of its draft once it is saved, instead of a second request.
     followers: dict[int, str] = field(default_factory=dict)
 
 
@@ -153,21 +159,8 @@ def _start(run: _Run, ids: Sequence[int]) -> _Sub:
     views, keys = _pending_views(run, ids)
     leaders, followers = _dedupe(run, views, keys)
     prompts = [run.template.render(v, run.notes.get(v.record_id)) for v in leaders]
-    return _Sub(leaders, keys, _gated_submit(run, prompts), followers)
-
-
-def _gated_submit(run: _Run, prompts: list[Any]) -> Future[list[DraftResult]]:
-    """Submit once the gate has room: this chunk's database work is done, so it waits holding no connection."""
-    if run.gate is None or not prompts or not hasattr(run.backend, "submit"):
-        return _submit(run.backend, prompts)
-    run.gate.acquire(len(prompts))
-    try:
-        results = _submit(run.backend, prompts)
-    except BaseException:
-        run.gate.release(len(prompts))
-        raise
-    run.gate.hold(len(prompts), results)
-    return results
+    gate = run.gate if hasattr(run.backend, "submit") else None
+    return _Sub(leaders, keys, submit_records(run.backend, prompts, gate), followers)
 
 
 def _dedupe(run: _Run, views: list[TrainingView], keys: dict[int, str]) -> tuple[list[TrainingView], dict[int, str]]:
@@ -183,28 +176,40 @@ def _dedupe(run: _Run, views: list[TrainingView], keys: dict[int, str]) -> tuple
     return leaders, followers
 
 
-def _submit(backend: Backend, prompts: list[Any]) -> Future[list[DraftResult]]:
-    if prompts and hasattr(backend, "submit"):
-        return backend.submit(prompts)  # type: ignore[no-any-return]
-    done: Future[list[DraftResult]] = Future()
-    done.set_result(backend.generate(prompts) if prompts else [])
-    return done
-
-
 def _finish(run: _Run, sub: _Sub) -> None:
-    results = sub.results.result()
-    for view, result in zip(sub.views, results, strict=True):
+    """Save the sub-batch's drafts as they are done: every ``FLUSH_S`` whatever is done by then, until all are."""
+    left = list(zip(sub.views, sub.results, strict=True))
+    followers = dict(sub.followers)
+    unsaved = {sub.keys[v.record_id] for v in sub.views}  # keys whose leader is in this sub-batch, not yet saved
+    while True:
+        finished = wait([future for _, future in left], timeout=FLUSH_S).done  # one look: no record falls between
+        done = [(view, future.result()) for view, future in left if future in finished]
+        left = [(view, future) for view, future in left if future not in finished]
+        unsaved -= {sub.keys[view.record_id] for view, _ in done}
+        ready = {r: k for r, k in followers.items() if k not in unsaved}  # their leader's draft is saved
+        followers = {r: k for r, k in followers.items() if r not in ready}
+        if done or ready:
+            _save(run, sub, done, ready)
+        last = not left and not followers
+        run.stats.sub_batches += last
+        if (done or ready or last) and run.on_progress:
+            run.on_progress(run.stats)
+        if last:
+            return
+
+
+def _save(run: _Run, sub: _Sub, done: list[tuple[TrainingView, DraftResult]], followers: dict[int, str]) -> None:
+    """One transaction: these drafts, then copies for the followers whose leader is saved (now or before)."""
+    for view, result in done:
         result.flags = [*result.flags, *check_draft(view, result)]
-    rows = [_draft_values(run, v, sub.keys[v.record_id], r) for v, r in zip(sub.views, results, strict=True)]
+    rows = [_draft_values(run, v, sub.keys[v.record_id], r) for v, r in done]
     with run.uow_factory() as uow:
         uow.drafts.add_many(rows)
-        copied = uow.drafts.share(sub.followers, run.batch_id, include_failed=True)
+        copied = uow.drafts.share(followers, run.batch_id, include_failed=True)
         uow.commit()
-    for result in results:
+    for _, result in done:
         run.stats.add(result)
     _count_shared(run.stats, copied)
-    if run.on_progress:
-        run.on_progress(run.stats)
 
 
 def _pending_views(run: _Run, ids: Sequence[int]) -> tuple[list[TrainingView], dict[int, str]]:

@@ -105,9 +105,10 @@ def worker_app(settings: Settings) -> Celery:
     return app
 
 
-def pool_for(queues: list[str], concurrency: int | None) -> tuple[str, int]:
+def pool_for(queues: list[str], concurrency: int | None, settings: Settings | None = None) -> tuple[str, int]:
     """gpu and train run one task at a time in the worker process itself (solo: no fork, so CUDA is only
-    ever touched in the process that uses it); teacher runs chunks in threads, asyncio inside each."""
+    ever touched in the process that uses it); teacher runs chunks in threads, asyncio inside each: by default as
+    many as an in-process run gives its teacher (``teacher_threads``)."""
     unknown = [q for q in queues if q not in QUEUE_KINDS]
     if unknown or not queues:
         raise ValueError(f"Unknown queue(s) {', '.join(unknown) or '(none)'}; choose from: {', '.join(QUEUE_KINDS)}")
@@ -115,4 +116,24 @@ def pool_for(queues: list[str], concurrency: int | None) -> tuple[str, int]:
         if concurrency not in (None, 1):
             raise ValueError("gpu and train workers run one task at a time (solo pool); drop --concurrency")
         return "solo", 1
-    return "threads", concurrency or 4
+    return "threads", concurrency or teacher_threads(settings or Settings())
+
+
+class _SettingsTeacher:
+    """What sizing needs of the teacher the settings describe (a batch may bring its own; this is the default)."""
+
+    def __init__(self, max_in_flight: int):
+        self.max_in_flight = max_in_flight
+
+    def submit(self, prompts: Any) -> Any:  # sizing only asks whether it overlaps work: it does
+        raise NotImplementedError
+
+
+def teacher_threads(settings: Settings) -> int:
+    """Chunks a teacher worker runs at once: the in-process lanes for the configured teacher and chunk size, so
+    chunks doing database work, or waiting on a straggler, leave others to keep the backend's slots full (a
+    fixed 4 left them a third empty under faults). The database pool bounds it too (workers/inprocess.py,
+    ``MAX_LANES``): threads waiting at the gate or on replies hold no connection."""
+    from workers.inprocess import lanes_for  # the worker's own sizing is the in-process one, kept in one place
+
+    return lanes_for(_SettingsTeacher(settings.teacher_concurrency), settings.chunk_size)

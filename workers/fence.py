@@ -168,6 +168,7 @@ class Guard:
         self.stats = RunStats()
         self._on_progress = on_progress
         self._reported = 0
+        self._released = 0  # sub-batches whose budget reservation was released (progress also reports partial saves)
         self.lease_lost: Any = None  # the heartbeat's event: set once another worker holds the lease
         self.budget: Any = None  # workers.budget.Budget: reserves each sub-batch before it is sent
 
@@ -206,8 +207,9 @@ class Guard:
 
     def progress(self, stats: RunStats) -> None:
         self.stats = stats
-        if self.budget is not None:
-            self.budget.release_one()  # a sub-batch was saved: its spend now counts, not its estimate
+        while self.budget is not None and self._released < stats.sub_batches:
+            self.budget.release_one()  # a sub-batch was saved whole: its spend now counts, not its estimate
+            self._released += 1
         if self._on_progress:
             self._on_progress(stats)
 

@@ -115,8 +115,8 @@ def enqueue(procs: Processes, root: Path, tag: str, n: int, chunk_size: int, por
 def start_workers(procs: Processes, n: int) -> list[str]:
     names = [f"worker{i}" for i in range(n)]
     for name in names:
-        procs.start(name, reasongen("worker", "--queues", "teacher", "--concurrency", "4", "--hostname",
-                                    f"{name}@chaos", "--loglevel", "WARNING"))
+        procs.start(name, reasongen("worker", "--queues", "teacher", "--hostname", f"{name}@chaos",  # default threads
+                                    "--loglevel", "WARNING"))
     procs.start("trainer", reasongen("worker", "--queues", "train", "--hostname", "trainer@chaos",
                                      "--loglevel", "WARNING"))
     procs.start("sweeper", reasongen("sweep", "--forever"))

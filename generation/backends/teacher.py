@@ -151,6 +151,14 @@ class TeacherBackend:
         """Start a sub-batch without waiting; sub-batches submitted together share the concurrency."""
         return self._loop.submit(self.agenerate(prompts))
 
+    def submit_each(self, prompts: Sequence[Prompt]) -> list[Future[DraftResult]]:
+        """Like ``submit``, one future per record, done as soon as that record's draft is (retries included), so
+        a caller can save and free what is done while a straggler is still being retried."""
+        async def one(prompt: Prompt) -> DraftResult:
+            return await self._draft(self._slots(), prompt)
+
+        return [self._loop.submit(one(p)) for p in prompts]
+
     async def agenerate(self, prompts: Sequence[Prompt]) -> list[DraftResult]:
         slots = self._slots()
         return list(await asyncio.gather(*(self._draft(slots, p) for p in prompts)))

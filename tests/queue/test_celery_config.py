@@ -30,11 +30,25 @@ def test_no_broker_is_one_clear_error():
 
 
 @pytest.mark.parametrize(("queues", "concurrency", "expected"), [
-    (["teacher"], None, ("threads", 4)), (["teacher"], 16, ("threads", 16)), (["gpu"], None, ("solo", 1)),
+    (["teacher"], None, ("threads", 10)), (["teacher"], 16, ("threads", 16)), (["gpu"], None, ("solo", 1)),
     (["train"], 1, ("solo", 1)),
 ])
 def test_pool_follows_the_queues(queues, concurrency, expected):
-    assert pool_for(queues, concurrency) == expected
+    settings = Settings(broker_url=None, teacher_concurrency=64, chunk_size=50)
+    assert pool_for(queues, concurrency, settings) == expected
+
+
+def test_teacher_threads_default_to_the_in_process_lanes_for_the_configured_teacher():
+    from workers.inprocess import lanes_for
+
+    class Teacher:
+        max_in_flight = 256
+
+        def submit(self, prompts):  # type: ignore[no-untyped-def]
+            raise NotImplementedError
+
+    settings = Settings(broker_url=None, teacher_concurrency=256, chunk_size=50)
+    assert pool_for(["teacher"], None, settings) == ("threads", lanes_for(Teacher(), 50)) != ("threads", 4)
 
 
 @pytest.mark.parametrize(("queues", "concurrency"), [(["gpu"], 2), (["cpu"], None), ([], None)])
