@@ -63,7 +63,9 @@ def server_message(exc: BaseException, secret: str | None = None) -> str:
 
 
 def classify(exc: BaseException, secret: str | None = None) -> Failure | None:
-    """A failure the breaker counts, or None for load (timeouts, 429) and for non-request errors."""
+    """A failure the breaker counts, or None for load (timeouts, 429, drops) and for non-request errors."""
+    from generation.retry import dropped
+
     if isinstance(exc, openai.APIStatusError):
         if exc.status_code == 429:
             return None
@@ -74,8 +76,8 @@ def classify(exc: BaseException, secret: str | None = None) -> Failure | None:
         return Failure(f"connection|{type(refused).__name__}",
                        f"cannot connect to the server: {' '.join(str(refused).split())[:MESSAGE_CHARS]} (is it "
                        "running, and is OPENAI_BASE_URL right?)")
-    if isinstance(exc, openai.APITimeoutError | TimeoutError):
-        return None
+    if isinstance(exc, openai.APITimeoutError | TimeoutError) or dropped(exc):
+        return None  # load: a connection the server dropped or reset mid-request is retried, not a broken endpoint
     if isinstance(exc, openai.APIConnectionError):
         cause = exc.__cause__ or exc.__context__
         detail = " ".join(str(cause or exc).split())[:MESSAGE_CHARS]

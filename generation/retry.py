@@ -32,7 +32,7 @@ class Backoff:
 def retry_cause(exc: BaseException) -> str | None:
     """A short cause for a retryable error (used as a counter name), None when retrying cannot help."""
     if isinstance(exc, openai.APITimeoutError):
-        return "connection" if _dropped(exc) else "timeout"
+        return "connection" if dropped(exc) else "timeout"
     if isinstance(exc, openai.APIConnectionError):
         return "connection"
     if isinstance(exc, TimeoutError):
@@ -45,11 +45,15 @@ def retry_cause(exc: BaseException) -> str | None:
     return None
 
 
-def _dropped(exc: BaseException) -> bool:
-    """The aiohttp transport reports a dropped connection as a connect timeout: look down the cause chain."""
+def dropped(exc: BaseException) -> bool:
+    """A connection the server dropped or reset mid-request, anywhere down the cause chain (the SDK's aiohttp
+    transport even reports one as a connect timeout). A refused connection is not a drop: nothing listens."""
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, ConnectionError) or "Disconnected" in type(seen).__name__:
+        if isinstance(seen, ConnectionRefusedError):
+            return False
+        if isinstance(seen, ConnectionError) or "Disconnected" in type(seen).__name__ or \
+                type(seen).__name__ == "ClientPayloadError":
             return True
         seen = seen.__cause__ or seen.__context__
     return False

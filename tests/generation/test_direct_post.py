@@ -61,12 +61,16 @@ class _Server:
                                                                     "finish_reason": "stop"}]})
         self.headers: list[dict[str, str]] = []
         self.hang = False
+        self.drop = False
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.headers.append({k.lower(): v for k, v in request.headers.items()})  # httpx sends names lowercase
         await request.read()
         if self.hang:
             await asyncio.sleep(5)
+        if self.drop and request.transport is not None:  # gone without an answer, as the stub's "drop" fault
+            request.transport.abort()
+            raise asyncio.CancelledError
         return self.answer()  # a response object can be sent once: a new one each time
 
 
@@ -138,3 +142,12 @@ def test_a_server_that_never_answers_is_a_timeout(server):
     direct, sdk = asyncio.run(_both(url))
     assert isinstance(direct, openai.APITimeoutError) and isinstance(sdk, openai.APITimeoutError)
     assert retry_cause(direct) == retry_cause(sdk) == "timeout"
+
+
+def test_a_connection_dropped_mid_request_is_load_retried_not_counted_by_the_breaker(server):
+    """A server dropping a burst of held requests (a restart, a proxy) must not pause the batch: each is retried."""
+    url, state = server
+    state.drop = True
+    direct, _ = asyncio.run(_both(url))
+    assert isinstance(direct, openai.APIConnectionError)
+    assert retry_cause(direct) == "connection" and classify(direct, KEY) is None
