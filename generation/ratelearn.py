@@ -5,8 +5,10 @@ Phases (``LearnedRate.phase``):
 - ``ceiling``: the user gave an RPM; paced at it (times the headroom of :mod:`generation.ratelimit`); it is
   trusted: a 429 under it (another client on the key, a late send) holds callers but cuts no pace;
 - ``ramp``: no RPM and learning on: paced from ``RAMP_START_RPS``, times ``RAMP_FACTOR`` every ``RAMP_S`` while
-  the pace actually holds requests back, so the first 429 comes from a paced stream (a few refusals), never from an
-  unpaced burst (a storm of them);
+  the pace actually holds requests back, so the first 429 comes from a paced stream (a few refusals), never from
+  an unpaced burst (a storm of them). The Redis pacer also steps while the last second's sends reach ``NEAR`` of
+  it, so a pace no server has pushed back on stays well above the sends, and books such a pace in leases (one
+  round trip for many requests);
 - ``learned``: after the ramp's first 429 burst (with ``MIN_EVIDENCE`` accepted requests or a second of
   traffic behind it; before that a 429 only holds callers and pauses the ramp): paced at ``CUT`` of what
   the server accepted in the ``OBSERVE_S`` before the refused request was sent (sends minus refusals, counted
@@ -43,6 +45,10 @@ PLATEAU_S = 30.0  # after a cut, the pace stays put this long before probing pas
 MIN_RPS = 0.2
 MIN_EVIDENCE = 10  # accepted requests a ramp's first cut needs (or a second of traffic)
 KEEP_S = 10.0  # sends are remembered this long (a refused request may have been sent this long ago)
+NEAR = 0.75  # Redis pacer: its ramp also steps while the last window's sends reach this share of the pace, and
+# leases only below it (the in-process pacer has no round trip to save and keeps the plain rule)
+LEASE_S = 0.05  # a lease of slots (generation.ratelimit_redis) is spent within this long or given back
+LEASE_MIN, LEASE_MAX = 4, 64  # slots a lease asks for: twice what the last one sent, within these
 
 
 class TimeLog:

@@ -110,3 +110,100 @@ def test_sends_that_wake_late_cannot_bunch_into_one_window():
 
     asyncio.run(run())
     assert _max_in_window(sent) <= 5
+
+
+def _count_round_trips(limiter: RedisLimiter) -> list[int]:
+    """Counts the commands ``limiter`` sends to Redis on the running loop (each one a round trip)."""
+    client, calls = limiter._scripts()[0], [0]
+    send = client.execute_command
+
+    async def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls[0] += 1
+        return await send(*args, **kwargs)
+
+    client.execute_command = counted
+    return calls
+
+
+def _ramped(redis_url: str, key: str) -> None:
+    """A pace that ramped far above what the test sends (as after a while against a fast server)."""
+    redis.Redis.from_url(redis_url).hset(f"{key}:pace", mapping={"rps": 100_000, "phase": "ramp", "changed_at": 0})
+
+
+async def _send(limiter, n: int, tasks: int = 16) -> None:  # type: ignore[no-untyped-def]
+    """``n`` requests from ``tasks`` senders, through a pacer or a throttle (the server accepts them all)."""
+    left = [n]
+
+    async def one() -> None:
+        while left[0] > 0:
+            left[0] -= 1
+            permit = await limiter.acquire(0)
+            if not isinstance(limiter, RedisLimiter):
+                await limiter.succeeded(permit, 0, None)
+            await asyncio.sleep(0.01)
+
+    await asyncio.gather(*(one() for _ in range(tasks)))
+
+
+def test_a_pace_far_above_the_sends_is_booked_in_leases_not_per_request(redis_url):
+    key, n = f"test:rl:{uuid.uuid4().hex}", 400
+    _ramped(redis_url, key)
+    a, b = (RedisLimiter(Rates(), redis_url, key, learn=True) for _ in range(2))
+
+    async def scenario() -> list[int]:
+        counts = [_count_round_trips(a), _count_round_trips(b)]
+        await asyncio.gather(_send(a, n), _send(b, n))
+        return [c[0] for c in counts]
+
+    try:
+        trips = asyncio.run(scenario())
+        assert max(trips) < n / 4, trips  # one round trip per lease of slots, not one (or two) per request
+        logged = redis.Redis.from_url(redis_url).zcard(f"{key}:sent")
+        assert logged >= 2 * n  # every send is in the shared log (a 429's cut counts them)
+    finally:
+        client = redis.Redis.from_url(redis_url)
+        for k in client.scan_iter(match=f"{key}*"):
+            client.delete(k)
+
+
+def test_a_429_burst_ends_every_process_s_leases_and_cuts_once(redis_url):
+    from generation import ratelearn
+    from generation.throttle import Throttle
+
+    key = f"test:rl:{uuid.uuid4().hex}"
+    _ramped(redis_url, key)
+    pacers = [RedisLimiter(Rates(), redis_url, key, learn=True) for _ in range(2)]
+    a, b = (Throttle(64, initial=16, pacer=p) for p in pacers)
+    limits: list[int] = []
+
+    async def scenario() -> list[int]:
+        await asyncio.gather(_send(a, 200), _send(b, 200))  # both lease
+        limits.append(a.snapshot().limit)
+        sent = [await a.acquire(0) for _ in range(4)]
+        for permit in sent:  # a's requests refused: one burst
+            await a.failed(permit, _too_many())
+        await asyncio.sleep(ratelearn.LEASE_S)  # b's last lease runs out (b heard of no 429 itself)
+        counts = [_count_round_trips(p) for p in pacers]
+        await asyncio.gather(_send(pacers[0], 20, tasks=4), _send(pacers[1], 20, tasks=4))
+        return [c[0] for c in counts]
+
+    try:
+        trips = asyncio.run(scenario())
+        shared = redis.Redis.from_url(redis_url).hgetall(f"{key}:pace")
+        assert shared[b"phase"] == b"learned" and int(shared[b"cuts"]) == 1, shared
+        assert [t.bursts for t in (a, b)] == [1, 0] and a.snapshot().limit < limits[0]  # one cut in all
+        assert min(trips) >= 20, trips  # each request books with the shared pace again, in both processes
+        assert [p.rate_state()["phase"] for p in pacers] == ["learned", "learned"]
+    finally:
+        client = redis.Redis.from_url(redis_url)
+        for k in client.scan_iter(match=f"{key}*"):
+            client.delete(k)
+
+
+def _too_many():  # type: ignore[no-untyped-def]
+    import httpx
+    import openai
+
+    response = httpx.Response(429, headers={"retry-after-ms": "1"},
+                              request=httpx.Request("POST", "http://127.0.0.1/v1/chat/completions"))
+    return openai.RateLimitError("Rate limit reached for requests", response=response, body=None)
