@@ -257,10 +257,14 @@ class AdaptiveConcurrency:
             self._shifted_p90 = None
         elif self._shifted_p90 is not None and slow <= SHIFT_MARGIN * self._shifted_p90:
             near = False  # as slow as when the cut did not help: no queue to drain
+        if near and self._limit <= FLOOR:
+            # Nothing left to cut (a limiter that starts in a slow period never saw the server faster, so the
+            # shift test above cannot fire): take this latency as the server's pace, as after a shift, and cut
+            # only if it grows past it (bench/chaos: a worker restarted in the slow minute stayed at 4).
+            self._baseline, self._shifted_p90, near = low, slow, False
         if near:
-            if self._limit > FLOOR:
-                self._set(max(float(FLOOR), self._limit * 0.5),
-                          f"latency {slow:.1f}s (p90) near the {self.timeout_s:.0f}s timeout")
+            self._set(max(float(FLOOR), self._limit * 0.5),
+                      f"latency {slow:.1f}s (p90) near the {self.timeout_s:.0f}s timeout")
             return
         if timeouts:  # a few timed out (not enough to cut): the server may hang some requests; do not grow
             self._reason = f"{timeouts} timed out in a window of {len(samples) + timeouts}: kept"

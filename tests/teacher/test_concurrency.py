@@ -299,3 +299,20 @@ def test_a_server_that_queues_near_the_timeout_sees_no_timeouts() -> None:
 
     limiter, server = asyncio.run(main())
     assert limiter.timeouts == 0 and server.peak <= 8, limiter.snapshot()
+
+
+def test_a_limiter_started_in_a_slow_minute_still_grows() -> None:
+    """A worker (re)started while the server is 1.5 s slower for everyone (bench/chaos, 3 s timeout) never saw it
+    fast: at its floor, latency near the timeout is the server's pace, not a queue it made, so the limit grows
+    (before: it stayed at 4 for the whole minute)."""
+
+    def service(server: Server) -> float:
+        return 1.55  # whatever the load: a slow server, not a queue
+
+    async def main() -> list[tuple[float, int]]:
+        server = Server(lanes=1000, service_s=1.55, service=service)
+        limiter = AdaptiveConcurrency(64, initial=4, timeout_s=3.0, clock=server.clock)
+        return await stream(limiter, server, until=40.0)
+
+    history = asyncio.run(main())
+    assert max(limit for t, limit in history if t < 30.0) >= 32, history[-5:]
