@@ -48,7 +48,9 @@ def arguments() -> argparse.Namespace:
     p.add_argument("--slow-delay", type=float, default=1.5, help="added to every request in the slow minute")
     p.add_argument("--timeout", type=float, default=3600.0, help="give up after this many seconds")
     p.add_argument("--no-train", action="store_true", help="skip the training phase")
-    for name, port in (("pg", 55432), ("redis", 56379), ("stub", 58199), ("clean-stub", 58198), ("proxy", 58197)):
+    # Below Linux's ephemeral range (32768-60999): a port in it may be some outgoing connection's local port,
+    # and a private server then fails to bind it (seen as "Address already in use" on a busy machine).
+    for name, port in (("pg", 25432), ("redis", 26379), ("stub", 28199), ("clean-stub", 28198), ("proxy", 28197)):
         p.add_argument(f"--{name}-port", type=int, default=port)
     return p.parse_args()
 
