@@ -6,15 +6,15 @@ it up to the next attempt, which replaces it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import delete, select, tuple_, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from storage.models import Draft
+from storage.repositories.bulk import unnest_insert, unnest_params
 
 
 class DraftRepository:
@@ -70,18 +70,24 @@ class DraftRepository:
         pairs = [(r["cache_key"], r["record_id"]) for r in rows]
         self.session.execute(delete(Draft).where(tuple_(Draft.cache_key, Draft.record_id).in_(pairs),
                                                  Draft.status == "failed"))
-        insert = pg_insert if self.session.get_bind().dialect.name == "postgresql" else sqlite_insert
-        # Parameters passed apart from the statement (executemany, "insertmanyvalues"): the statement compiles once
-        # and is cached; .values(rows) compiled a fresh 50 x 27-parameter statement per sub-batch (a third of the
-        # in-process generate's CPU per record).
-        stmt = (insert(Draft).on_conflict_do_nothing(index_elements=["cache_key", "record_id"])
-                .returning(Draft.id, Draft.record_id, Draft.template_name, Draft.model))
-        new = self.session.execute(stmt, [{**r, "is_current": False} for r in rows]).all()
+        new = self._insert_new([{**r, "is_current": False} for r in rows])
         for (template_name, model), group in _by_template_model(new).items():
             self._retire_current([r for _, r in group], template_name, model)
         if new:
             self.session.execute(update(Draft).where(Draft.id.in_([n.id for n in new])).values(is_current=True))
         return len(new)
+
+    def _insert_new(self, rows: list[dict[str, Any]]) -> Sequence[Any]:
+        """Insert, skipping keys already held; (id, record_id, template_name, model) of the rows inserted."""
+        if self.session.get_bind().dialect.name == "postgresql":
+            # One short statement whatever the row count (arrays unnested server-side): psycopg caches and
+            # prepares it. The multi-row VALUES form was 1,350 parameters a sub-batch, too long for psycopg's
+            # statement cache, so every sub-batch was split and parsed again (a sixth of a lane's CPU).
+            return self.session.execute(unnest_insert(), unnest_params(rows)).all()
+        # Parameters passed apart from the statement (executemany): the statement compiles once and is cached.
+        stmt = (sqlite_insert(Draft).on_conflict_do_nothing(index_elements=["cache_key", "record_id"])
+                .returning(Draft.id, Draft.record_id, Draft.template_name, Draft.model))
+        return self.session.execute(stmt, rows).all()
 
     def _retire_current(self, record_ids: list[int], template_name: str, model: str) -> None:
         self.session.execute(
