@@ -105,4 +105,9 @@ def capacity_for(backend: Any, sub_batch: int) -> int:
     cannot overlap work, which need no gate."""
     if not hasattr(backend, "submit"):
         return 0
-    return int(getattr(backend, "max_in_flight", sub_batch)) + 2 * sub_batch
+    return gate_capacity(int(getattr(backend, "max_in_flight", sub_batch)), sub_batch)
+
+
+def gate_capacity(slots: int, sub_batch: int) -> int:
+    """The slots plus two sub-batches queued behind them."""
+    return slots + 2 * sub_batch

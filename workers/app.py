@@ -119,21 +119,14 @@ def pool_for(queues: list[str], concurrency: int | None, settings: Settings | No
     return "threads", concurrency or teacher_threads(settings or Settings())
 
 
-class _SettingsTeacher:
-    """What sizing needs of the teacher the settings describe (a batch may bring its own; this is the default)."""
-
-    def __init__(self, max_in_flight: int):
-        self.max_in_flight = max_in_flight
-
-    def submit(self, prompts: Any) -> Any:  # sizing only asks whether it overlaps work: it does
-        raise NotImplementedError
-
-
 def teacher_threads(settings: Settings) -> int:
     """Chunks a teacher worker runs at once: the in-process lanes for the configured teacher and chunk size, so
     chunks doing database work, or waiting on a straggler, leave others to keep the backend's slots full (a
     fixed 4 left them a third empty under faults). The database pool bounds it too (workers/inprocess.py,
     ``MAX_LANES``): threads waiting at the gate or on replies hold no connection."""
-    from workers.inprocess import lanes_for  # the worker's own sizing is the in-process one, kept in one place
+    from generation.feed import gate_capacity
+    from generation.run import SUBMIT_SUB_BATCH
+    from workers.inprocess import lanes_for_capacity  # the worker's sizing is the in-process one, in one place
 
-    return lanes_for(_SettingsTeacher(settings.teacher_concurrency), settings.chunk_size)
+    sub_batch = min(settings.chunk_size, SUBMIT_SUB_BATCH)
+    return lanes_for_capacity(gate_capacity(settings.teacher_concurrency, sub_batch), settings.chunk_size)

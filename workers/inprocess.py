@@ -86,8 +86,11 @@ def lanes_for(backend: object, chunk_records: int) -> int:
     """Chunks to run at once: the chunks the feed gate admits, as many again doing their database work (claim,
     pending check, checks and fenced commit, close), and two waiting at the gate."""
     capacity = capacity_for(backend, min(chunk_records, default_sub_batch(backend)))
-    if not capacity:
-        return 1
+    return lanes_for_capacity(capacity, chunk_records) if capacity else 1
+
+
+def lanes_for_capacity(capacity: int, chunk_records: int) -> int:
+    """``lanes_for`` a feed gate of ``capacity`` records (0: a backend that cannot overlap work, one lane)."""
     return max(1, min(MAX_LANES, 2 * -(-capacity // max(1, chunk_records)) + 2))
 
 
@@ -113,10 +116,11 @@ def run_here(wiring: Wiring, batch_id: int, on_progress: Callable[[Totals], None
         outcomes += lanes(wiring, BackendSource(wiring.settings), iter(left), progress, forked.Hooks())
     else:
         outcomes = lanes(wiring, BackendSource(wiring.settings), iter(chunk_ids), progress, forked.Hooks())
-    for outcome in sorted(outcomes, key=lambda o: o.chunk_id):  # one chunk finalised the batch: one follow-up
+    outcomes.sort(key=lambda o: o.chunk_id)
+    for outcome in outcomes:  # one chunk finalised the batch: one follow-up
         if outcome.followup:
             _followup(wiring, *outcome.followup)
-    return sorted(outcomes, key=lambda o: o.chunk_id)
+    return outcomes
 
 
 def _open_chunks(wiring: Wiring, batch_id: int) -> tuple[list[int], int, BatchSpec]:
