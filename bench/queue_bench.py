@@ -237,7 +237,8 @@ def part_c(args: argparse.Namespace, settings: Settings, limit: float = 50.0) ->
             refused = stats.get("status_429", 0)
             out[name] = {"rps_at_server": round(rate, 2), "ratio": round(rate / limit, 3),
                          "requests": stats["requests"], "answered_429": refused,
-                         "share_429": round(refused / max(1, stats["requests"]), 4)}
+                         "share_429": round(refused / max(1, stats["requests"]), 4),
+                         "pace": _pace_state(url)}
     finally:
         server.terminate()
         wired.close()
@@ -246,6 +247,17 @@ def part_c(args: argparse.Namespace, settings: Settings, limit: float = 50.0) ->
             client.delete(key)
     out["target"] = ">= 0.95 of the limit, <= 1% answered 429"
     return out
+
+
+def _pace_state(url: str) -> dict[str, Any]:
+    """What the workers' shared pace ended at (phase, requests/min, cuts), then forgotten: each run starts afresh."""
+    client = redis.Redis.from_url(REDIS)
+    key = limiter_key(url, ys.MODEL)
+    raw = {k.decode(): v.decode() for k, v in client.hgetall(f"{key}:pace").items()}
+    for stale in client.scan_iter(match=f"{key}*"):
+        client.delete(stale)
+    rps = float(raw.get("rps") or 0)
+    return {"phase": raw.get("phase", "ceiling"), "paced_rpm": round(rps * 60) or None, "cuts": int(raw.get("cuts", 0))}
 
 
 def cleanup(settings: Settings) -> None:

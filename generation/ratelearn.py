@@ -10,7 +10,7 @@ Phases (``LearnedRate.phase``):
   it, so a pace no server has pushed back on stays well above the sends, and books such a pace in leases (one
   round trip for many requests);
 - ``learned``: after the ramp's first 429 burst (with ``MIN_EVIDENCE`` accepted requests or a second of
-  traffic behind it; before that a 429 only holds callers and pauses the ramp): paced at ``CUT`` of what
+  traffic behind it; before that a 429 only holds callers and pauses the ramp): paced at ``HEADROOM`` of what
   the server accepted in the ``OBSERVE_S`` before the refused request was sent (sends minus refusals, counted
   by send time, so the server's latency does not blur it). A later burst cuts the pace by ``CUT`` only
   (multiplicative decrease): it comes from a probe a few percent too high or from jitter, and one second's
@@ -38,7 +38,8 @@ RAMP_START_RPS = 50.0
 RAMP_S = 0.1
 RAMP_FACTOR = 1.5  # a bigger step reaches a fast server sooner and overshoots a slow one by more (more 429s)
 OBSERVE_S = 1.0  # most servers count per second or per minute: a second of traffic is the shortest window
-CUT = 0.97  # of the accepted rate: the same headroom a given limit is paced at
+HEADROOM = 0.99  # the first cut: of the rate the server was seen to accept (a given limit's headroom, too)
+CUT = 0.97  # a later burst: of the pace (it came from a probe a few percent too high, or from jitter)
 PROBE_EVERY_S = 5.0
 PROBE_STEP = 0.02
 PLATEAU_S = 30.0  # after a cut, the pace stays put this long before probing past it (as TCP CUBIC plateaus)
@@ -123,8 +124,8 @@ class LearnedRate:
             return True
         accepted = max(0.0, (sent - refused) / OBSERVE_S)
         current = self.rate() or math.inf
-        measured = min(current, accepted) if self.phase == "ramp" else current
-        self.rps = max(MIN_RPS, measured * CUT)
+        measured = min(current, accepted) * HEADROOM if self.phase == "ramp" else current * CUT
+        self.rps = max(MIN_RPS, measured)
         self.phase, self._changed_at = "learned", now
         self.cuts += 1
         return True

@@ -61,6 +61,7 @@ class _Lease:
 
 
 _NO_LEASE = ["-", 0, 0]
+POOL_SIZE = 16  # connections to Redis per event loop: a script takes well under a millisecond
 
 
 @dataclass
@@ -103,7 +104,11 @@ class RedisLimiter:
         if loop not in self._clients:
             import redis.asyncio as aioredis
 
-            client = aioredis.Redis.from_url(self.redis_url, socket_timeout=5, socket_connect_timeout=5)
+            # A blocking pool: hundreds of requests booking at once wait for one of a few connections (the default
+            # pool raises "Too many connections" past 100, which a teacher with 256 places reaches at its start).
+            pool = aioredis.BlockingConnectionPool.from_url(self.redis_url, max_connections=POOL_SIZE, timeout=None,
+                                                            socket_timeout=5, socket_connect_timeout=5)
+            client = aioredis.Redis.from_pool(pool)
             self._clients[loop] = (client, *(client.register_script(s) for s in (BOOK, ADMIT, REFUSED, HOLD)))
         return self._clients[loop]
 
@@ -177,7 +182,7 @@ class RedisLimiter:
         asking = self._asking.get(asyncio.get_running_loop())
         script = self._scripts()[3]
         args = [*self._common(), max(0.0, sent_age_s), hold_s, rl.CUT, rl.MIN_RPS, self.rates.requests_per_s,
-                int(self.learn), rl.MIN_EVIDENCE, *(asking.give_back() if asking else _NO_LEASE)]
+                int(self.learn), rl.MIN_EVIDENCE, *(asking.give_back() if asking else _NO_LEASE), rl.HEADROOM]
         new, rate = (await script(keys=self.keys, args=args)).split()
         burst = bool(new == b"1")
         if burst and self._phase in ("ramp", "learned"):

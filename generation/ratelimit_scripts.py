@@ -10,12 +10,14 @@ local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local window, keep = tonumber(ARGV[1]), tonumber(ARGV[2])
 local function admit(rate)
   redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - keep)
-  if rate > 0 then
-    local cap = math.max(1, math.floor(rate * window))
-    local lo = string.format('(%.6f', now - window)
-    if redis.call('ZCOUNT', KEYS[4], lo, '+inf') >= cap then
-      local oldest = redis.call('ZRANGEBYSCORE', KEYS[4], lo, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
-      return math.max(0.001, tonumber(oldest[2]) + window - now)
+  if rate > 0 then  -- generation.ratelimit.room: the window's share, and a quarter's share and one a quarter
+    local spans = {{window, math.max(1, math.floor(rate * window))}, {window / 4, math.ceil(rate * window / 4) + 1}}
+    for _, s in ipairs(spans) do
+      local lo = string.format('(%.6f', now - s[1])
+      if redis.call('ZCOUNT', KEYS[4], lo, '+inf') >= s[2] then
+        local oldest = redis.call('ZRANGEBYSCORE', KEYS[4], lo, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+        return math.max(0.001, tonumber(oldest[2]) + s[1] - now)
+      end
     end
   end
   redis.call('ZADD', KEYS[4], now, string.format('%.6f:', now) .. redis.call('INCR', KEYS[6]))
@@ -116,7 +118,7 @@ return string.format('%.6f', admit(tonumber(ARGV[3])))
 """
 
 # KEYS: as for BOOK. ARGV: window, keep, sent age, hold s, cut, min rps, ceiling, learn, min evidence, then a
-# lease given back (as for BOOK). Returns "new rate" (new: 1 for the first refusal of a burst; the pace is cut
+# lease given back (as for BOOK), then the first cut (of the accepted rate). Returns "new rate" (new: 1 for the first refusal of a burst; the pace is cut
 # then unless it is the ceiling).
 REFUSED = PROLOGUE + """
 give_back(ARGV[10], ARGV[11], ARGV[12])
@@ -140,8 +142,12 @@ if h[5] == 'ramp' and accepted < tonumber(ARGV[9]) and (oldest[2] == nil or tonu
   return string.format('1 %.6f', rate)
 end
 accepted = math.max(0, accepted) / window
-if h[5] == 'ramp' and (rate <= 0 or accepted < rate) then rate = accepted end  -- later bursts: CUT only
-rate = math.max(tonumber(ARGV[6]), rate * tonumber(ARGV[5]))
+local cut = tonumber(ARGV[5])  -- later bursts: CUT of the pace only
+if h[5] == 'ramp' then
+  if rate <= 0 or accepted < rate then rate = accepted end
+  cut = tonumber(ARGV[13])
+end
+rate = math.max(tonumber(ARGV[6]), rate * cut)
 redis.call('HSET', KEYS[1], 'rps', rate, 'phase', 'learned', 'changed_at', now, 'cuts', num(h[3], 0) + 1)
 redis.call('EXPIRE', KEYS[1], 86400)
 return string.format('1 %.6f', rate)

@@ -207,3 +207,23 @@ def _too_many():  # type: ignore[no-untyped-def]
     response = httpx.Response(429, headers={"retry-after-ms": "1"},
                               request=httpx.Request("POST", "http://127.0.0.1/v1/chat/completions"))
     return openai.RateLimitError("Rate limit reached for requests", response=response, body=None)
+
+
+def test_sends_that_wake_late_catch_up_over_a_quarter_window_not_at_once():
+    """20/s, and 30 senders all woke late at once: at most a quarter's share and one go out in any 0.25 s (a
+    server's burst allowance is often well under a second's worth), and the second's share is still sent."""
+    limiter = LocalLimiter(Rates(requests_per_s=20))
+    sent = []
+
+    async def one() -> None:
+        await asyncio.sleep(0.05)
+        while (delay := await limiter._admit()) > 0:  # the send-time check alone, as after slots that woke late
+            await asyncio.sleep(delay)
+        sent.append(time.monotonic())
+
+    async def run() -> None:
+        await asyncio.gather(*(one() for _ in range(30)))
+
+    asyncio.run(run())
+    assert _max_in_window(sent, 0.25) <= 6  # ceil(19.8 / 4) + 1; the old log let all 19 through at once
+    assert _max_in_window(sent) == 19

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 import pytest
 import redis
 
-from generation.ratelearn import CUT, PROBE_EVERY_S, PROBE_STEP, RAMP_START_RPS, LearnedRate
+from generation.ratelearn import CUT, HEADROOM, PROBE_EVERY_S, PROBE_STEP, RAMP_START_RPS, LearnedRate
 from generation.ratelimit import LocalLimiter, NoLimit, Rates, make_limiter
 from generation.ratelimit_redis import RedisLimiter
 
@@ -214,3 +215,36 @@ def test_workers_show_the_limit_and_the_learned_pace(pg_url, redis_url):
         client = redis.Redis.from_url(redis_url)
         for k in client.scan_iter(match=f"{key}*"):
             client.delete(k)
+
+
+def test_the_first_cut_keeps_one_request_of_slack_under_what_the_server_accepted():
+    """50 accepted in the second before the refused send: paced at 49.5/s, so 49 sends a window, not 48."""
+    state = LearnedRate()
+    for i in range(75):  # the ramp's last second: 75 sent, 25 of them refused (the last at 2.0)
+        state.sends.add(1.0 + (i + 1) / 75)
+    state._refused = [1.5 + i / 50 for i in range(24)]  # refusals already answered within this burst
+    assert state.refused(2.01, 2.0) and state.cuts == 1
+    assert state.rate() == pytest.approx(50 * HEADROOM) and int(state.rate()) == 49
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["in-process", "redis"])
+def test_a_given_limit_is_held_to_its_last_request_a_window(shared, request):
+    """3,000/min against a server counting 50 a second: 49 go out in any second (one of slack for jitter)."""
+    rates = Rates.per_minute(3000, None)
+    limiter = RedisLimiter(rates, request.getfixturevalue("redis_url"), f"test:slack:{uuid.uuid4().hex}") if shared \
+        else LocalLimiter(rates)
+    sent: list[float] = []
+
+    async def one() -> None:
+        await limiter.acquire(0)
+        sent.append(time.monotonic())
+
+    async def run() -> None:
+        await asyncio.gather(*(one() for _ in range(110)))
+
+    asyncio.run(run())
+    if shared:  # the log of admitted sends, on Redis's clock (the caller's clock adds its own round trips)
+        sent = [score for _, score in redis.Redis.from_url(limiter.redis_url).zrange(limiter.keys[3], 0, -1,
+                                                                                      withscores=True)]
+    assert len(sent) >= 110  # an admission answered too late to use is logged, and the send admitted again
+    assert max(sum(1 for u in sent if t <= u < t + 1.0) for t in sent) == 49  # never 50; 48 was the old pace
