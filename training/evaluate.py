@@ -62,10 +62,11 @@ def generate_pairs(base_model: str, adapter_dir: str, prompts: list[dict[str, An
     """One base model in memory; the adapter is switched off for the base answer."""
     from peft import PeftModel
 
-    from training.sft import load_model, load_tokenizer
+    from training.sft import load_model, load_tokenizer, peft_wrapping
 
     tok = load_tokenizer(adapter_dir)
-    model = PeftModel.from_pretrained(load_model(base_model, gpu=_gpu()), adapter_dir).eval()
+    with peft_wrapping():
+        model = PeftModel.from_pretrained(load_model(base_model, gpu=_gpu()), adapter_dir).eval()
     if _gpu():
         model = model.to("cuda")
     samples: list[dict[str, Any]] = []

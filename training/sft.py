@@ -6,7 +6,10 @@ the reasoning, the transformed input and the answer only.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +55,18 @@ def lora_config(cfg: TrainConfig) -> LoraConfig:
 
     return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                       target_modules=list(cfg.target_modules), bias="none", task_type="CAUSAL_LM")
+
+
+@contextlib.contextmanager
+def peft_wrapping() -> Iterator[None]:
+    """While peft wraps a model (a trainer given a LoRA config, an adapter loaded): peft (0.21, the newest) asks
+    the model for ``is_gradient_checkpointing``, which transformers 5.23 deprecated for
+    ``is_activation_checkpointing``, so every train and eval printed a FutureWarning the user cannot act on.
+    The call is peft's, not ours (our own argument is ``activation_checkpointing`` already), so only that one
+    warning is ignored, and only here; `quiet_libraries` hides the rest on the command line."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
 
 
 def sft_config(cfg: TrainConfig, output_dir: Path, has_eval: bool, gpu: bool) -> SFTConfig:
@@ -100,10 +115,11 @@ def trainer_for(cfg: TrainConfig, model: PreTrainedModel, tokenizer: PreTrainedT
     """The SFTTrainer over given objects (the benches pass a model built in memory)."""
     from trl.trainer.sft_trainer import SFTTrainer
 
-    return SFTTrainer(
-        model=model, args=sft_config(cfg, output_dir, evaluation is not None, gpu), train_dataset=train,
-        eval_dataset=evaluation, processing_class=tokenizer, peft_config=lora_config(cfg), callbacks=callbacks,
-    )
+    with peft_wrapping():
+        return SFTTrainer(
+            model=model, args=sft_config(cfg, output_dir, evaluation is not None, gpu), train_dataset=train,
+            eval_dataset=evaluation, processing_class=tokenizer, peft_config=lora_config(cfg), callbacks=callbacks,
+        )
 
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
+from reasongen.bootstrap import Wiring
 from web.accounts import Principal
 from web.charts import Series, loss_chart
 from web.desk import page
@@ -27,7 +28,14 @@ def batch_rows(request: Request, limit: int = 20) -> list[dict[str, Any]]:
             row["followup_error"] = getattr(batch, "followup_error", None)
             # Held by the quality gate until its drafts are reviewed (judging/gate.py); admins may release it.
             row["followup_held"] = bool(getattr(batch, "followup_waiting_at", None)) and not batch.followup_enqueued_at
-    return rows
+    return with_unserved(wired, rows)
+
+
+def with_unserved(wired: Wiring, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each summary gains ``no_worker_on``, as `reasongen status --json` gives it: the queue its queued chunks wait
+    on when no live worker consumes it (the page would otherwise say "running" for ever), else None."""
+    unserved = monitor.unserved(wired, rows)
+    return [{**row, "no_worker_on": unserved.get(row["batch"])} for row in rows]
 
 
 def build_rows(request: Request) -> list[dict[str, Any]]:
@@ -63,7 +71,8 @@ def api_batches(request: Request, limit: int = Query(20, ge=1, le=200)) -> list[
 
 @router.get("/api/batches/{batch_id}", tags=["monitor"], summary="One batch's progress")
 def api_batch(request: Request, batch_id: int) -> dict[str, Any]:
-    return monitor.batch_summary(wiring_of(request), batch_id)
+    wired = wiring_of(request)
+    return with_unserved(wired, [monitor.batch_summary(wired, batch_id)])[0]
 
 
 @router.post("/api/batches/{batch_id}/cancel", tags=["monitor"], summary="Cancel a batch (admins)")

@@ -1,7 +1,7 @@
 """Reading a batch job's output and error lines: a result, or the next request to send for that item.
 
-The decisions mirror online mode (teacher.py): a structured-output mode the server refuses steps down a
-mode, a truncated or refused reply gets one bigger budget, a reply that does not parse gets one repair
+The decisions mirror online mode (backends/teacher_exchange.py): a structured-output mode the server refuses
+steps down a mode, a truncated or refused reply gets one bigger budget, a reply that does not parse gets one repair
 (a stage that repairs: drafts; the judge fails it, as online), a server error or an expired request is
 retried up to the attempt limit; anything else is a failed result. How a reply's text is read is the
 stage's (``parse``).

@@ -47,3 +47,25 @@ def test_batches_page_updates_while_a_worker_runs_a_batch(browser, queue_setting
         page.goto(f"{server.url}/workers")
         assert worker.hostname in page.inner_text("#workers")
         page.context.close()
+
+
+def test_batches_page_warns_while_no_live_worker_consumes_the_batch_queue(browser, queue_settings: Settings,  # noqa: F811
+                                                                          queue_wired, start_worker):  # noqa: F811
+    with queue_wired.uow() as uow:
+        accounts.add_user(uow, "ada", "admin", PASSWORD)
+        uow.commit()
+    batch_id = enqueue(queue_wired, 4, chunk_size=2)  # on the real broker, with no worker to take it
+    warning = f"[data-unserved='{batch_id}']"
+    with LiveServer(create_app(queue_settings, queue_wired)) as server:
+        page = sign_in(browser, server.url, "ada", "/batches")
+        shown = " ".join(page.inner_text(warning).split())
+        assert (f"batch {batch_id}: 2 chunk(s) queued on 'teacher', but no live worker consumes it; start one "
+                f"with: reasongen worker --queues teacher") in shown  # the words `reasongen status` prints
+        assert page.request.get(f"{server.url}/api/batches/{batch_id}").json()["no_worker_on"] == "teacher"
+        assert page.request.get(f"{server.url}/api/batches").json()[0]["no_worker_on"] == "teacher"
+        ready(queue_wired, start_worker())
+        # No reload: the polled table drops the warning once a worker consumes the queue, and the batch ends.
+        wait_for(lambda: page.locator(warning).count() == 0, 30, every=0.2, what="the warning to go")
+        wait_for(lambda: finished(queue_wired, batch_id), 60, what="the batch to finish")
+        wait_for(lambda: done_count(page) == 4, 30, every=0.2, what="the page to show 4 done")
+        page.context.close()
