@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from generation.ratelearn import HEADROOM, LearnedRate, TimeLog
+from generation.ratelearn import HEADROOM, RAMP_S, LearnedRate, TimeLog
 
 
 @dataclass(frozen=True)
@@ -136,7 +136,22 @@ class LocalLimiter:
         self._lock = threading.Lock()
 
     async def acquire(self, tokens: int) -> float:
-        return await paced(self._book, self._admit, tokens)
+        waited = 0.0
+        while (ahead := self._unbooked()) > 0:
+            await asyncio.sleep(ahead)
+            waited += ahead
+        return waited + await paced(self._book, self._admit, tokens)
+
+    def _unbooked(self) -> float:
+        """While ramping, a slot is booked at most one ramp step ahead: 256 requests starting at once would
+        otherwise book 5 s of slots at the starting 50 a second, and keep them however fast the ramp then climbs.
+        A caller with no slot yet waits a step and asks again (> 0: how long); the ramp steps while it waits."""
+        with self._lock:
+            now = time.monotonic()
+            if self.learned.phase != "ramp" or self._tat[0] - now <= RAMP_S or now < self._hold_until:
+                return 0.0
+            self.learned.booked(now, True)  # the pace binds: it steps, as a booking would
+            return RAMP_S
 
     async def _admit(self) -> float:
         """Log the send at its actual time, unless the send log has no room for it (see :func:`room`)."""

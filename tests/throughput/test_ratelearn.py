@@ -248,3 +248,23 @@ def test_a_given_limit_is_held_to_its_last_request_a_window(shared, request):
                                                                                       withscores=True)]
     assert len(sent) >= 110  # an admission answered too late to use is logged, and the send admitted again
     assert max(sum(1 for u in sent if t <= u < t + 1.0) for t in sent) == 49  # never 50; 48 was the old pace
+
+
+def test_a_ramp_is_not_held_to_the_pace_it_started_from():
+    """300 requests at once and no limit given: the ramp climbs while they wait (the old pacer booked them all at
+    its starting 50 a second, 6 s of slots, however fast the ramp climbed after)."""
+    limiter = LocalLimiter(Rates(), learn=True)
+    sent: list[float] = []
+
+    async def one() -> None:
+        await limiter.acquire(0)
+        sent.append(time.monotonic())
+
+    async def run() -> float:
+        start = time.monotonic()
+        await asyncio.gather(*(one() for _ in range(300)))
+        return start
+
+    start = asyncio.run(run())
+    assert max(sent) - start < 1.5  # 50, 75, 112... a second: about 0.9 s for 300 (6 s at the starting pace)
+    assert sum(1 for t in sent if t - start < 0.1) <= RAMP_START_RPS * 0.1 + 2  # and still paced from the start
