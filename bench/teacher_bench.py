@@ -54,7 +54,7 @@ def inprocess(db_url: str, url: str, records: int, concurrency: int, **extra: An
     add_records(wired, dataset, records)
     start, cpu = time.perf_counter(), time.process_time()
     planned = plan_batch(wired, BatchRequest(dataset=dataset, backend="teacher"))
-    run_here(wired, planned.batch_id)
+    run_here(wired, planned.batch_id, fresh=True)  # as `generate` runs a batch it has just planned
     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     with wired.uow() as uow:
         failed = uow.session.scalar(select(func.count()).select_from(Draft)

@@ -70,7 +70,7 @@ def run_with_bar(wired: Wiring, planned: Planned, *, quiet: bool) -> None:
 
         quiet_libraries()
     if quiet:
-        run_here(wired, planned.batch_id)
+        run_here(wired, planned.batch_id, fresh=planned.fresh)
         return
     with progress_bar() as bar:
         task = bar.add_task(f"batch {planned.batch_id}", total=planned.total_records, done=0, failed=0, tokens=0,
@@ -80,7 +80,7 @@ def run_with_bar(wired: Wiring, planned: Planned, *, quiet: bool) -> None:
             bar.update(task, completed=t.done + t.failed, done=t.done, failed=t.failed, tokens=t.tokens,
                        cost=t.cost_usd)
 
-        run_here(wired, planned.batch_id, on_progress=show)
+        run_here(wired, planned.batch_id, on_progress=show, fresh=planned.fresh)
 
 
 def follow(wired: Wiring, batch_id: int, *, quiet: bool, interval: float = 1.0) -> None:

@@ -197,7 +197,7 @@ def resume(
             return _resume_jobs(wired, batch, wait, as_json)
         summary = monitor.batch_summary(wired, batch)
         if not wired.settings.broker_url:
-            run_with_bar(wired, Planned(batch, summary["backend"], [], summary["total"]), quiet=as_json)
+            run_with_bar(wired, Planned(batch, summary["backend"], [], summary["total"], fresh=False), quiet=as_json)
             return report(wired, batch, as_json)
         found = sweeper.sweep(wired, batch_id=batch, force=True).as_dict()
         print_json(found) if as_json else console.print(

@@ -31,6 +31,7 @@ class Gate:
         self.capacity = max(1, capacity)
         self.in_use = 0
         self.peak = 0  # most records admitted at once (tests and benches read it)
+        self.primed = threading.Event()  # set once full or once a sub-batch had to wait: the slots are spoken for
         self._cond = threading.Condition()
 
     def acquire(self, n: int) -> None:
@@ -38,9 +39,13 @@ class Gate:
         if n <= 0:
             return
         with self._cond:
+            if not (self.in_use + n <= self.capacity or self.in_use == 0):
+                self.primed.set()
             self._cond.wait_for(lambda: self.in_use + n <= self.capacity or self.in_use == 0)
             self.in_use += n
             self.peak = max(self.peak, self.in_use)
+            if self.in_use >= self.capacity:
+                self.primed.set()
 
     def release(self, n: int) -> None:
         if n <= 0:

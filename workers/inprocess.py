@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 # Lanes waiting at the gate hold no database connection; the others hold one per transaction, and the default pool
 # has 15 (the gate's own chunks are mostly waiting on replies, so about half the lanes use the database at once).
 MAX_LANES = 24
+LATE_LANES_WAIT_S = 2.0  # at most this long for the gate to fill before the other lanes start anyway
 
 
 @dataclass
@@ -94,17 +95,30 @@ def lanes_for_capacity(capacity: int, chunk_records: int) -> int:
     return max(1, min(MAX_LANES, 2 * -(-capacity // max(1, chunk_records)) + 2))
 
 
-def _lanes(backends: BackendSource, batch: BatchSpec, chunk_records: int) -> int:
+def _lanes(backends: BackendSource, batch: BatchSpec, chunk_records: int) -> tuple[int, int, threading.Event]:
+    """(lanes, how many start at once, the event the others start on). The first lanes are those whose chunks
+    fill the feed gate: the rest would only compete with them for the interpreter and the database while the
+    first requests wait to go out, so they start once the gate has held a sub-batch back (its slots are spoken
+    for) or a chunk has ended, and prepare their chunks while the first requests are in flight."""
+    go = threading.Event()
     try:
         backend = backends.get(batch)
     except Exception:  # noqa: BLE001 - each chunk reports it (and counts the attempt), as on a worker
-        return 1
-    return lanes_for(backend, chunk_records)
+        return 1, 1, go
+    sub_batch = min(chunk_records, default_sub_batch(backend))
+    gate = backends.gate(backend, sub_batch)
+    if gate is None:
+        return lanes_for(backend, chunk_records), MAX_LANES, go
+    return lanes_for(backend, chunk_records), -(-gate.capacity // max(1, chunk_records)) + 1, gate.primed
 
 
-def run_here(wiring: Wiring, batch_id: int, on_progress: Callable[[Totals], None] | None = None) -> list[Outcome]:
-    """Run every open chunk of a batch in this process (and its forked helpers); follow-ups too."""
-    sweeper.sweep(wiring, batch_id=batch_id, force=True, send=False)
+def run_here(wiring: Wiring, batch_id: int, on_progress: Callable[[Totals], None] | None = None, *,
+             fresh: bool = False) -> list[Outcome]:
+    """Run every open chunk of a batch in this process (and its forked helpers); follow-ups too. ``fresh``: the
+    caller planned the batch a moment ago, so nothing of it can be leased, expired or lost yet: no sweep first
+    (a resumed batch's dead leases are handed on by it)."""
+    if not fresh:
+        sweeper.sweep(wiring, batch_id=batch_id, force=True, send=False)
     chunk_ids, largest, batch = _open_chunks(wiring, batch_id)
     progress = _Progress(on_progress)
     lanes = partial(run_lanes, batch=batch, largest=largest)
@@ -133,7 +147,7 @@ def _open_chunks(wiring: Wiring, batch_id: int) -> tuple[list[int], int, BatchSp
 def run_lanes(wiring: Wiring, backends: BackendSource, chunk_ids: Iterator[int], progress: Any,
               hooks: forked.Hooks, *, batch: BatchSpec, largest: int) -> list[Outcome]:
     """Chunks taken one at a time from ``chunk_ids`` by as many lanes as the backend can keep busy."""
-    lanes = _lanes(backends, batch, largest) if largest else 1
+    lanes, at_once, go = _lanes(backends, batch, largest) if largest else (1, 1, threading.Event())
     taking = threading.Lock()
 
     def take() -> int | None:
@@ -153,13 +167,20 @@ def run_lanes(wiring: Wiring, backends: BackendSource, chunk_ids: Iterator[int],
         log.info("chunk %s %s: %s", chunk_id, outcome.state, _brief(outcome.stats))
         return outcome
 
-    def lane() -> list[Outcome]:
-        return [one(chunk_id) for chunk_id in iter(take, None)]
+    def lane(index: int) -> list[Outcome]:
+        if index >= at_once:
+            go.wait(LATE_LANES_WAIT_S)
+        outcomes = []
+        for chunk_id in iter(take, None):
+            outcomes.append(one(chunk_id))
+            go.set()
+        go.set()  # no chunk left to take: the waiting lanes need not wait
+        return outcomes
 
     if lanes == 1:
-        return lane()
+        return lane(0)
     with ThreadPoolExecutor(lanes, thread_name_prefix="reasongen-lane") as pool:
-        return [o for f in [pool.submit(lane) for _ in range(lanes)] for o in f.result()]
+        return [o for f in [pool.submit(lane, i) for i in range(lanes)] for o in f.result()]
 
 
 def _brief(stats: RunStats | None) -> str:

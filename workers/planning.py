@@ -43,6 +43,7 @@ class Planned:
     backend: str
     chunk_ids: list[int]
     total_records: int
+    fresh: bool = True  # planned by this call (False: an existing batch, resumed)
 
 
 def split(ids: Sequence[int], size: int) -> list[Sequence[int]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,6 +137,14 @@ def _httpx() -> Any:
 
 def pool_limits(size: int) -> Any:
     return _httpx().Limits(max_connections=size, max_keepalive_connections=size)
+
+
+@functools.cache
+def shared_ssl_context() -> Any:
+    """httpx's default verifying context (certifi, ``SSL_CERT_FILE``...), built once per process: building it
+    parses every CA certificate, 20 ms of interpreter time that every new SDK client would otherwise pay again
+    (and that a run's first requests waited on, 300 ms of it while the lanes competed for the interpreter)."""
+    return _httpx().create_ssl_context()
 
 
 def raw_response_class() -> Any:

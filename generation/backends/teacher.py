@@ -29,7 +29,7 @@ from pydantic import SecretStr
 from generation import context as ctx
 from generation.aio import LoopThread
 from generation.backends.base import Prompt
-from generation.backends.chat_format import connections_per_client, http_client_class, pool_limits
+from generation.backends.chat_format import connections_per_client, http_client_class, pool_limits, shared_ssl_context
 from generation.backends.client_pool import ClientSlots
 from generation.backends.direct import DirectPost, direct_available
 from generation.backends.teacher_exchange import _MODES, TeacherExchange, TeacherFailure
@@ -75,6 +75,7 @@ class TeacherBackend(TeacherExchange):
             _MODES.set(self._mode_key, response_mode, "configured")
         self.counters = Counter()
         self._loop = LoopThread("teacher-loop")
+        shared_ssl_context()  # built here, before the first requests wait on it (and before a fork, once for all)
         self._sessions: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
         # The hot path's POST per SDK client (generation/backends/direct.py), unless a transport of the SDK is asked.
         self._direct = (
@@ -153,7 +154,8 @@ class TeacherBackend(TeacherExchange):
         return self._sessions[loop]  # type: ignore[no-any-return]
 
     def _new_client(self, connections: int) -> openai.AsyncOpenAI:
-        http = http_client_class(self.transport)(limits=pool_limits(connections), timeout=self.timeout_s)
+        http = http_client_class(self.transport)(limits=pool_limits(connections), timeout=self.timeout_s,
+                                                 verify=shared_ssl_context())
         key = self._api_key.get_secret_value() if self._api_key else "not-needed"
         return openai.AsyncOpenAI(base_url=self.base_url, api_key=key, max_retries=0, timeout=self.timeout_s,
                                   http_client=http)

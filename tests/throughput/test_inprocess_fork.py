@@ -109,3 +109,40 @@ def test_the_outcomes_come_back_in_chunk_order_whatever_ran_them(pg_url, stub, p
         assert len(outcomes) == 10
     finally:
         wired.close()
+
+
+def test_only_the_lanes_that_fill_the_gate_start_before_it_is_full(pg_url, stub):
+    """The other lanes would compete with them for the interpreter and the database while the first requests
+    wait to go out: they claim their chunks once the gate has held a sub-batch back."""
+    from workers.chunks import BackendSource
+    from workers.inprocess import _lanes, run_lanes
+    from workers.inprocess_fork import Hooks
+
+    url, _ = stub(latency_s=0.3)
+    wired = bootstrap(_settings(pg_url, url, teacher_concurrency=20, inprocess_processes=1))
+    try:
+        batch_id = _plan(wired, 200, 10)
+        with wired.uow() as uow:
+            batch = BatchSpec.of(uow.batches.get(batch_id))
+            chunk_ids = [c.id for c in uow.chunks.for_batch(batch_id)]
+        backends = BackendSource(wired.settings)
+        lanes, at_once, primed = _lanes(backends, batch, 10)
+        early: list[int] = []
+
+        class Watch(Hooks):
+            def claimed(self, chunk_id: int, owner: str) -> None:
+                if not primed.is_set():
+                    early.append(chunk_id)
+
+        class Quiet:
+            def reporter(self, chunk_id: int):  # type: ignore[no-untyped-def]
+                return lambda stats: None
+
+            def finished(self, chunk_id: int, stats: object) -> None:
+                pass
+
+        outcomes = run_lanes(wired, backends, iter(chunk_ids), Quiet(), Watch(), batch=batch, largest=10)
+        assert sorted(o.state for o in outcomes) == ["done"] * 20
+        assert at_once < lanes and len(early) <= at_once  # the old lanes all claimed at once: `lanes` of them
+    finally:
+        wired.close()
