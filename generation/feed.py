@@ -31,7 +31,8 @@ class Gate:
         self.capacity = max(1, capacity)
         self.in_use = 0
         self.peak = 0  # most records admitted at once (tests and benches read it)
-        self.primed = threading.Event()  # set once full or once a sub-batch had to wait: the slots are spoken for
+        self.admitted = 0  # sub-batches admitted so far (lanes start one after another on it: wait_turn)
+        self.primed = False  # full once, or a sub-batch had to wait, or opened: the slots are spoken for
         self._cond = threading.Condition()
 
     def acquire(self, n: int) -> None:
@@ -40,12 +41,26 @@ class Gate:
             return
         with self._cond:
             if not (self.in_use + n <= self.capacity or self.in_use == 0):
-                self.primed.set()
+                self.primed = True
             self._cond.wait_for(lambda: self.in_use + n <= self.capacity or self.in_use == 0)
             self.in_use += n
             self.peak = max(self.peak, self.in_use)
-            if self.in_use >= self.capacity:
-                self.primed.set()
+            self.admitted += 1
+            self.primed |= self.in_use >= self.capacity
+            self._cond.notify_all()
+
+    def wait_turn(self, before: int, timeout: float) -> None:
+        """A lane starts its first chunk once ``before`` sub-batches are in (those of the lanes started before
+        it), once the gate is primed, or after ``timeout``: lanes starting together would share the interpreter
+        and the database, and every one of them would hand the backend its first requests late."""
+        with self._cond:
+            self._cond.wait_for(lambda: self.admitted >= before or self.primed, timeout)
+
+    def open(self) -> None:
+        """Let every lane still waiting for its turn start (a chunk ended, or none is left to take)."""
+        with self._cond:
+            self.primed = True
+            self._cond.notify_all()
 
     def release(self, n: int) -> None:
         if n <= 0:

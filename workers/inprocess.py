@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from generation.feed import capacity_for
+from generation.feed import Gate, capacity_for
 from generation.run import RunStats, default_sub_batch
 from reasongen.bootstrap import Wiring
 from workers import dispatch, sweeper
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 # Lanes waiting at the gate hold no database connection; the others hold one per transaction, and the default pool
 # has 15 (the gate's own chunks are mostly waiting on replies, so about half the lanes use the database at once).
 MAX_LANES = 24
-LATE_LANES_WAIT_S = 2.0  # at most this long for the gate to fill before the other lanes start anyway
+LANE_TURN_S = 2.0  # a lane waits at most this long for its turn to start (Gate.wait_turn)
 
 
 @dataclass
@@ -95,21 +95,13 @@ def lanes_for_capacity(capacity: int, chunk_records: int) -> int:
     return max(1, min(MAX_LANES, 2 * -(-capacity // max(1, chunk_records)) + 2))
 
 
-def _lanes(backends: BackendSource, batch: BatchSpec, chunk_records: int) -> tuple[int, int, threading.Event]:
-    """(lanes, how many start at once, the event the others start on). The first lanes are those whose chunks
-    fill the feed gate: the rest would only compete with them for the interpreter and the database while the
-    first requests wait to go out, so they start once the gate has held a sub-batch back (its slots are spoken
-    for) or a chunk has ended, and prepare their chunks while the first requests are in flight."""
-    go = threading.Event()
+def _lanes(backends: BackendSource, batch: BatchSpec, chunk_records: int) -> tuple[int, Gate | None]:
+    """How many lanes, and the feed gate they start one after another on (None: all at once)."""
     try:
         backend = backends.get(batch)
     except Exception:  # noqa: BLE001 - each chunk reports it (and counts the attempt), as on a worker
-        return 1, 1, go
-    sub_batch = min(chunk_records, default_sub_batch(backend))
-    gate = backends.gate(backend, sub_batch)
-    if gate is None:
-        return lanes_for(backend, chunk_records), MAX_LANES, go
-    return lanes_for(backend, chunk_records), -(-gate.capacity // max(1, chunk_records)) + 1, gate.primed
+        return 1, None
+    return lanes_for(backend, chunk_records), backends.gate(backend, min(chunk_records, default_sub_batch(backend)))
 
 
 def run_here(wiring: Wiring, batch_id: int, on_progress: Callable[[Totals], None] | None = None, *,
@@ -147,7 +139,7 @@ def _open_chunks(wiring: Wiring, batch_id: int) -> tuple[list[int], int, BatchSp
 def run_lanes(wiring: Wiring, backends: BackendSource, chunk_ids: Iterator[int], progress: Any,
               hooks: forked.Hooks, *, batch: BatchSpec, largest: int) -> list[Outcome]:
     """Chunks taken one at a time from ``chunk_ids`` by as many lanes as the backend can keep busy."""
-    lanes, at_once, go = _lanes(backends, batch, largest) if largest else (1, 1, threading.Event())
+    lanes, gate = _lanes(backends, batch, largest) if largest else (1, None)
     taking = threading.Lock()
 
     def take() -> int | None:
@@ -168,13 +160,17 @@ def run_lanes(wiring: Wiring, backends: BackendSource, chunk_ids: Iterator[int],
         return outcome
 
     def lane(index: int) -> list[Outcome]:
-        if index >= at_once:
-            go.wait(LATE_LANES_WAIT_S)
+        # Lanes start one after another: each once the lanes before it have handed the backend a sub-batch, so
+        # the first requests go out while the later lanes prepare their chunks (see Gate.wait_turn).
+        if gate is not None:
+            gate.wait_turn(index, LANE_TURN_S)
         outcomes = []
         for chunk_id in iter(take, None):
             outcomes.append(one(chunk_id))
-            go.set()
-        go.set()  # no chunk left to take: the waiting lanes need not wait
+            if gate is not None:
+                gate.open()
+        if gate is not None:
+            gate.open()  # no chunk left to take: the lanes still waiting need not wait
         return outcomes
 
     if lanes == 1:

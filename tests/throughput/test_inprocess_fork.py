@@ -111,9 +111,9 @@ def test_the_outcomes_come_back_in_chunk_order_whatever_ran_them(pg_url, stub, p
         wired.close()
 
 
-def test_only_the_lanes_that_fill_the_gate_start_before_it_is_full(pg_url, stub):
-    """The other lanes would compete with them for the interpreter and the database while the first requests
-    wait to go out: they claim their chunks once the gate has held a sub-batch back."""
+def test_lanes_start_one_after_another_on_the_sub_batches_the_gate_admits(pg_url, stub):
+    """Lanes starting together would share the interpreter and the database, and each would hand the backend
+    its first requests late: a lane claims its first chunk once the lanes before it have a sub-batch in."""
     from workers.chunks import BackendSource
     from workers.inprocess import _lanes, run_lanes
     from workers.inprocess_fork import Hooks
@@ -126,13 +126,13 @@ def test_only_the_lanes_that_fill_the_gate_start_before_it_is_full(pg_url, stub)
             batch = BatchSpec.of(uow.batches.get(batch_id))
             chunk_ids = [c.id for c in uow.chunks.for_batch(batch_id)]
         backends = BackendSource(wired.settings)
-        lanes, at_once, primed = _lanes(backends, batch, 10)
-        early: list[int] = []
+        lanes, gate = _lanes(backends, batch, 10)
+        assert gate is not None and lanes > 2
+        seen: list[tuple[int, bool]] = []  # (sub-batches admitted, primed) at each claim, in order
 
         class Watch(Hooks):
             def claimed(self, chunk_id: int, owner: str) -> None:
-                if not primed.is_set():
-                    early.append(chunk_id)
+                seen.append((gate.admitted, gate.primed))
 
         class Quiet:
             def reporter(self, chunk_id: int):  # type: ignore[no-untyped-def]
@@ -143,6 +143,9 @@ def test_only_the_lanes_that_fill_the_gate_start_before_it_is_full(pg_url, stub)
 
         outcomes = run_lanes(wired, backends, iter(chunk_ids), Quiet(), Watch(), batch=batch, largest=10)
         assert sorted(o.state for o in outcomes) == ["done"] * 20
-        assert at_once < lanes and len(early) <= at_once  # the old lanes all claimed at once: `lanes` of them
+        first_claims = seen[:lanes]
+        # the k-th lane to start found k sub-batches in, or the gate already spoken for (old lanes: all found 0)
+        assert all(admitted >= k or primed for k, (admitted, primed) in enumerate(first_claims)), first_claims
+        assert first_claims[1][0] >= 1
     finally:
         wired.close()
