@@ -79,7 +79,7 @@ def _decisions(wired: Wiring, batch_id: int) -> dict[str, Any]:
 
     with wired.uow() as uow:
         rows = dict(uow.session.execute(select(Draft.status, func.count()).where(
-            Draft.batch_id == batch_id).group_by(Draft.status)).tuples().all())
+            Draft.batch_id == batch_id).group_by(Draft.status)).all())
         batch = uow.session.get(Batch, batch_id)
         held = batch is not None and batch.followup_enqueued_at is None
     return {"batch": batch_id, "approved": rows.get("approved", 0), "rejected": rows.get("rejected", 0),

@@ -65,7 +65,7 @@ class JudgeStage:
         spec = batch.params["judge"]  # the rubric the requests were built with, even if its file changed since
         rubric = (spec.get("rubric") or "default", spec["rubric_hash"])
         ids = [req.draft_id for req, _ in done]
-        pairs = {d.id: (d, r) for d, r in uow.session.execute(drafts_stmt(ids)).tuples()}
+        pairs = {d.id: (d, r) for d, r in uow.session.execute(drafts_stmt(ids))}
         uow.session.flush()
         tokens = uow.provider_jobs.tokens_of(batch.id, ids, by_draft=True)
         rows, outcome = [], {}
@@ -100,7 +100,7 @@ def _rubric(settings: Any, batch: Any) -> Rubric:
 
 def _requests(uow: Any, batch: Any, judge: Any, rubric: Rubric, ids: list[int], out: Prepared) -> None:
     seen = {row["cache_key"] for row, _ in out.lines}
-    pairs = list(uow.session.execute(drafts_stmt(ids)).tuples())
+    pairs = list(uow.session.execute(drafts_stmt(ids)))
     keys = {d.id: judgement_key(d, judge, rubric) for d, _ in pairs if d.status != "failed"}
     judged = uow.judgements.existing_keys(keys.values())
     transport = judge.transport

@@ -73,7 +73,7 @@ def judge_drafts(run: JudgeRun, draft_ids: Sequence[int], *, sub_batch_size: int
 
 def _start(run: JudgeRun, ids: Sequence[int], stats: RunStats, decisions: PolicyResult | None) -> _Sub:
     with run.uow_factory() as uow:
-        pairs = list(uow.session.execute(drafts_stmt(ids)).tuples())
+        pairs = list(uow.session.execute(drafts_stmt(ids)))
         prompts, keys = [], {}
         for draft, record in pairs:
             if draft.status == "failed":

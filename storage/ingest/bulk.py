@@ -109,7 +109,7 @@ class BulkWriter:
     def write(self, records: Sequence[SourceRecord]) -> BatchResult:
         result = BatchResult()
         self.loader.load(records)
-        states: dict[str | None, int] = dict(self.session.execute(CLASSIFY, {"ds": self.dataset_id}).tuples().all())
+        states: dict[str | None, int] = dict(self.session.execute(CLASSIFY, {"ds": self.dataset_id}).all())
         if states.get("R"):
             result.repeats = self._drop_repeats(records)
         self.session.execute(SEEN_ADD)
@@ -124,7 +124,7 @@ class BulkWriter:
         return result
 
     def _drop_repeats(self, records: Sequence[SourceRecord]) -> list[tuple[SourceRecord, int]]:
-        first: dict[str, int] = dict(self.session.execute(REPEATS).tuples().all())
+        first: dict[str, int] = dict(self.session.execute(REPEATS).all())
         self.session.execute(DROP_REPEATS, {"keys": list(first)})
         return [(r, first[r.key]) for r in records if r.key in first]
 

@@ -62,7 +62,7 @@ class BuildRepository:
                 raise ValueError(f"Unknown filter {name!r}; use one of: {', '.join(RECORD_FILTERS)}")
             stmt = stmt.where(RECORD_FILTERS[name] == value)
         newest: dict[int, ApprovedRow] = {}
-        for values in self.session.execute(stmt).tuples():
+        for values in self.session.execute(stmt):  # rows are tuples (Result.tuples() is deprecated)
             row = ApprovedRow(*values)
             if row.id not in newest or newest[row.id].draft_id < row.draft_id:
                 newest[row.id] = row

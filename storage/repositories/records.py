@@ -135,7 +135,7 @@ class RecordRepository:
                 .where(Record.key == key, Record.deleted_at.is_(None)).order_by(Dataset.name))
         if dataset is not None:
             stmt = stmt.where(Dataset.name == dataset)
-        return [(name, record) for name, record in self.session.execute(stmt).tuples()]
+        return [(name, record) for name, record in self.session.execute(stmt)]
 
     def select_ids(self, dataset_id: int, where: dict[str, str] | None = None, limit: int | None = None) -> Select[int]:
         """Live (not deleted) record ids of a dataset, filtered, in id order."""

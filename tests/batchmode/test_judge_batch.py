@@ -138,7 +138,7 @@ def test_a_policy_decides_drafts_as_their_batch_judgements_land(server, batch_wi
     drive(wired, batch_id)
     with wired.uow() as uow:
         status = dict(uow.session.execute(select(Record.key, Draft.status)
-                                          .join(Draft, Draft.record_id == Record.id)).tuples().all())
+                                          .join(Draft, Draft.record_id == Record.id)).all())
     assert status == {"k0": "approved", "k1": "approved", "k2": "approved", "low": "rejected"}
 
 

@@ -61,7 +61,7 @@ def test_sample_is_reproducible_and_stratified(wired):
         again = sample_ids(uow, 4, stratify=["lang"], seed=7)
         other = sample_ids(uow, 4, stratify=["lang"], seed=8)
         langs = dict(uow.session.execute(select(Draft.id, Record.lang).join(Record, Record.id == Draft.record_id))
-                     .tuples().all())
+                     .all())
         everything = sample_ids(uow, 50)
     assert first == again and len(first) == 4 and first != other
     assert sorted(langs[i] for i in first) == ["en", "en", "ja", "ja"]

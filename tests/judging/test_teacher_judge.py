@@ -50,7 +50,7 @@ def _judged(wired):
         rows = uow.session.execute(select(Draft.record_id, Draft.status, Judgement.scores, Judgement.error,
                                           Judgement.overall, Judgement.prompt_tokens)
                                    .join(Judgement, Judgement.draft_id == Draft.id)).all()
-        keys = dict(uow.session.execute(select(Record.id, Record.key)).tuples().all())
+        keys = dict(uow.session.execute(select(Record.id, Record.key)).all())
     return {keys[r.record_id]: r for r in rows}
 
 
