@@ -301,10 +301,11 @@ class AdaptiveConcurrency:
                       f"latency {slow:.1f}s (p90) jumped {window.latency / prev.latency:.0f}x at the same load: "
                       "the server's pace, the rate kept")
             return True
-        if self._limit <= FLOOR:
-            # Nothing left to cut (a limiter that starts in a slow period never saw the server faster, so the
-            # shift test cannot fire): take this latency as the server's pace, as after a shift, and cut only if
-            # it grows past it (bench/chaos: a worker restarted in the slow minute stayed at 4).
+        if self._limit <= FLOOR or (prev is None and window.one_pace):
+            # Nothing left to cut, or a limiter's first window at one pace, not a queue's spread (one that starts in
+            # a slow period never saw the server faster, so the shift tests cannot fire): take this latency as the
+            # server's pace, as after a shift, and cut only if it grows past it (bench/chaos: a worker restarted in
+            # the slow minute stayed at 4; one started at its siblings' 64 was halved down to 4).
             self._baseline, self._shifted_p90 = low, slow
             return False
         self._set(max(float(FLOOR), self._limit * 0.5),

@@ -99,3 +99,13 @@ def test_a_window_is_as_many_samples_as_may_be_in_flight() -> None:
     limiter._limit = 4.6  # as after a gradient step  # noqa: SLF001
     window(limiter, clock, [0.05] * 4)
     assert limiter.limit == 9, limiter.snapshot()  # one round trip closed the window: slow start doubled it
+
+
+def test_a_limiter_started_high_in_a_slow_period_keeps_its_limit() -> None:
+    """A worker joining a running batch starts at its siblings' limit (workers/chunks.py): its first window, all at
+    one slow pace near the timeout, is the server's pace, not a queue it made (before: halved down to 4)."""
+    clock = Clock()
+    limiter = AdaptiveConcurrency(64, initial=64, timeout_s=3.0, clock=clock)
+    for _ in range(3):
+        window(limiter, clock, [1.55 + 0.002 * i for i in range(64)])
+    assert limiter.limit == 64, limiter.snapshot()
