@@ -160,6 +160,7 @@ def act(action: str, target: str, procs: Processes, pg: PrivatePostgres, redis: 
 def drive(engine, batch_id: int, total: int, plan, deadline: float, ctx) -> dict:  # type: ignore[no-untyped-def]
     """Run the plan; at the deadline, snapshot what is still without a terminal draft."""
     start, pending, at_deadline, shown = time.monotonic(), list(plan), None, -10.0
+    before: dict[str, object] | None = None  # the last state read before the deadline
     rate = Rate()  # requests/s at the server since the last line: in the slow minute, what the limiters let through
     while time.monotonic() - start < ctx[-1].timeout:
         written = _safe(lambda: progress(engine, batch_id))
@@ -167,6 +168,7 @@ def drive(engine, batch_id: int, total: int, plan, deadline: float, ctx) -> dict
         if written is None or state is None:
             time.sleep(1)
             continue
+        read_at = round(time.monotonic() - start, 1)
         in_tail = 0 < state["without_draft"] <= TAIL
         if time.monotonic() - shown >= (1 if in_tail else 5):  # a timeline, to see where the time goes
             shown = time.monotonic()
@@ -179,11 +181,11 @@ def drive(engine, batch_id: int, total: int, plan, deadline: float, ctx) -> dict
         while pending and written >= pending[0][0] * total:
             act(pending[0][1], pending[0][2], *ctx)
             pending.pop(0)
-        if at_deadline is None and time.monotonic() - start >= deadline:
-            at_deadline = dict(state, at_s=round(time.monotonic() - start, 1))
+        if at_deadline is None and read_at >= deadline:  # the last look before it: never fewer stuck than there were
+            at_deadline = before or dict(state, at_s=read_at)
         if state["batch_ended"] and not pending:
-            elapsed = time.monotonic() - start
-            return dict(final=state, elapsed=elapsed, at_deadline=at_deadline or dict(state, at_s=round(elapsed, 1)))
+            return dict(final=state, elapsed=read_at, at_deadline=at_deadline or dict(state, at_s=read_at))
+        before = dict(state, at_s=read_at)
         time.sleep(0.5)
     raise TimeoutError(f"batch {batch_id} did not finish in {ctx[-1].timeout:.0f}s")
 
