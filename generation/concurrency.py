@@ -6,10 +6,13 @@ a gradient limiter after Netflix's concurrency-limits (Gradient2) with a TCP-lik
 
 - every finished request is a sample of its latency (per completion token when the caller gives
   tokens, so long and short answers compare); the baseline is the lowest sample seen (a server that got slower
-  for good settles at a lower limit, never at timeouts), except when a window at half the limit or less is as
-  slow as the one before: latency that does not follow the limit is no queue (the server is slower for
-  everyone), so the baseline is re-based on it, and the near-timeout cut waits until latency grows past it;
-- once a window of samples is in (about as many as the limit, at least ``MIN_WINDOW``), the window's
+  for good settles at a lower limit, never at timeouts), except when latency does not follow the load: a
+  window at half the limit or less as slow as the one before, or a window near the timeout many times slower
+  than the one before at no more load (more than a queue this limit made could add: Little's law). Then the
+  server is slower for everyone, the baseline is re-based on its new pace, and the near-timeout cut waits until
+  latency grows past it; after a jump the limit is scaled by it, so the rate it had gets through at the new
+  latency (the server gets no more requests per second than before);
+- once a window of samples is in (as many as may be in flight, at least ``MIN_WINDOW``), the window's
   median is compared with the baseline: ``gradient = clamp(tolerance * baseline / median, 0.5, 1)`` (tolerance 4).
   While the median stays within 2x the baseline the limit doubles (slow start; re-entered whenever latency
   comes back to the baseline, so the limit recovers in a few windows once a slow period ends). Otherwise,
@@ -18,10 +21,10 @@ a gradient limiter after Netflix's concurrency-limits (Gradient2) with a TCP-lik
   the limit grows; one that queues sees latency rise with the limit and the limit settles where the queue
   is a few requests deep);
 - timeouts halve the limit once they are more than a few in a window (``max(2, 5%)`` of it: a queue times
-  out many requests at once, a server that hangs a few requests on purpose is not a queue), at most once per
-  window; a window whose 90th-percentile latency passes half the timeout halves it too (down to ``FLOOR``,
-  never below it: only timeouts that keep coming go lower), so requests are not left to time out in a
-  server's queue;
+  out many requests at once, a server that hangs a few requests on purpose is not a queue, and fewer neither
+  cut nor stop growth), at most once per window; a window whose 90th-percentile latency passes half the
+  timeout halves it too (down to ``FLOOR``, never below it: only timeouts that keep coming go lower), so
+  requests are not left to time out in a server's queue;
 - samples of requests started under a higher limit are ignored after a decrease, so one burst of
   slow replies is one decrease, not one per reply.
 
@@ -73,6 +76,10 @@ TIMEOUT_SHARE = 0.05
 # not follow the limit, so it is not a queue (bench/chaos: the server 1.5 s slower for everyone, 3 s timeout).
 SHIFT_KEPT = 0.85
 SHIFT_MARGIN = 1.25  # near the timeout after such a shift: cut again only if latency grows this much past it
+# A window this many times slower than the one before at no more load (in flight at most what it was): a queue
+# this limit made grows with what it holds (Little's law), so a jump at the same load is the server's own pace
+# (bench/chaos: 1.5 s added to every request) and is re-based at once instead of cut first.
+SHIFT_JUMP = 3.0
 FLOOR = 4  # latency alone never cuts below this; only timeouts that keep coming do
 STEADY_GROWTH = 0.25  # share of the limit added per window while the gradient is 1 (past slow start)
 
@@ -120,6 +127,22 @@ def default_classify(exc: BaseException) -> Outcome:
     return Outcome.TIMEOUT if isinstance(exc, TimeoutError) else Outcome.ERROR
 
 
+@dataclass(frozen=True)
+class _Window:
+    """A closed window of samples: the limit it ran under and what it saw."""
+
+    limit: float
+    median: float  # of the samples (per token when tokens are given)
+    latency: float  # raw seconds from here on: the median,
+    low: float  # the fastest
+    p90: float  # and the 90th percentile, for the near-timeout check
+
+    @property
+    def one_pace(self) -> bool:
+        """Its replies all came at about one pace (not a queue's spread, nor a change of pace mid-window)."""
+        return self.low * SHIFT_JUMP >= self.p90
+
+
 class AdaptiveConcurrency:
     def __init__(self, max_limit: int, *, initial: int | None = None, min_limit: int = 1,
                  timeout_s: float | None = None, adaptive: bool = True, tolerance: float = TOLERANCE,
@@ -137,7 +160,7 @@ class AdaptiveConcurrency:
         self._samples: list[float] = []
         self._latencies: list[float] = []  # raw seconds, for the near-timeout check
         self._window_timeouts = 0
-        self._prev_window: tuple[float, float] | None = None  # (limit, median) of the last window closed
+        self._prev_window: _Window | None = None  # the last window closed
         self._shifted_p90: float | None = None  # p90 latency when a cut was seen not to lower latency
         self._peak = 0  # most in flight during the window: a limit never reached is not grown
         self._baseline: float | None = None
@@ -231,60 +254,82 @@ class AdaptiveConcurrency:
             self._close_window()
 
     def _window_size(self) -> int:
-        return max(MIN_WINDOW, math.ceil(self._limit))
+        # As many samples as may be in flight (not one more: that would take a second round trip per window).
+        return max(MIN_WINDOW, self.limit)
 
     def _window_full(self) -> bool:
         return len(self._samples) + self._window_timeouts >= self._window_size()
 
     def _close_window(self) -> None:
-        samples, latencies, peak, timeouts = self._samples, self._latencies, self._peak, self._window_timeouts
+        samples, latencies, peak = self._samples, self._latencies, self._peak
         self._reset_window()
         if not samples:  # only timeouts, too few to cut: nothing to learn
             return
-        recent = statistics.median(samples)
+        ordered = sorted(latencies)
+        window = _Window(self._limit, statistics.median(samples), statistics.median(ordered), ordered[0],
+                         ordered[int(NEAR_TIMEOUT_PERCENTILE * (len(ordered) - 1))])
         low = min(samples)
         self._baseline = low if self._baseline is None else min(self._baseline * BASELINE_DRIFT, low)
-        self._recent = recent
-        slow = sorted(latencies)[int(NEAR_TIMEOUT_PERCENTILE * (len(latencies) - 1))]
-        prev, self._prev_window = self._prev_window, (self._limit, recent)
-        if (prev and self._limit <= prev[0] / 2 and recent >= SHIFT_KEPT * prev[1]
-                and recent > SLOW_START_TOLERANCE * self._baseline):
+        self._recent = window.median
+        prev, self._prev_window = self._prev_window, window
+        if (prev and self._limit <= prev.limit / 2 and window.median >= SHIFT_KEPT * prev.median
+                and window.median > SLOW_START_TOLERANCE * self._baseline and window.one_pace):
             # Halving the limit did not lower latency: the server got slower for everyone (not a queue in front
             # of it), and cutting further would only lose throughput. Re-base on what it does now.
-            self._baseline, self._shifted_p90 = low, slow
-        near = bool(self.timeout_s) and slow > (self.timeout_s or 0.0) * TIMEOUT_FRACTION
-        if not near:
+            self._baseline, self._shifted_p90 = low, window.p90
+        if not self._near_timeout(prev, window, low):
+            self._follow(window.median, peak)
+
+    def _near_timeout(self, prev: _Window | None, window: _Window, low: float) -> bool:
+        """Latency near the timeout: cut, or tell the server's own pace from a queue; True when it decided."""
+        slow = window.p90
+        if not (self.timeout_s and slow > self.timeout_s * TIMEOUT_FRACTION):
             self._shifted_p90 = None
-        elif self._shifted_p90 is not None and slow <= SHIFT_MARGIN * self._shifted_p90:
-            near = False  # as slow as when the cut did not help: no queue to drain
-        if near and self._limit <= FLOOR:
-            # Nothing left to cut (a limiter that starts in a slow period never saw the server faster, so the
-            # shift test above cannot fire): take this latency as the server's pace, as after a shift, and cut
-            # only if it grows past it (bench/chaos: a worker restarted in the slow minute stayed at 4).
-            self._baseline, self._shifted_p90, near = low, slow, False
-        if near:
-            self._set(max(float(FLOOR), self._limit * 0.5),
-                      f"latency {slow:.1f}s (p90) near the {self.timeout_s:.0f}s timeout")
-            return
-        if timeouts:  # a few timed out (not enough to cut): the server may hang some requests; do not grow
-            self._reason = f"{timeouts} timed out in a window of {len(samples) + timeouts}: kept"
-            return
-        gradient = max(0.5, min(1.0, self.tolerance * self._baseline / recent)) if recent > 0 else 1.0
+            return False
+        if self._shifted_p90 is not None and slow <= SHIFT_MARGIN * self._shifted_p90:
+            return False  # as slow as when the cut did not help: no queue to drain
+        if prev and slow >= SHIFT_JUMP * max(1.0, self._limit / prev.limit) * prev.p90:
+            if not window.one_pace:  # the change came mid-window: judge it by the next one, against the last before
+                self._prev_window, self._reason = prev, f"latency {slow:.1f}s (p90) jumped at the same load: kept"
+                return True
+            # More than a queue of this limit could add (Little's law: a queue grows with what it holds): the server's
+            # new pace. Re-base on it, no cut, and scale the limit by the jump so the rate it had gets through at
+            # this latency (in flight = rate x latency): the server gets no more requests per second than before,
+            # where slow start would take a window of the new latency per doubling (~8 s from 4 at 1.5 s).
+            self._baseline, self._shifted_p90 = low, slow
+            self._set(max(self._limit, self._limit * window.latency / prev.latency),
+                      f"latency {slow:.1f}s (p90) jumped {window.latency / prev.latency:.0f}x at the same load: "
+                      "the server's pace, the rate kept")
+            return True
+        if self._limit <= FLOOR or (prev is None and window.one_pace):
+            # Nothing left to cut, or a limiter's first window at one pace, not a queue's spread (one that starts in
+            # a slow period never saw the server faster, so the shift tests cannot fire): take this latency as the
+            # server's pace, as after a shift, and cut only if it grows past it (bench/chaos: a worker restarted in
+            # the slow minute stayed at 4; one started at its siblings' 64 was halved down to 4).
+            self._baseline, self._shifted_p90 = low, slow
+            return False
+        self._set(max(float(FLOOR), self._limit * 0.5),
+                  f"latency {slow:.1f}s (p90) near the {self.timeout_s:.0f}s timeout")
+        return True
+
+    def _follow(self, recent: float, peak: int) -> None:
+        """The gradient: grow while latency holds, come down as it rises past the tolerance."""
+        baseline = self._baseline or recent
+        gradient = max(0.5, min(1.0, self.tolerance * baseline / recent)) if recent > 0 else 1.0
         if gradient >= 1.0 and peak < self.limit:
             self._reason = "limit not reached: kept"
             return
-        ratio = recent / self._baseline if self._baseline else 1.0
-        if recent <= SLOW_START_TOLERANCE * self._baseline:  # also after a slow period: recover in a few windows
+        if recent <= SLOW_START_TOLERANCE * baseline:  # also after a slow period: recover in a few windows
             self._slow_start = True
             self._set(self._limit * 2, "latency holds")
             return
         self._slow_start = False
         if gradient >= 1.0:
             step = max(math.sqrt(self._limit) / 2, self._limit * STEADY_GROWTH)
-            self._set(self._limit + step, f"latency {ratio:.1f}x baseline")
+            self._set(self._limit + step, f"latency {recent / baseline:.1f}x baseline")
             return
         target = self._limit * gradient + math.sqrt(self._limit)
-        self._set((self._limit + target) / 2, f"latency {ratio:.1f}x baseline")
+        self._set((self._limit + target) / 2, f"latency {recent / baseline:.1f}x baseline")
 
     def _reset_window(self) -> None:
         self._samples, self._latencies, self._window_timeouts, self._peak = [], [], 0, self.in_flight

@@ -98,8 +98,10 @@ def worker_app(settings: Settings) -> Celery:
     """The app a worker runs: the tasks registered and the worker's signal handlers connected."""
     import workers.tasks  # noqa: F401 - registers the shared tasks
     from workers import lifecycle
+    from workers.broker_close import tolerate_lost_connection_on_close
 
     quiet_request_logs()
+    tolerate_lost_connection_on_close()  # a broker restart must not stop the worker (kombu, see the module)
     app = create_app(settings)
     lifecycle.install(settings)
     return app

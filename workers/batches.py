@@ -28,11 +28,12 @@ class BatchSpec:
     max_cost_usd: float | None
     max_tokens: int | None
     endpoint: str | None = None  # the teacher's OPENAI_BASE_URL when the batch was made (never the key)
+    concurrency_limit: int | None = None  # the teacher's limit its workers last recorded (generation/endpoint_state)
 
     @classmethod
     def of(cls, batch: Any) -> "BatchSpec":
         return cls(batch.id, batch.kind, batch.backend, batch.model, batch.template_name, dict(batch.params or {}),
-                   batch.max_cost_usd, batch.max_tokens, batch.endpoint)
+                   batch.max_cost_usd, batch.max_tokens, batch.endpoint, getattr(batch, "concurrency_limit", None))
 
 
 def finalize(uow: UnitOfWork, batch_id: int, now: datetime) -> FollowUp | None:

@@ -133,6 +133,11 @@ class BackendSource:
         settings = self.settings
         if batch.endpoint is not None and batch.endpoint != settings.openai_base_url:
             settings = settings.model_copy(update={"openai_base_url": batch.endpoint})
+        if batch.backend == "teacher" and batch.concurrency_limit:
+            # A worker joining a running batch (restarted after a crash, or added) starts where the workers already
+            # on it have probed the endpoint to, not at the cold start's few requests: ramping from 4 took ~10 s
+            # at 1.5 s a request (bench/chaos's slow minute). Latency and timeouts still cut it from there.
+            options.setdefault("initial_concurrency", batch.concurrency_limit)
         with self._lock:
             if key not in self._cache:
                 self._cache[key] = create_backend(batch.backend, settings, model=batch.model, **options)

@@ -28,12 +28,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
 import proxy as counting  # noqa: E402
-from report import outcome, progress, secret_leaks, training  # noqa: E402
+from report import Rate, outcome, progress, secret_leaks, tail, training  # noqa: E402
 from services import PG_BIN, PrivatePostgres, PrivateRedis, Processes, reasongen, wait_until  # noqa: E402
 
 from storage.db import make_engine  # noqa: E402
 
 FAULTS = ["--error-rate", "0.10", "--hang-rate", "0.02", "--malformed-rate", "0.05", "--length-rate", "0.05"]
+TAIL = 600  # records left: from here the timeline shows every second the chunks that hold them
 TRAIN_CONFIG = {"max_steps": 24, "batch_size": 4, "logging_steps": 2, "save_steps": 4, "max_length": 128,
                 "lora_r": 4, "lora_alpha": 8}
 
@@ -159,25 +160,32 @@ def act(action: str, target: str, procs: Processes, pg: PrivatePostgres, redis: 
 def drive(engine, batch_id: int, total: int, plan, deadline: float, ctx) -> dict:  # type: ignore[no-untyped-def]
     """Run the plan; at the deadline, snapshot what is still without a terminal draft."""
     start, pending, at_deadline, shown = time.monotonic(), list(plan), None, -10.0
+    before: dict[str, object] | None = None  # the last state read before the deadline
+    rate = Rate()  # requests/s at the server since the last line: in the slow minute, what the limiters let through
     while time.monotonic() - start < ctx[-1].timeout:
         written = _safe(lambda: progress(engine, batch_id))
         state = _safe(lambda: outcome(engine, batch_id))
         if written is None or state is None:
             time.sleep(1)
             continue
-        if time.monotonic() - shown >= 5:  # a timeline, to see where the time goes
+        read_at = round(time.monotonic() - start, 1)
+        in_tail = 0 < state["without_draft"] <= TAIL
+        if time.monotonic() - shown >= (1 if in_tail else 5):  # a timeline, to see where the time goes
             shown = time.monotonic()
             print(f"  t={shown - start:6.1f}s drafts written {written}, records without a draft "
-                  f"{state['without_draft']}, requests {ctx[3].requests}; teacher concurrency limit "
+                  f"{state['without_draft']}, requests {ctx[3].requests} ({rate(ctx[3].requests):.0f}/s); teacher "
+                  f"concurrency limit "
                   f"{state['teacher_limit']}", flush=True)
+            if in_tail:  # what the last records wait for
+                print("\n".join(f"    {line}" for line in _safe(lambda: tail(engine, batch_id)) or []), flush=True)
         while pending and written >= pending[0][0] * total:
             act(pending[0][1], pending[0][2], *ctx)
             pending.pop(0)
-        if at_deadline is None and time.monotonic() - start >= deadline:
-            at_deadline = dict(state, at_s=round(time.monotonic() - start, 1))
+        if at_deadline is None and read_at >= deadline:  # the last look before it: never fewer stuck than there were
+            at_deadline = before or dict(state, at_s=read_at)
         if state["batch_ended"] and not pending:
-            elapsed = time.monotonic() - start
-            return dict(final=state, elapsed=elapsed, at_deadline=at_deadline or dict(state, at_s=round(elapsed, 1)))
+            return dict(final=state, elapsed=read_at, at_deadline=at_deadline or dict(state, at_s=read_at))
+        before = dict(state, at_s=read_at)
         time.sleep(0.5)
     raise TimeoutError(f"batch {batch_id} did not finish in {ctx[-1].timeout:.0f}s")
 

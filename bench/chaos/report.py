@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 from sqlalchemy import text
@@ -37,6 +38,27 @@ def outcome(engine, batch_id: int) -> dict[str, object]:  # type: ignore[no-unty
             "teacher_limit": f"{limit} ({why})" if limit is not None else "n/a"}
 
 
+TAIL_SQL = """
+SELECT c.id, c.status, c.attempts, c.lease_owner,
+       round(extract(epoch FROM c.lease_expires_at - now()))::int AS lease_left_s,
+       round(extract(epoch FROM now() - c.updated_at))::int AS quiet_s,
+       count(*) FILTER (WHERE d.id IS NULL) AS without_draft, left(c.last_error, 80) AS error
+FROM chunks c CROSS JOIN LATERAL jsonb_array_elements_text(c.record_ids) AS r(record_id)
+LEFT JOIN drafts d ON d.record_id = r.record_id::bigint AND d.is_current
+WHERE c.batch_id = :b AND c.status NOT IN ('done', 'failed', 'cancelled')
+GROUP BY c.id HAVING count(*) FILTER (WHERE d.id IS NULL) > 0 ORDER BY c.id
+"""
+
+
+def tail(engine, batch_id: int) -> list[str]:  # type: ignore[no-untyped-def]
+    """The chunks still holding records without a draft: what the last records of a run wait for."""
+    with engine.connect() as conn:
+        rows = conn.execute(text(TAIL_SQL), {"b": batch_id}).mappings().all()
+    return [f"chunk {r['id']} {r['status']} (attempt {r['attempts']}, {r['lease_owner'] or 'no owner'}, lease "
+            f"{r['lease_left_s']} s left, quiet {r['quiet_s']} s): {r['without_draft']} without a draft"
+            + (f"; {r['error']}" if r["error"] else "") for r in rows]
+
+
 def progress(engine, batch_id: int) -> int:  # type: ignore[no-untyped-def]
     with engine.connect() as conn:
         return int(conn.execute(text("SELECT count(*) FROM drafts WHERE batch_id = :b"), {"b": batch_id}).scalar_one())
@@ -61,3 +83,16 @@ def secret_leaks(key: str, pg_dump_argv: list[str], folder: Path) -> dict[str, b
     for log in sorted(folder.glob("*.log")):
         found[log.name] = key.encode() in log.read_bytes()
     return found
+
+
+class Rate:
+    """A count's rate per second since the last call (the timeline's requests/s)."""
+
+    def __init__(self) -> None:
+        self.at, self.count = time.monotonic(), 0
+
+    def __call__(self, count: int) -> float:
+        now = time.monotonic()
+        per_s = (count - self.count) / max(now - self.at, 1e-6)
+        self.at, self.count = now, count
+        return per_s
