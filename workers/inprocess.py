@@ -119,7 +119,8 @@ def run_here(wiring: Wiring, batch_id: int, on_progress: Callable[[Totals], None
         log.info("batch %s: %d chunks over %d processes", batch_id, len(chunk_ids), processes)
         outcomes = forked.run_forked(wiring, chunk_ids, processes, lanes, progress)
         left, _, _ = _open_chunks(wiring, batch_id)  # a helper that died before it claimed what it took
-        outcomes += lanes(wiring, BackendSource(wiring.settings), iter(left), progress, forked.Hooks())
+        if left:  # usually none: no backend (a loop thread, clients) is built just to find that out
+            outcomes += lanes(wiring, BackendSource(wiring.settings), iter(left), progress, forked.Hooks())
     else:
         outcomes = lanes(wiring, BackendSource(wiring.settings), iter(chunk_ids), progress, forked.Hooks())
     outcomes.sort(key=lambda o: o.chunk_id)
