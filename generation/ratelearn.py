@@ -3,7 +3,10 @@
 Phases (``LearnedRate.phase``):
 
 - ``ceiling``: the user gave an RPM; paced at it (times the headroom of :mod:`generation.ratelimit`); it is
-  trusted: a 429 under it (another client on the key, a late send) holds callers but cuts no pace;
+  trusted once: a 429 burst under it (another client on the key, a late send) holds callers but cuts no pace.
+  A second burst within ``DOUBT_S`` of the last says the given limit does not hold from here (sends that leave
+  late on a loaded machine, another client on the key): with learning on, the pace is cut by ``CUT`` as a
+  learned one would be (``learned`` below), and probes back up to the given limit after its plateau;
 - ``ramp``: no RPM and learning on: paced from ``RAMP_START_RPS``, times ``RAMP_FACTOR`` every ``RAMP_S`` while
   the pace actually holds requests back, so the first 429 comes from a paced stream (a few refusals), never from
   an unpaced burst (a storm of them). The Redis pacer also steps while the last second's sends reach ``NEAR`` of
@@ -43,6 +46,7 @@ CUT = 0.97  # a later burst: of the pace (it came from a probe a few percent too
 PROBE_EVERY_S = 5.0
 PROBE_STEP = 0.02
 PLATEAU_S = 30.0  # after a cut, the pace stays put this long before probing past it (as TCP CUBIC plateaus)
+DOUBT_S = PLATEAU_S  # a given limit's second 429 burst this soon after the last: learned below it (``ceiling``)
 MIN_RPS = 0.2
 MIN_EVIDENCE = 10  # accepted requests a ramp's first cut needs (or a second of traffic)
 KEEP_S = 10.0  # sends are remembered this long (a refused request may have been sent this long ago)
@@ -113,8 +117,8 @@ class LearnedRate:
         self._refused = [t for t in self._refused if t > now - KEEP_S] + [sent_at]
         if sent_at < self._cut_at + OBSERVE_S:
             return False
-        self._cut_at = now
-        if self.phase in ("off", "ceiling"):
+        previous, self._cut_at = self._cut_at, now
+        if self.phase == "off" or (self.phase == "ceiling" and not (self.learn and now - previous < DOUBT_S)):
             return True
         sent = self.sends.count(sent_at - OBSERVE_S, sent_at)
         refused = sum(1 for t in self._refused if sent_at - OBSERVE_S < t <= sent_at)

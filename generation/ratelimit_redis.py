@@ -182,10 +182,11 @@ class RedisLimiter:
         asking = self._asking.get(asyncio.get_running_loop())
         script = self._scripts()[3]
         args = [*self._common(), max(0.0, sent_age_s), hold_s, rl.CUT, rl.MIN_RPS, self.rates.requests_per_s,
-                int(self.learn), rl.MIN_EVIDENCE, *(asking.give_back() if asking else _NO_LEASE), rl.HEADROOM]
-        new, rate = (await script(keys=self.keys, args=args)).split()
+                int(self.learn), rl.MIN_EVIDENCE, *(asking.give_back() if asking else _NO_LEASE), rl.HEADROOM,
+                rl.DOUBT_S]
+        new, rate, cut = (await script(keys=self.keys, args=args)).split()
         burst = bool(new == b"1")
-        if burst and self._phase in ("ramp", "learned"):
+        if cut == b"1":
             self._cuts, self._phase = self._cuts + 1, "learned"
         self._rate = float(rate)
         return burst

@@ -118,8 +118,9 @@ return string.format('%.6f', admit(tonumber(ARGV[3])))
 """
 
 # KEYS: as for BOOK. ARGV: window, keep, sent age, hold s, cut, min rps, ceiling, learn, min evidence, then a
-# lease given back (as for BOOK), then the first cut (of the accepted rate). Returns "new rate" (new: 1 for the first refusal of a burst; the pace is cut
-# then unless it is the ceiling).
+# lease given back (as for BOOK), then the first cut (of the accepted rate), then the given limit's doubt window.
+# Returns "new rate cut" (new: 1 for the first refusal of a burst; cut: 1 when the pace was cut, which a given
+# limit is only at its second burst within the doubt window: generation.ratelearn, ``ceiling``).
 REFUSED = PROLOGUE + """
 give_back(ARGV[10], ARGV[11], ARGV[12])
 local sent_at = now - tonumber(ARGV[3])
@@ -131,15 +132,18 @@ redis.call('HSET', KEYS[1], 'hold_until', math.max(num(h[4], 0), now + tonumber(
 local ceiling, learn = tonumber(ARGV[7]), ARGV[8] == '1'
 local rate = num(h[1], ceiling)
 if ceiling > 0 and rate > ceiling then rate = ceiling end
-if sent_at < num(h[2], 0) + window then return string.format('0 %.6f', rate) end
+if sent_at < num(h[2], 0) + window then return string.format('0 %.6f 0', rate) end
 redis.call('HSET', KEYS[1], 'cut_at', now)
-if h[1] == false or (ceiling <= 0 and not learn) then return string.format('1 %.6f', rate) end  -- trusted
+local doubted = ceiling > 0 and learn and h[2] ~= false and now - tonumber(h[2]) < tonumber(ARGV[14])
+if (h[1] == false and not doubted) or (ceiling <= 0 and not learn) then  -- a given limit is trusted once
+  return string.format('1 %.6f 0', rate)
+end
 local lo = string.format('(%.6f', sent_at - window)
 local accepted = redis.call('ZCOUNT', KEYS[4], lo, sent_at) - redis.call('ZCOUNT', KEYS[5], lo, sent_at)
 local oldest = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
 if h[5] == 'ramp' and accepted < tonumber(ARGV[9]) and (oldest[2] == nil or tonumber(oldest[2]) > sent_at - window) then
   redis.call('HSET', KEYS[1], 'changed_at', now + window)  -- too early to tell: a hold, no ramping for a while
-  return string.format('1 %.6f', rate)
+  return string.format('1 %.6f 0', rate)
 end
 accepted = math.max(0, accepted) / window
 local cut = tonumber(ARGV[5])  -- later bursts: CUT of the pace only
@@ -150,7 +154,7 @@ end
 rate = math.max(tonumber(ARGV[6]), rate * cut)
 redis.call('HSET', KEYS[1], 'rps', rate, 'phase', 'learned', 'changed_at', now, 'cuts', num(h[3], 0) + 1)
 redis.call('EXPIRE', KEYS[1], 86400)
-return string.format('1 %.6f', rate)
+return string.format('1 %.6f 1', rate)
 """
 
 

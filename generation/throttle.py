@@ -13,8 +13,8 @@ the send, not from the pacing wait.
 Every failed request is classified once (:func:`generation.retry.load_outcome`). A 429/503 is the only
 overload signal and is handled here, in one place: every caller sharing the pace is held for the server's
 ``Retry-After`` (or ``DEFAULT_HOLD_S``), and the first refusal of a burst cuts both dimensions once: the pace
-to what the server accepted (unless it is the RPM the user gave, which is trusted) and the concurrency limit
-by ``OVERLOAD_CUT``. A 503 says the server is busy, not that it counts requests: it holds callers and cuts the
+to what the server accepted (the RPM the user gave is trusted for one burst, not two: generation.ratelearn)
+and the concurrency limit by ``OVERLOAD_CUT``. A 503 says the server is busy, not that it counts requests: it holds callers and cuts the
 concurrency limit (once per epoch), and teaches the pace nothing (an outage would otherwise leave a pace of
 nearly nothing behind). Whether a refusal starts a new burst is decided once, by the pace (shared through Redis,
 so two workers seeing one burst cut once: a request sent before the last cut, or while the server's window
