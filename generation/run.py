@@ -214,7 +214,7 @@ def _save(run: _Run, sub: _Sub, done: list[tuple[TrainingView, DraftResult]], fo
 
 def _pending_views(run: _Run, ids: Sequence[int]) -> tuple[list[TrainingView], dict[int, str]]:
     with run.uow_factory() as uow:
-        views = [restructure(r) for r in uow.records.by_ids(ids)]
+        views = [restructure(r) for r in uow.records.view_rows(ids)]
         keys = {v.record_id: cache_key(v.content_hash, run.template, run.backend, _extra(v, run)) for v in views}
         done = uow.drafts.drafted(keys)
         copied = {} if run.force else uow.drafts.share({r: k for r, k in keys.items() if r not in done},

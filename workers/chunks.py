@@ -53,13 +53,12 @@ def claim(wiring: Wiring, chunk_id: int, owner: str, previous: Sequence[str] = (
     s = wiring.settings
     now = utcnow()
     with wiring.uow() as uow:
-        if not uow.chunks.claim(chunk_id, owner, now, now + timedelta(seconds=s.lease_s), s.max_attempts,
-                                previous):
+        claimed = uow.chunks.claim(chunk_id, owner, now, now + timedelta(seconds=s.lease_s), s.max_attempts, previous)
+        if claimed is None:
             return None
         uow.commit()
-        chunk = uow.chunks.get(chunk_id)
-        assert chunk is not None
-        return Lease(chunk.id, chunk.batch_id, owner, chunk.attempts, tuple(chunk.record_ids))
+    batch_id, attempts, record_ids = claimed
+    return Lease(chunk_id, batch_id, owner, attempts, record_ids)
 
 
 def process_chunk(wiring: Wiring, chunk_id: int, backends: "BackendSource", *, worker: str | None = None,

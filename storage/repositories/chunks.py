@@ -34,8 +34,9 @@ class ChunkRepository(Repository):
         return self.session.scalars(stmt).all()
 
     def claim(self, chunk_id: int, owner: str, now: datetime, until: datetime, max_attempts: int,
-              previous: Sequence[str] = ()) -> bool:
-        """Lease a queued chunk (or one whose lease expired) of a running batch; counts an attempt.
+              previous: Sequence[str] = ()) -> tuple[int, int, tuple[int, ...]] | None:
+        """Lease a queued chunk (or one whose lease expired) of a running batch; counts an attempt. Returns the
+        chunk's (batch id, attempts, record ids) when it is ours now, in the same statement (no second read).
 
         A task retried after a database outage may also take over the lease of its earlier deliveries
         (``previous`` owners, possibly on another worker): the same attempt, not counted again. The lease then
@@ -49,8 +50,10 @@ class ChunkRepository(Repository):
             .values(status="leased", lease_owner=owner, lease_expires_at=until,
                     attempts=case((mine, Chunk.attempts), else_=Chunk.attempts + 1),
                     started_at=func.coalesce(Chunk.started_at, now), updated_at=now)
+            .returning(Chunk.batch_id, Chunk.attempts, Chunk.record_ids)
         )
-        return self._run(stmt).rowcount == 1
+        row = self._run(stmt).first()
+        return None if row is None else (int(row.batch_id), int(row.attempts), tuple(row.record_ids))
 
     def leases(self, batch_id: int | None = None) -> list[tuple[int, str]]:
         """(chunk id, lease owner) of every leased chunk."""

@@ -7,14 +7,16 @@ it up to the next attempt, which replaces it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, tuple_, update
+from sqlalchemy import String, any_, bindparam, delete, select, tuple_, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from storage.models import Draft
-from storage.repositories.bulk import unnest_insert, unnest_params
+from storage.models import Draft, utcnow
+from storage.repositories import bulk
 
 
 class DraftRepository:
@@ -34,6 +36,8 @@ class DraftRepository:
         if not keys:
             return set()
         pairs = [(k, r) for r, k in keys.items()]
+        if self._pg():
+            return set(self.session.scalars(bulk.DRAFTED, bulk.delete_failed_params(pairs)))
         query = select(Draft.record_id).where(tuple_(Draft.cache_key, Draft.record_id).in_(pairs),
                                               Draft.status != "failed")
         return set(self.session.scalars(query))
@@ -44,7 +48,9 @@ class DraftRepository:
         wanted = {r: k for r, k in keys.items()}
         if not wanted:
             return {}
-        query = select(Draft).where(Draft.cache_key.in_(set(wanted.values())), Draft.is_current.is_(True))
+        keyed = (Draft.cache_key == any_(bindparam("keys", sorted(set(wanted.values())), type_=ARRAY(String))) if self._pg()
+                 else Draft.cache_key.in_(set(wanted.values())))  # one statement text whatever the count (bulk.py)
+        query = select(Draft).where(keyed, Draft.is_current.is_(True))
         if not include_failed:
             query = query.where(Draft.status != "failed")
         sources: dict[str, Draft] = {}
@@ -54,6 +60,9 @@ class DraftRepository:
                 if k in sources and sources[k].record_id != r]
         self.add_many(rows)
         return {row["record_id"]: row["status"] == "failed" for row in rows}
+
+    def _pg(self) -> bool:
+        return self.session.get_bind().dialect.name == "postgresql"
 
     def add(self, values: dict[str, Any]) -> bool:
         """Insert one draft unless its key is taken by a good draft; make it current. Returns whether it was new."""
@@ -68,28 +77,35 @@ class DraftRepository:
         if not rows:
             return 0
         pairs = [(r["cache_key"], r["record_id"]) for r in rows]
-        self.session.execute(delete(Draft).where(tuple_(Draft.cache_key, Draft.record_id).in_(pairs),
-                                                 Draft.status == "failed"))
+        pg = self._pg()
+        if pg:  # short statements over arrays and one JSON document: storage/repositories/bulk.py
+            self.session.execute(bulk.DELETE_FAILED, bulk.delete_failed_params(pairs))
+        else:
+            self.session.execute(delete(Draft).where(tuple_(Draft.cache_key, Draft.record_id).in_(pairs),
+                                                     Draft.status == "failed"))
         new = self._insert_new([{**r, "is_current": False} for r in rows])
+        now = utcnow()
         for (template_name, model), group in _by_template_model(new).items():
-            self._retire_current([r for _, r in group], template_name, model)
-        if new:
+            self._retire_current([r for _, r in group], template_name, model, now)
+        if new and pg:
+            self.session.execute(bulk.MAKE_CURRENT, {"ids": [n.id for n in new], "now": now})
+        elif new:
             self.session.execute(update(Draft).where(Draft.id.in_([n.id for n in new])).values(is_current=True))
         return len(new)
 
     def _insert_new(self, rows: list[dict[str, Any]]) -> Sequence[Any]:
         """Insert, skipping keys already held; (id, record_id, template_name, model) of the rows inserted."""
-        if self.session.get_bind().dialect.name == "postgresql":
-            # One short statement whatever the row count (arrays unnested server-side): psycopg caches and
-            # prepares it. The multi-row VALUES form was 1,350 parameters a sub-batch, too long for psycopg's
-            # statement cache, so every sub-batch was split and parsed again (a sixth of a lane's CPU).
-            return self.session.execute(unnest_insert(), unnest_params(rows)).all()
+        if self._pg():
+            return self.session.execute(bulk.recordset_insert(), bulk.recordset_params(rows)).all()
         # Parameters passed apart from the statement (executemany): the statement compiles once and is cached.
         stmt = (sqlite_insert(Draft).on_conflict_do_nothing(index_elements=["cache_key", "record_id"])
                 .returning(Draft.id, Draft.record_id, Draft.template_name, Draft.model))
         return self.session.execute(stmt, rows).all()
 
-    def _retire_current(self, record_ids: list[int], template_name: str, model: str) -> None:
+    def _retire_current(self, record_ids: list[int], template_name: str, model: str, now: datetime) -> None:
+        if self._pg():
+            self.session.execute(bulk.RETIRE_CURRENT, bulk.retire_params(record_ids, template_name, model, now))
+            return
         self.session.execute(
             update(Draft)
             .where(Draft.record_id.in_(record_ids), Draft.template_name == template_name,

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from datetime import datetime
 
-from sqlalchemy import Select, and_, exists, func, select, update
+from sqlalchemy import BigInteger, Select, and_, any_, bindparam, exists, func, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from storage.models import Dataset, Draft, Record
@@ -121,6 +122,19 @@ class RecordRepository:
     def by_ids(self, ids: Iterable[int]) -> list[Record]:
         ids = list(ids)
         rows = {r.id: r for r in self.session.scalars(select(Record).where(Record.id.in_(ids)))}
+        return [rows[i] for i in ids if i in rows]
+
+    def view_rows(self, ids: Sequence[int]) -> list[Any]:
+        """``prompt_rows`` in the order of ``ids``: what a chunk renders its prompts from, as plain rows (loading
+        ORM objects cost a lane 3-4 ms a sub-batch). On PostgreSQL one statement text for any count (``= ANY``)."""
+        cols = (Record.id, Record.key, Record.lang, Record.instruction, Record.input, Record.output, Record.field,
+                Record.uniqueness, Record.content_hash)
+        ids = list(ids)
+        if self.session.get_bind().dialect.name == "postgresql":
+            where = Record.id == any_(bindparam("ids", ids, type_=ARRAY(BigInteger)))
+        else:
+            where = Record.id.in_(ids)
+        rows = {r.id: r for r in self.session.execute(select(*cols).where(where))}
         return [rows[i] for i in ids if i in rows]
 
     def prompt_rows(self, ids: Sequence[int]) -> Sequence[Any]:

@@ -35,3 +35,46 @@ def test_values_defaults_and_conflicts_round_trip(wired):
         assert (second.params, second.flags, second.reasoning, second.prompt_tokens) == ({}, [], None, 0)
         assert (second.version, second.edited, second.is_current) == (1, False, True)
         assert sorted(got) == ["k1", "k2", "k3"] and got["k1"].reasoning != "again"
+
+
+def test_awkward_text_round_trips(wired):
+    """The rows travel as one JSON document on PostgreSQL: quotes, backslashes, control characters, emoji and
+    JSON-looking text come back as they went in."""
+    awkward = 'He said "7\\n" \\u0041 {"k": [1]}\n\ttab \x07 bell 🙂 ＡＢ 中文 \\'
+    with wired.uow() as uow:
+        (a,) = add_records(uow, "ds", [{"instruction": "Q?"}])
+        uow.drafts.add_many([_row(a, "k1", reasoning=awkward, raw_text=awkward, flags=[awkward],
+                                  params={"stop": ["\n", '"']}, latency_s=1e-9, cost_usd=123456.789)])
+        uow.commit()
+    with wired.uow() as uow:
+        d = uow.session.scalars(select(Draft)).one()
+        assert (d.reasoning, d.raw_text, d.flags, d.params) == (awkward, awkward, [awkward], {"stop": ["\n", '"']})
+        assert (d.latency_s, d.cost_usd) == (1e-9, 123456.789)
+
+
+def test_saving_a_sub_batch_is_the_same_few_statements_whatever_its_size(pg_url):
+    """psycopg caches (and the server prepares) a statement by its text: a save of 3 drafts and one of 40 must
+    send the same texts, or every sub-batch size is parsed anew (long expanded IN lists are parsed every call)."""
+    from sqlalchemy import event
+
+    from reasongen.bootstrap import bootstrap
+    from reasongen.settings import Settings
+
+    wired = bootstrap(Settings(database_url=pg_url, broker_url=None))
+    seen: list[str] = []
+    event.listen(wired.engine, "before_cursor_execute", lambda _c, _cur, stmt, *_: seen.append(stmt))
+    try:
+        with wired.uow() as uow:
+            ids = add_records(uow, "ds", [{"instruction": f"Q{i}?"} for i in range(50)])
+            uow.commit()
+        texts = []
+        for part in (ids[:3], ids[3:43]):
+            seen.clear()
+            with wired.uow() as uow:
+                assert uow.drafts.add_many([_row(r, f"k{r}") for r in part]) == len(part)
+                uow.commit()
+            texts.append([s for s in seen if "drafts" in s])
+        assert texts[0] == texts[1] and len(texts[0]) <= 4
+        assert all(len(s) < 4096 for s in texts[0])
+    finally:
+        wired.close()
