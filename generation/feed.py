@@ -34,15 +34,20 @@ class Gate:
         self.admitted = 0  # sub-batches admitted so far (lanes start one after another on it: wait_turn)
         self.primed = False  # full once, or a sub-batch had to wait, or opened: the slots are spoken for
         self._cond = threading.Condition()
+        self._waiting: list[int] = []  # sizes of the sub-batches waiting for room (release wakes them only if one fits)
 
     def acquire(self, n: int) -> None:
         """Wait until ``n`` more records fit (a sub-batch larger than the whole gate waits for an empty gate)."""
         if n <= 0:
             return
         with self._cond:
-            if not (self.in_use + n <= self.capacity or self.in_use == 0):
+            if not self._fits(n):
                 self.primed = True
-            self._cond.wait_for(lambda: self.in_use + n <= self.capacity or self.in_use == 0)
+                self._waiting.append(n)
+                try:
+                    self._cond.wait_for(lambda: self._fits(n))
+                finally:
+                    self._waiting.remove(n)
             self.in_use += n
             self.peak = max(self.peak, self.in_use)
             self.admitted += 1
@@ -62,12 +67,19 @@ class Gate:
             self.primed = True
             self._cond.notify_all()
 
+    def _fits(self, n: int) -> bool:
+        return self.in_use + n <= self.capacity or self.in_use == 0
+
     def release(self, n: int) -> None:
+        """Each record's place as its reply comes in. The waiting lanes are woken only when the smallest waiting
+        sub-batch now fits: waking every lane on every reply (most of them to find 49 places short) made each
+        wave of replies a stampede of threads on the interpreter the event loop needs for the next requests."""
         if n <= 0:
             return
         with self._cond:
             self.in_use -= n
-            self._cond.notify_all()
+            if self._waiting and self._fits(min(self._waiting)):
+                self._cond.notify_all()
 
     def hold_each(self, records: "Sequence[Future[Any]]") -> None:
         """Each record keeps its place until its own future is done (however it ends: reply, error, cancel)."""

@@ -40,10 +40,15 @@ class ScriptEstimate:
     name = "estimate"
 
     def count(self, text: str) -> int:
-        if not text:
-            return 0
-        cjk, digits = len(_CJK.findall(text)), len(_DIGIT.findall(text))
-        return math.ceil(cjk * CJK_TOKENS_PER_CHAR + digits + (len(text) - cjk - digits) / OTHER_CHARS_PER_TOKEN)
+        return _estimate(text) if text else 0
+
+
+@lru_cache(maxsize=1024)
+def _estimate(text: str) -> int:
+    """Cached: a teacher counts every request's messages up to three times (its reservation, the context check,
+    the calibration), and the system prompt is the same in every request of a batch."""
+    cjk, digits = len(_CJK.findall(text)), len(_DIGIT.findall(text))
+    return math.ceil(cjk * CJK_TOKENS_PER_CHAR + digits + (len(text) - cjk - digits) / OTHER_CHARS_PER_TOKEN)
 
 
 class TokenizerCount:

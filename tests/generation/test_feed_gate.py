@@ -45,3 +45,29 @@ def test_gate_frees_each_records_place_as_that_record_finishes():
         future.set_result("done")
     second.join(10)
     assert gate.in_use == 0
+
+
+def test_a_release_wakes_the_waiting_lanes_only_when_a_sub_batch_fits():
+    """Capacity 60, full; a lane waits to put 50 in. Replies free one place at a time: the lane is woken once,
+    when 50 places are free, not on each of the 50 replies (each wake-up is a thread taking the interpreter
+    from the event loop while a wave of replies comes in)."""
+    gate = Gate(60)
+    gate.acquire(60)
+    wakes = [0]
+    notify_all = gate._cond.notify_all
+
+    def counted() -> None:
+        wakes[0] += 1
+        notify_all()
+
+    gate._cond.notify_all = counted  # type: ignore[method-assign]
+    admitted = threading.Event()
+    waiter = threading.Thread(target=lambda: (gate.acquire(50), admitted.set()), daemon=True)
+    waiter.start()
+    assert not admitted.wait(0.1)  # the lane is waiting
+    for _ in range(49):
+        gate.release(1)
+    assert not admitted.wait(0.1) and wakes[0] == 0  # 49 free: nobody woken
+    gate.release(1)
+    assert admitted.wait(2) and gate.in_use == 60
+    assert wakes[0] == 2  # the release that let it in, and its own admission (for lanes waiting their turn)
