@@ -212,7 +212,7 @@ def part_b(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
 
 # --- (c) a rate limit shared by two workers ------------------------------------------------------------------
 def part_c(args: argparse.Namespace, settings: Settings, limit: float = 50.0) -> dict[str, Any]:
-    out: dict[str, Any] = {"part": "c", "records": args.limit_records, "workers": args.workers,
+    out: dict[str, Any] = {"part": "c", "records": args.limit_records, "workers": args.workers, "busy_cpus": args.busy,
                            "server": f"at most {limit:g} requests in any one-second window"}
     url, server = spawn_stub_process(api_key=ys.KEY, rps_limit=limit, rps_window_s=1.0)
     wired = bootstrap(settings.model_copy(update={"openai_base_url": url}))
@@ -228,7 +228,8 @@ def part_c(args: argparse.Namespace, settings: Settings, limit: float = 50.0) ->
                 run_batch(wired, f"{dataset}-warm", 4)  # one-time costs paid in every worker (imports, backends,
                 ys.reset_stats(url)                      # the language detector's models), as in part a
                 time.sleep(1.1)
-                run_batch(wired, dataset, args.chunk_size)
+                with ys.busy_cpus(args.busy):
+                    run_batch(wired, dataset, args.chunk_size)
             finally:
                 stop_workers(procs)
             stats = ys.stats_of(url)
@@ -274,6 +275,7 @@ def main() -> None:
     p.add_argument("--limit-records", type=int, default=1000, help="records for each run of part c")
     p.add_argument("--limit", type=float, default=50.0, help="part c: requests/s the server admits per 1 s window")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--busy", type=int, default=0, help="part c: CPU-bound processes beside the run (a loaded host)")
     p.add_argument("--repeats", type=int, default=3, help="alternating runs for (a)")
     p.add_argument("--concurrency", type=int, default=8, help="threads (chunks at once) per worker")
     p.add_argument("--chunk-size", type=int, default=100)

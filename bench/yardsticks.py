@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import resource
@@ -24,6 +25,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -188,3 +190,15 @@ class InFlightSampler:
         middle = [n for t, n in busy if start + 0.1 * (end - start) <= t <= end - 0.1 * (end - start)] or [0]
         return {"steady_in_flight": statistics.median(middle), "max_in_flight_sampled": max(n for _, n in busy),
                 "samples": len(middle)}
+
+
+@contextlib.contextmanager
+def busy_cpus(n: int) -> Iterator[None]:
+    """``n`` CPU-bound processes beside the bench (a loaded worker host: senders that wake late), stopped after."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    try:
+        yield
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
