@@ -179,13 +179,10 @@ def _lost(wiring: Wiring, batch_id: int | None, force: bool, report: SweepReport
     if not candidates:
         return
     held = broker.held_chunk_ids(settings, window) if settings.broker_url else set()
-    for chunk_id in candidates:
-        if held is not None and chunk_id in held:
-            continue
-        with wiring.uow() as uow:
-            if uow.chunks.requeue(chunk_id, now, enqueued_before=cutoff):
-                report.resent.append(chunk_id)
-            uow.commit()
+    lost = [c for c in candidates if held is None or c not in held]
+    with wiring.uow() as uow:  # one statement for all: after Redis restarted empty that is every queued chunk
+        report.resent.extend(uow.chunks.resend_queued(lost, now, enqueued_before=cutoff))
+        uow.commit()
 
 
 def _unsent_followups(wiring: Wiring, report: SweepReport) -> None:
@@ -215,9 +212,11 @@ def _expired_followups(wiring: Wiring, report: SweepReport) -> None:
 
 def _send(wiring: Wiring, report: SweepReport) -> None:
     by_backend: dict[str, list[int]] = {}
+    chunk_ids = report.requeued + report.resent
     with wiring.uow() as uow:
-        for chunk_id in report.requeued + report.resent:
-            by_backend.setdefault(uow.chunks.backend_of(chunk_id) or "fake", []).append(chunk_id)
+        backends = uow.chunks.backends_of(chunk_ids)
+    for chunk_id in chunk_ids:
+        by_backend.setdefault(backends.get(chunk_id) or "fake", []).append(chunk_id)
     for backend, ids in by_backend.items():
         dispatch.send_chunks(wiring.settings, ids, backend)
     for followup in report.followups:
