@@ -170,7 +170,7 @@ class Throttle:
             if not pacer_down(down):
                 raise
             log.warning("the shared rate limiter does not answer: a %s was not shared with it", outcome.value)
-            new_burst = limit.cut(permit, OVERLOAD_CUT, "server overloaded (the rate limiter unreachable)")
+            new_burst = limit.cut(permit, OVERLOAD_CUT, "overloaded (429/503; the shared rate limiter did not answer)")
         self.bursts += new_burst
         return outcome
 

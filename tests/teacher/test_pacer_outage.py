@@ -110,3 +110,28 @@ def test_a_redis_that_stays_away_fails_the_request_naming_the_limiter(server: Se
     assert draft.error is not None and "rate limiter" in draft.error and str(server.port) in draft.error
     assert "OPENAI_BASE_URL" not in draft.error  # not the teacher's endpoint: nothing was sent to it
     assert 0.5 <= waited < 10
+
+
+def test_a_429_or_a_token_count_the_pacer_cannot_take_does_not_replace_the_reply(server: Server) -> None:
+    # The reply (or the 429) is in while Redis restarts: sharing it with the pacer fails, and that must not turn into
+    # the request's error (the retry then waits for the pacer in acquire).
+    import asyncio
+
+    import httpx
+    import openai
+
+    from generation.concurrency import Outcome
+    from generation.throttle import Throttle
+
+    pacer = RedisLimiter(Rates.per_minute(60_000, 10_000_000), server.url, f"test:pacer-outage:{uuid.uuid4().hex}")
+    throttle = Throttle(8, adaptive=False, pacer=pacer)
+    refused = openai.RateLimitError("Rate limit reached", body=None, response=httpx.Response(
+        429, request=httpx.Request("POST", "http://127.0.0.1/v1/chat/completions")))
+
+    async def main() -> Outcome:
+        first, second = await throttle.acquire(100), await throttle.acquire(100)
+        server.stop()
+        await throttle.succeeded(first, 100, 150)  # its tokens are not settled: the reply still counts
+        return await throttle.failed(second, refused)
+
+    assert asyncio.run(main()) is Outcome.OVERLOAD
