@@ -198,7 +198,7 @@ def _where(pacer: RateLimiter) -> str:
     url = getattr(pacer, "redis_url", None)
     if not url:
         return type(pacer).__name__
-    from redis.connection import parse_url
+    from urllib.parse import urlsplit
 
-    parts = parse_url(url)
-    return f"Redis at {parts.get('host', '?')}:{parts.get('port', 6379)}"  # never the URL: it may hold a password
+    parts = urlsplit(url)
+    return f"Redis at {parts.hostname or '?'}:{parts.port or 6379}"  # never the URL: it may hold a password
