@@ -6,8 +6,6 @@ rejected, not forced into the nearest of our three.
 
 from __future__ import annotations
 
-import threading
-import time
 from dataclasses import replace
 from functools import lru_cache
 from typing import TYPE_CHECKING
@@ -30,47 +28,12 @@ SHORT_WORDS = 12
 LATIN_END = "\u0250"  # Basic Latin through Latin Extended-B
 
 
-WARM_TEXT = "A sentence in English, to load the language models now."
-_warming: threading.Thread | None = None
-_warming_lock = threading.Lock()
-
-
 @lru_cache(maxsize=1)
 def detector() -> "LanguageDetector":
-    """Built once per process on first use: its first detection loads the language models (seconds of CPU).
-    While ``warm_in_background`` loads them, this waits for it rather than load the rest in one go."""
+    """Built once per process on first use: building it takes a while."""
     from lingua import Language, LanguageDetectorBuilder
 
-    warming = _warming
-    if warming is not None and warming is not threading.current_thread():
-        warming.join()
     return LanguageDetectorBuilder.from_languages(*(getattr(Language, n) for n in CANDIDATES)).build()
-
-
-def warm_in_background() -> threading.Thread:
-    """Load the models on a thread of their own, one language at a time (a teacher worker calls this as it starts
-    taking tasks). lingua holds the interpreter while it loads: all at once that is ~2.7 s in which no other thread
-    of the process runs (a worker that loaded them before its first task was out ~3 s longer after each restart;
-    one that loaded them inside its first chunk starved the teacher's event loop into client timeouts). One
-    language at a time holds it at most ~0.7 s at once (English with the first), well inside a request's timeout."""
-    global _warming
-    with _warming_lock:
-        if _warming is None:
-            _warming = threading.Thread(target=_warm_in_steps, name="language-models", daemon=True)
-            _warming.start()
-        return _warming
-
-
-def _warm_in_steps() -> None:
-    from lingua import Language, LanguageDetectorBuilder
-
-    english = Language.ENGLISH
-    for name in CANDIDATES:
-        other = getattr(Language, name)
-        if other is not english:  # a detection among two candidates loads those two languages' models only
-            LanguageDetectorBuilder.from_languages(english, other).build().detect_language_of(WARM_TEXT)
-            time.sleep(0.01)  # the other threads run between two languages
-    detector().detect_language_of(WARM_TEXT)  # every model it needs is loaded: this takes a millisecond
 
 
 def detect(text: str) -> tuple[str, str] | None:
