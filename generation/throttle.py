@@ -26,6 +26,7 @@ still counted traffic from before it, is the same burst). Later refusals of a bu
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import weakref
 from dataclasses import dataclass
@@ -35,8 +36,28 @@ from generation.concurrency import AdaptiveConcurrency, Outcome, Permit
 from generation.ratelimit import NoLimit, RateLimiter
 from generation.retry import load_outcome
 
+log = logging.getLogger(__name__)
+
 OVERLOAD_CUT = 0.75
 DEFAULT_HOLD_S = 1.0  # a 429/503 without Retry-After
+# A shared pacer's Redis that does not answer (restarting, failing over): requests wait for it, retrying from
+# PACER_RETRY_S up to a second apart, rather than fail their drafts (bench/chaos: a Redis restart failed 174
+# records); one away for longer than PACER_PATIENCE_S fails the request, naming the limiter.
+PACER_RETRY_S = 0.05
+PACER_PATIENCE_S = 60.0
+
+
+class PacerUnreachable(RuntimeError):
+    """The shared pacer's store stayed unreachable: the request was not sent (the endpoint is not at fault)."""
+
+
+def pacer_down(exc: BaseException) -> bool:
+    """The pacer's store (Redis) did not answer: a refused or dropped connection or a timeout, not a bug."""
+    try:
+        from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeout
+    except ImportError:  # no Redis client: only the in-process pacer, which has no connection to lose
+        return False
+    return isinstance(exc, RedisConnectionError | RedisTimeout)
 
 
 @dataclass(frozen=True)
@@ -75,6 +96,7 @@ class Throttle:
         self._limits: weakref.WeakKeyDictionary[Any, AdaptiveConcurrency] = weakref.WeakKeyDictionary()
         self._last: AdaptiveConcurrency | None = None
         self.bursts = 0
+        self._warned_at = float("-inf")
 
     def concurrency(self) -> AdaptiveConcurrency:
         """The running loop's concurrency limiter (asyncio futures cannot cross loops)."""
@@ -91,12 +113,34 @@ class Throttle:
         limit = self.concurrency()
         permit = await limit.acquire()
         try:
-            await self.pacer.acquire(tokens)
+            await self._paced(tokens)
         except BaseException:
             limit.release(permit, Outcome.ERROR)
             raise
         permit.started = time.monotonic()
         return permit
+
+    async def _paced(self, tokens: int) -> None:
+        """The pacing slot, waiting out a pacer store that does not answer (see ``PACER_PATIENCE_S``)."""
+        started, delay = time.monotonic(), PACER_RETRY_S
+        while True:
+            try:
+                await self.pacer.acquire(tokens)
+                return
+            except Exception as exc:  # noqa: BLE001 - only an unreachable store is waited for
+                if not pacer_down(exc):
+                    raise
+                error = f"{type(exc).__name__}: {exc}"
+            if time.monotonic() - started >= PACER_PATIENCE_S:
+                # Raised here, outside the handler, so no connection error hangs on it as its context: the breaker
+                # reads a refused connection in an error's chain as the teacher's endpoint refusing it.
+                raise PacerUnreachable(f"the shared rate limiter ({_where(self.pacer)}) did not answer for "
+                                       f"{PACER_PATIENCE_S:.0f}s: {error}; the request was not sent")
+            if time.monotonic() - self._warned_at > 10:  # one line per outage, not one per waiting request
+                self._warned_at = time.monotonic()
+                log.warning("the shared rate limiter does not answer (%s): requests wait for it", error)
+            await asyncio.sleep(delay)
+            delay = min(1.0, delay * 2)
 
     def cancel(self, permit: Permit) -> None:
         """Give a place back without a sample (the request was never sent)."""
@@ -105,7 +149,11 @@ class Throttle:
     async def succeeded(self, permit: Permit, estimated: int, total_tokens: int | None) -> None:
         self.concurrency().release(permit, Outcome.OK)  # raw latency: a queue wait does not scale with length
         if total_tokens:  # servers that report no usage keep the estimate
-            await self.pacer.settle(estimated, total_tokens)
+            try:
+                await self.pacer.settle(estimated, total_tokens)
+            except Exception as exc:  # noqa: BLE001 - the reply is in: a token count lost is no reason to fail it
+                if not pacer_down(exc):
+                    raise
 
     async def failed(self, permit: Permit, exc: BaseException) -> Outcome:
         """The one classification of a failed request, and the one reaction to overload (see the module doc)."""
@@ -116,6 +164,17 @@ class Throttle:
         if outcome is not Outcome.OVERLOAD:
             return outcome
         hold = DEFAULT_HOLD_S if retry_after is None else retry_after
+        try:
+            new_burst = await self._overloaded(limit, permit, exc, hold)
+        except Exception as down:  # noqa: BLE001 - the retry waits for the pacer in acquire
+            if not pacer_down(down):
+                raise
+            log.warning("the shared rate limiter does not answer: a %s was not shared with it", outcome.value)
+            new_burst = limit.cut(permit, OVERLOAD_CUT, "overloaded (429/503; the shared rate limiter did not answer)")
+        self.bursts += new_burst
+        return outcome
+
+    async def _overloaded(self, limit: AdaptiveConcurrency, permit: Permit, exc: BaseException, hold: float) -> bool:
         if getattr(exc, "status_code", None) == 429:  # a rate limit: the pace learns from it and decides the burst
             new_burst = await self.pacer.refused(time.monotonic() - permit.started, hold)
             if new_burst:  # (shared by every worker); the concurrency follows
@@ -123,8 +182,7 @@ class Throttle:
         else:  # 503: the server is busy, not counting requests: a hold and fewer in flight, no pace learned
             await self.pacer.hold(hold)
             new_burst = limit.cut(permit, OVERLOAD_CUT, "server overloaded (503)")
-        self.bursts += new_burst
-        return outcome
+        return new_burst
 
     def snapshot(self) -> ThrottleState | None:
         """The loop that sent last (None before any request)."""
@@ -134,3 +192,13 @@ class Throttle:
         s = limit.snapshot()
         return ThrottleState(s.limit, s.max_limit, s.in_flight, s.phase, s.reason, s.timeouts, s.overloads,
                              s.baseline_s, s.recent_s, self.pacer.rate_state(), self.bursts)
+
+
+def _where(pacer: RateLimiter) -> str:
+    url = getattr(pacer, "redis_url", None)
+    if not url:
+        return type(pacer).__name__
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"Redis at {parts.hostname or '?'}:{parts.port or 6379}"  # never the URL: it may hold a password

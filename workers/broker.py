@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from functools import lru_cache
 from typing import Any
 
 from reasongen.settings import Settings, is_redis_url
@@ -29,9 +30,23 @@ def is_redis(settings: Settings) -> bool:
 
 
 def _client(settings: Settings) -> Any:
+    return _client_for(settings.broker_url or "")
+
+
+@lru_cache(maxsize=8)
+def _client_for(url: str) -> Any:
+    # One client (and its connection pool) per broker: a worker asks every second whether the broker lost its
+    # data (workers/lifecycle.py), and a new client each time is a new connection each time.
     import redis
 
-    return redis.Redis.from_url(settings.broker_url or "", socket_connect_timeout=5, socket_timeout=10)
+    return redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10)
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Redis did not answer (restarting, down): a connection error or a timeout, not a bug."""
+    import redis
+
+    return isinstance(exc, redis.ConnectionError | redis.TimeoutError)
 
 
 def _keys(name: str) -> list[str]:

@@ -40,10 +40,10 @@ def sweep(wiring: Wiring, *, batch_id: int | None = None, force: bool = False, s
     """One pass. ``force`` (resume) re-sends every queued chunk missing from the broker, however recent;
     ``broker_lost``: the caller already found the broker's data gone (``broker.data_lost`` answers once)."""
     report = SweepReport()
-    _orphaned(wiring, batch_id)
+    worker_gone = _orphaned(wiring, batch_id)
     _expired(wiring, batch_id, report)
     _exhausted(wiring, batch_id, report)
-    _lost(wiring, batch_id, force or broker_lost, report)
+    _lost(wiring, batch_id, force or broker_lost, report, worker_gone)
     if batch_id is None:  # provider batch jobs (--mode batch): poll the due ones (workers/provider_jobs.py)
         _provider_jobs(wiring)
     if send and wiring.settings.broker_url:
@@ -66,7 +66,7 @@ def _provider_jobs(wiring: Wiring) -> None:
         log.warning("polling provider batch jobs failed; next sweep tries again", exc_info=True)
 
 
-def _orphaned(wiring: Wiring, batch_id: int | None) -> None:
+def _orphaned(wiring: Wiring, batch_id: int | None) -> bool:
     """End at once the leases that nothing runs any more, instead of waiting for them to run out
     (REASONGEN_LEASE_SECONDS, 5 minutes):
 
@@ -80,7 +80,7 @@ def _orphaned(wiring: Wiring, batch_id: int | None) -> None:
       lease runs until it expires.)
 
     Silence counts after three heartbeat intervals, and not at all just after the database restarted (the
-    heartbeats could not be written while it was down)."""
+    heartbeats could not be written while it was down). True when a worker that is gone held a lease."""
     now = utcnow()
     stale_before = now - timedelta(seconds=3 * wiring.settings.heartbeat_interval_s)
     with wiring.uow() as uow:
@@ -99,6 +99,7 @@ def _orphaned(wiring: Wiring, batch_id: int | None) -> None:
         uow.commit()
     if gone:
         log.warning("sweeper: leases of workers that are gone ended: %s", [(r, i) for r, i, _ in gone])
+    return any(_dead(o, beats, stale_before) for _, _, o in gone)
 
 
 def _database_started_after(uow: UnitOfWork, moment: datetime) -> bool:
@@ -165,27 +166,32 @@ def _why(attempts: int) -> str:
             "per sub-batch)")
 
 
-def _lost(wiring: Wiring, batch_id: int | None, force: bool, report: SweepReport) -> None:
+def _lost(wiring: Wiring, batch_id: int | None, force: bool, report: SweepReport, worker_gone: bool = False) -> None:
     """Re-send queued chunks the broker does not hold. With Redis the sweeper can see what it holds, so a
-    chunk is re-sent after ``broker.RESERVATION_GRACE_S``; with another broker, after ``requeue_after_s``."""
+    chunk is re-sent after ``broker.RESERVATION_GRACE_S``; with another broker, after ``requeue_after_s``.
+
+    ``worker_gone``: this sweep found a worker that is gone. The messages it had reserved but not yet run (a
+    retry waiting out its countdown, one waiting for a free thread) are in the broker's reservations, which do
+    not say whose they are: every queued chunk held only by a reservation is re-sent now, however recent, not
+    after the grace (bench/chaos: 45 s more for a chunk whose retry message went down with a SIGKILLed worker).
+    A live worker's copy then finds the chunk taken or done: the lease lets one delivery in."""
     now, settings = utcnow(), wiring.settings
     if settings.broker_url and broker.data_lost(settings):
         force = True  # Redis came back empty: every message it held is gone, however recent
     knowable = bool(settings.broker_url) and broker.is_redis(settings)
     window = min(settings.requeue_after_s, broker.RESERVATION_GRACE_S) if knowable else settings.requeue_after_s
-    cutoff = now if force else now - timedelta(seconds=window)
+    reservations_count = not (worker_gone and knowable)
+    cutoff = now if force or not reservations_count else now - timedelta(seconds=window)
     with wiring.uow() as uow:
         candidates = uow.chunks.queued_before(cutoff, batch_id)
     if not candidates:
         return
-    held = broker.held_chunk_ids(settings, window) if settings.broker_url else set()
-    for chunk_id in candidates:
-        if held is not None and chunk_id in held:
-            continue
-        with wiring.uow() as uow:
-            if uow.chunks.requeue(chunk_id, now, enqueued_before=cutoff):
-                report.resent.append(chunk_id)
-            uow.commit()
+    held = broker.held_chunk_ids(settings, window if reservations_count else 0.0) if settings.broker_url else set()
+    sending = set(report.requeued)  # re-queued by this sweep a moment ago: their message is not out yet
+    lost = [c for c in candidates if c not in sending and (held is None or c not in held)]
+    with wiring.uow() as uow:  # one statement for all: after Redis restarted empty that is every queued chunk
+        report.resent.extend(uow.chunks.resend_queued(lost, now, enqueued_before=cutoff))
+        uow.commit()
 
 
 def _unsent_followups(wiring: Wiring, report: SweepReport) -> None:
@@ -215,9 +221,11 @@ def _expired_followups(wiring: Wiring, report: SweepReport) -> None:
 
 def _send(wiring: Wiring, report: SweepReport) -> None:
     by_backend: dict[str, list[int]] = {}
+    chunk_ids = report.requeued + report.resent
     with wiring.uow() as uow:
-        for chunk_id in report.requeued + report.resent:
-            by_backend.setdefault(uow.chunks.backend_of(chunk_id) or "fake", []).append(chunk_id)
+        backends = uow.chunks.backends_of(chunk_ids)
+    for chunk_id in chunk_ids:
+        by_backend.setdefault(backends.get(chunk_id) or "fake", []).append(chunk_id)
     for backend, ids in by_backend.items():
         dispatch.send_chunks(wiring.settings, ids, backend)
     for followup in report.followups:

@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
 import proxy as counting  # noqa: E402
-from report import Rate, outcome, progress, secret_leaks, tail, training  # noqa: E402
+from report import Rate, failure_reasons, outcome, progress, secret_leaks, tail, training  # noqa: E402
 from services import PG_BIN, PrivatePostgres, PrivateRedis, Processes, reasongen, wait_until  # noqa: E402
 
 from storage.db import make_engine  # noqa: E402
@@ -138,8 +138,9 @@ def chaos_plan(workers: list[str]) -> list[tuple[float, str, str]]:
             (0.55, "postgres", ""), (0.70, "kill", workers[2 % len(workers)])]
 
 
-def act(action: str, target: str, procs: Processes, pg: PrivatePostgres, redis: PrivateRedis, proxy, args) -> None:  # type: ignore[no-untyped-def]
-    print(f"  chaos at {time.strftime('%H:%M:%S')}: {action} {target}", flush=True)
+def act(action: str, target: str, procs: Processes, pg: PrivatePostgres, redis: PrivateRedis, proxy, args,
+        t: float = 0.0) -> None:  # type: ignore[no-untyped-def]
+    print(f"  chaos at {time.strftime('%H:%M:%S')} (t={t:.1f}s): {action} {target}", flush=True)
     if action == "slow":
         proxy.slow(60.0, args.slow_delay)
         return
@@ -179,7 +180,7 @@ def drive(engine, batch_id: int, total: int, plan, deadline: float, ctx) -> dict
             if in_tail:  # what the last records wait for
                 print("\n".join(f"    {line}" for line in _safe(lambda: tail(engine, batch_id)) or []), flush=True)
         while pending and written >= pending[0][0] * total:
-            act(pending[0][1], pending[0][2], *ctx)
+            act(pending[0][1], pending[0][2], *ctx, t=time.monotonic() - start)
             pending.pop(0)
         if at_deadline is None and read_at >= deadline:  # the last look before it: never fewer stuck than there were
             at_deadline = before or dict(state, at_s=read_at)
@@ -234,6 +235,7 @@ def main() -> None:
         batch_id = enqueue(procs, root, "chaos", args.records, args.chunk_size, args.proxy_port, "--then", "train")
         run = drive(engine, batch_id, args.records, chaos_plan(workers), args.deadline_factor * t0,
                     (procs, pg, redis, proxy, args))
+        run["failures"] = failure_reasons(engine, batch_id)  # before training: the database goes with the run
         trained = None if args.no_train else _safe_train(engine, procs, batch_id)
         leaks = secret_leaks(key, [str(PG_BIN / "pg_dump"), "-h", "127.0.0.1", "-p", str(args.pg_port),
                                    "-U", "postgres", "postgres"], root)
@@ -293,6 +295,8 @@ def print_report(n: int, t0: float, run: dict, paid: dict, trained: dict | None,
                                    f"last step {trained['last_step']}, recovered in {trained['recovered_in_s']} s")]
     width = max(len(str(r[0])) for r in rows)
     print("\n".join(f"{name:<{width}}  {value}" for name, value in rows))
+    for reason, records in run["failures"]:
+        print(f"  failed: {records:5d} x {reason}")
     for line in paid["unexplained"][:20]:
         print(f"  unexplained paid duplicate: {line}")
     ok = (final["without_draft"] == 0 and stuck == 0 and dl["batch_ended"] and per_record <= 1.35

@@ -59,6 +59,19 @@ def tail(engine, batch_id: int) -> list[str]:  # type: ignore[no-untyped-def]
             + (f"; {r['error']}" if r["error"] else "") for r in rows]
 
 
+FAILURES_SQL = """
+SELECT regexp_replace(left(error, 120), '[0-9]+', 'N', 'g') AS reason, count(*) AS records FROM drafts
+WHERE batch_id = :b AND is_current AND status = 'failed' GROUP BY 1 ORDER BY 2 DESC LIMIT :n
+"""
+
+
+def failure_reasons(engine, batch_id: int, n: int = 8) -> list[tuple[str, int]]:  # type: ignore[no-untyped-def]
+    """The commonest reasons records failed with (digits folded, so one fault reads as one line): to tell the
+    injected faults running out of attempts from a product failure."""
+    with engine.connect() as conn:
+        return [(r[0], int(r[1])) for r in conn.execute(text(FAILURES_SQL), {"b": batch_id, "n": n})]
+
+
 def progress(engine, batch_id: int) -> int:  # type: ignore[no-untyped-def]
     with engine.connect() as conn:
         return int(conn.execute(text("SELECT count(*) FROM drafts WHERE batch_id = :b"), {"b": batch_id}).scalar_one())

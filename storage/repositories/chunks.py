@@ -179,6 +179,27 @@ class ChunkRepository(Repository):
                         reserved_usd=0.0, reserved_tokens=0))
         return self._run(stmt).rowcount == 1
 
+    def resend_queued(self, chunk_ids: Sequence[int], now: datetime, enqueued_before: datetime) -> list[int]:
+        """Mark queued chunks re-sent, all in one conditional UPDATE (a Redis that restarted empty leaves every
+        queued chunk to re-send: one statement each took seconds on a loaded machine while the workers ran dry).
+        Of several sweepers, exactly one re-sends each: the ids it returns."""
+        if not chunk_ids:
+            return []
+        stmt = (update(Chunk).where(Chunk.id.in_(list(chunk_ids)), Chunk.status == "queued",
+                                    Chunk.enqueued_at < enqueued_before)
+                .values(enqueued_at=now, updated_at=now, lease_owner=None, lease_expires_at=None, reserved_usd=0.0,
+                        reserved_tokens=0)
+                .returning(Chunk.id).execution_options(synchronize_session=False))
+        return sorted(self.session.scalars(stmt))
+
+    def backends_of(self, chunk_ids: Sequence[int]) -> dict[int, str]:
+        """Each chunk's batch backend, in one query."""
+        if not chunk_ids:
+            return {}
+        stmt = (select(Chunk.id, Batch.backend).join(Batch, Batch.id == Chunk.batch_id)
+                .where(Chunk.id.in_(list(chunk_ids))))
+        return {int(i): b for i, b in self.session.execute(stmt)}
+
     def record_ids(self, batch_id: int) -> list[int]:
         ids: list[int] = []
         for chunk in self.for_batch(batch_id):

@@ -67,3 +67,41 @@ def test_a_dead_workers_reservation_is_re_sent_without_waiting_for_requeue_after
     finally:
         client.hdel("unacked", tag)
         client.zrem("unacked_index", tag)
+
+
+def test_a_gone_workers_reserved_message_is_re_sent_when_the_worker_is_found_gone(queue_wired, monkeypatch):
+    # A chunk whose retry message (a countdown after a database outage) a worker had reserved, not yet run, when it
+    # was SIGKILLed: kombu's reservations do not say whose they are, so the chunk waited for the grace (45 s more
+    # in a chaos run). A sweep that finds a worker gone (its leases ended) re-sends it at once.
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from storage.models import Chunk
+    from workers.batches import utcnow
+
+    from tests.helpers import add_records
+    from workers.planning import BatchRequest, plan_batch
+
+    monkeypatch.setattr(queue_wired.settings, "requeue_after_s", 120.0)
+    client = redis.Redis.from_url(queue_wired.settings.broker_url)
+    with queue_wired.uow() as uow:
+        add_records(uow, "ds", [{"instruction": "Q1"}, {"instruction": "Q2"}])
+    held, leased = plan_batch(queue_wired, BatchRequest(dataset="ds", backend="slow", chunk_size=1)).chunk_ids
+    client.delete(f"{queue_wired.settings.queue_prefix}teacher")  # their messages: one reserved, one running
+    tag = _reserve(client, held, time.time() - 1)  # reserved a second ago: held, by whoever it was
+    try:
+        assert held not in sweeper.sweep(queue_wired, send=False).resent  # no worker gone: the grace holds
+        now = utcnow()
+        with queue_wired.uow() as uow:
+            uow.heartbeats.beat("gone@host", now, pid=111, queues=["teacher"], concurrency=1)
+            uow.session.execute(update(Chunk).where(Chunk.id == leased).values(
+                status="leased", lease_owner="gone@host:222:1:abcd", attempts=1,
+                lease_expires_at=now + timedelta(seconds=300)))
+            uow.commit()  # the worker restarted under its name (pid 111): the lease of pid 222 is a dead one's
+        report = sweeper.sweep(queue_wired, send=False)
+        assert report.requeued == [leased]  # its lease ended, and re-sent once (not also as a lost chunk)
+        assert report.resent == [held]
+    finally:
+        client.hdel("unacked", tag)
+        client.zrem("unacked_index", tag)

@@ -109,3 +109,31 @@ def test_silence_does_not_count_across_a_database_restart(pg_url):
         assert state(wired, batch_id, chunk_id) == ("running", "leased", False)
     finally:
         wired.close()
+
+
+def test_lost_chunks_are_re_sent_in_one_statement_not_one_each(wired):
+    # After Redis restarted empty every queued chunk of every batch is lost at once (bench/chaos: ~130): one
+    # conditional UPDATE per chunk, each its own transaction, took seconds on a loaded machine, and the workers
+    # ran dry meanwhile. All of them now go in one statement, and each is still re-sent once.
+    from sqlalchemy import event
+
+    with wired.uow() as uow:
+        add_records(uow, "ds", [{"instruction": f"Q{i}"} for i in range(12)])
+    planned = plan_batch(wired, BatchRequest(dataset="ds", chunk_size=2))
+    with wired.uow() as uow:
+        uow.session.execute(update(Chunk).values(enqueued_at=utcnow() - timedelta(hours=1)))
+        uow.commit()
+    updates: list[str] = []
+
+    def count(conn, cursor, statement, *_):  # type: ignore[no-untyped-def]
+        if statement.lstrip().upper().startswith("UPDATE CHUNKS"):
+            updates.append(statement)
+
+    event.listen(wired.engine, "before_cursor_execute", count)
+    try:
+        report = sweeper.sweep(wired)
+    finally:
+        event.remove(wired.engine, "before_cursor_execute", count)
+    assert sorted(report.resent) == sorted(planned.chunk_ids) and len(planned.chunk_ids) == 6
+    assert len(updates) == 1
+    assert sweeper.sweep(wired).resent == []  # just re-sent: not again
