@@ -60,7 +60,8 @@ RETIRE_CURRENT = text(
 MAKE_CURRENT = text(f"UPDATE {Draft.__tablename__} SET is_current = true, updated_at = :now WHERE id = ANY(:ids)")
 
 
-def delete_failed_params(pairs: list[tuple[str, int]]) -> dict[str, list[Any]]:
+def pairs_params(pairs: list[tuple[str, int]]) -> dict[str, list[Any]]:
+    """(cache key, record id) pairs as the two arrays DELETE_FAILED and DRAFTED unnest."""
     return {"keys": [k for k, _ in pairs], "record_ids": [r for _, r in pairs]}
 
 
