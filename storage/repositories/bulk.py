@@ -60,8 +60,7 @@ RETIRE_CURRENT = text(
 MAKE_CURRENT = text(f"UPDATE {Draft.__tablename__} SET is_current = true, updated_at = :now WHERE id = ANY(:ids)")
 
 
-def pairs_params(pairs: list[tuple[str, int]]) -> dict[str, list[Any]]:
-    """(cache key, record id) pairs as the two arrays DELETE_FAILED and DRAFTED unnest."""
+def delete_failed_params(pairs: list[tuple[str, int]]) -> dict[str, list[Any]]:
     return {"keys": [k for k, _ in pairs], "record_ids": [r for _, r in pairs]}
 
 

@@ -37,7 +37,7 @@ class DraftRepository:
             return set()
         pairs = [(k, r) for r, k in keys.items()]
         if self._pg():
-            return set(self.session.scalars(bulk.DRAFTED, bulk.pairs_params(pairs)))
+            return set(self.session.scalars(bulk.DRAFTED, bulk.delete_failed_params(pairs)))
         query = select(Draft.record_id).where(tuple_(Draft.cache_key, Draft.record_id).in_(pairs),
                                               Draft.status != "failed")
         return set(self.session.scalars(query))
@@ -79,7 +79,7 @@ class DraftRepository:
         pairs = [(r["cache_key"], r["record_id"]) for r in rows]
         pg = self._pg()
         if pg:  # short statements over arrays and one JSON document: storage/repositories/bulk.py
-            self.session.execute(bulk.DELETE_FAILED, bulk.pairs_params(pairs))
+            self.session.execute(bulk.DELETE_FAILED, bulk.delete_failed_params(pairs))
         else:
             self.session.execute(delete(Draft).where(tuple_(Draft.cache_key, Draft.record_id).in_(pairs),
                                                      Draft.status == "failed"))

@@ -19,11 +19,6 @@ class DatasetNotFoundError(LookupError):
         super().__init__(f"No dataset named {name!r}. List datasets with: reasongen datasets")
 
 
-# What a prompt is rendered from (generation.restructure reads these), for reads that need no ORM objects.
-_PROMPT_COLUMNS = (Record.id, Record.key, Record.lang, Record.instruction, Record.input, Record.output, Record.field,
-                   Record.uniqueness, Record.content_hash)
-
-
 @dataclass
 class DatasetOverview:
     name: str
@@ -132,17 +127,21 @@ class RecordRepository:
     def view_rows(self, ids: Sequence[int]) -> list[Any]:
         """``prompt_rows`` in the order of ``ids``: what a chunk renders its prompts from, as plain rows (loading
         ORM objects cost a lane 3-4 ms a sub-batch). On PostgreSQL one statement text for any count (``= ANY``)."""
+        cols = (Record.id, Record.key, Record.lang, Record.instruction, Record.input, Record.output, Record.field,
+                Record.uniqueness, Record.content_hash)
         ids = list(ids)
         if self.session.get_bind().dialect.name == "postgresql":
             where = Record.id == any_(bindparam("ids", ids, type_=ARRAY(BigInteger)))
         else:
             where = Record.id.in_(ids)
-        rows = {r.id: r for r in self.session.execute(select(*_PROMPT_COLUMNS).where(where))}
+        rows = {r.id: r for r in self.session.execute(select(*cols).where(where))}
         return [rows[i] for i in ids if i in rows]
 
     def prompt_rows(self, ids: Sequence[int]) -> Sequence[Any]:
         """The columns a prompt is rendered from, as plain rows (no ORM objects): enqueue renders every record."""
-        return self.session.execute(select(*_PROMPT_COLUMNS).where(Record.id.in_(list(ids)))).all()
+        cols = (Record.id, Record.key, Record.lang, Record.instruction, Record.input, Record.output, Record.field,
+                Record.uniqueness, Record.content_hash)
+        return self.session.execute(select(*cols).where(Record.id.in_(list(ids)))).all()
 
     def by_key(self, key: str, dataset: str | None = None) -> list[tuple[str, Record]]:
         """(dataset name, record) of every live record with this key, in one dataset or in all."""
